@@ -1,0 +1,272 @@
+//! Checkpoints and atomic file writes.
+//!
+//! A checkpoint is a directory `RUN/checkpoints/step-00000123/` holding
+//! * `model.safetensors`: every weight in PyTorch layout (names in [`crate::model::VqVae::export`]),
+//!   the EMA state of `vq-ema` (`quantizer.ema_count_hidden` `[K]`,
+//!   `quantizer.ema_sum_hidden` `[K, D]`), and metadata `format`, `step`, `config` (the run's JSON
+//!   config) and `ema_updates`;
+//! * `optimizer.bpk`: burn's Adam state (burnpack);
+//! * `state.json`: where training stands (step, epoch, batch within the epoch, dead-code state).
+//!
+//! The directory is written under a temporary name and renamed into place, then the file
+//! `RUN/checkpoints/latest` (also written by temp file + rename) names it. A crash at any moment
+//! leaves the previous checkpoint intact and `latest` pointing at a complete one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::error::InputError;
+use crate::model::NamedTensors;
+use crate::quantizer::{DeadCodeTracker, EmaCodebook};
+
+/// Format tag stored in the safetensors metadata.
+pub const FORMAT: &str = "vqib-checkpoint-1";
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed, then
+/// renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Where training stands, saved beside the weights.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Epoch in progress (0-based).
+    pub epoch: usize,
+    /// Batches of `epoch` already done.
+    pub batch_in_epoch: usize,
+    /// Seconds of training before this checkpoint (summed over resumed runs).
+    pub wall_time: f64,
+    /// Dead-code tracking, when enabled.
+    pub dead_codes: Option<DeadCodeTracker>,
+    /// Whether the codebook has been initialised (k-means init runs on the first batch).
+    pub codebook_initialised: bool,
+}
+
+/// Everything in a checkpoint except the optimizer.
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: RunConfig,
+    pub tensors: NamedTensors,
+    pub ema: Option<EmaCodebook>,
+    pub state: TrainState,
+}
+
+/// Serialises weights (+ EMA state) and metadata to safetensors bytes.
+pub fn to_safetensors(
+    tensors: &NamedTensors,
+    ema: Option<&EmaCodebook>,
+    config: &RunConfig,
+    step: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let mut all: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, (s, v))| (n.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert("step".to_string(), step.to_string());
+    meta.insert("config".to_string(), serde_json::to_string(config)?);
+    if let Some(e) = ema {
+        let f32s = |v: &[f64]| v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect::<Vec<u8>>();
+        all.push(("quantizer.ema_count_hidden".into(), vec![e.k], f32s(&e.count_hidden)));
+        all.push(("quantizer.ema_sum_hidden".into(), vec![e.k, e.d], f32s(&e.sum_hidden)));
+        meta.insert("ema_updates".to_string(), e.updates.to_string());
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = all
+        .iter()
+        .map(|(n, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)?)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(safetensors::serialize(views, &Some(meta))?)
+}
+
+/// Reads a vqib safetensors file: weights, EMA state (when present) and the embedded config.
+pub fn read_safetensors(path: &Path) -> Result<(RunConfig, NamedTensors, Option<EmaCodebook>, u64), InputError> {
+    let bytes = std::fs::read(path).map_err(|e| InputError::file(path, format!("cannot read checkpoint: {e}")))?;
+    let bad = |m: String| InputError::file(path, m);
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a readable safetensors file: {e:?}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("bad safetensors header: {e:?}")))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(bad(format!("not a vqib checkpoint (metadata format is {:?})", meta.get("format"))));
+    }
+    let config: RunConfig = serde_json::from_str(meta.get("config").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad(format!("checkpoint config is unreadable: {e}")))?;
+    config.validate().map_err(|e| bad(e.to_string()))?;
+    let step: u64 = meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| bad("checkpoint lacks its step".into()))?;
+    let mut tensors = NamedTensors::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype())));
+        }
+        let vals: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        tensors.insert(name, (view.shape().to_vec(), vals));
+    }
+    let ema = match (tensors.remove("quantizer.ema_count_hidden"), tensors.remove("quantizer.ema_sum_hidden")) {
+        (Some((cs, cv)), Some((ss, sv))) => {
+            let (k, d) = (config.codebook_size, config.code_dim);
+            if cs != vec![k] || ss != vec![k, d] {
+                return Err(bad(format!("EMA state has shapes {cs:?} and {ss:?}, expected [{k}] and [{k}, {d}]")));
+            }
+            let updates = meta.get("ema_updates").and_then(|s| s.parse().ok()).unwrap_or(0);
+            Some(EmaCodebook {
+                k,
+                d,
+                decay: config.ema_decay,
+                epsilon: config.ema_epsilon,
+                count_hidden: cv.iter().map(|&x| x as f64).collect(),
+                sum_hidden: sv.iter().map(|&x| x as f64).collect(),
+                updates,
+            })
+        }
+        _ => None,
+    };
+    Ok((config, tensors, ema, step))
+}
+
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    run.join("checkpoints")
+}
+
+/// Saves a checkpoint of `step`; keeps the newest `keep` checkpoints. Returns its directory.
+pub fn save(
+    run: &Path,
+    config: &RunConfig,
+    tensors: &NamedTensors,
+    ema: Option<&EmaCodebook>,
+    optimizer: &burn::optim::ModuleOptimizer,
+    state: &TrainState,
+    keep: usize,
+) -> anyhow::Result<PathBuf> {
+    let root = checkpoints_dir(run);
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let name = format!("step-{:08}", state.step);
+    let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)?;
+    let st = to_safetensors(tensors, ema, config, state.step)?;
+    write_atomic(&tmp.join("model.safetensors"), &st)?;
+    optimizer
+        .save(tmp.join("optimizer.bpk"))
+        .map_err(|e| anyhow::anyhow!("saving optimizer state: {e:?}"))?;
+    write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+    let fin = root.join(&name);
+    if fin.exists() {
+        std::fs::remove_dir_all(&fin)?;
+    }
+    std::fs::rename(&tmp, &fin).with_context(|| format!("renaming checkpoint into {}", fin.display()))?;
+    write_atomic(&root.join("latest"), name.as_bytes())?;
+    // Prune old checkpoints.
+    let mut all: Vec<PathBuf> = std::fs::read_dir(&root)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+        .collect();
+    all.sort();
+    if all.len() > keep {
+        for p in &all[..all.len() - keep] {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+    Ok(fin)
+}
+
+/// The directory of the newest checkpoint of a run.
+pub fn latest_dir(run: &Path) -> Result<PathBuf, InputError> {
+    if !run.is_dir() {
+        return Err(InputError::file(run, "run directory does not exist"));
+    }
+    let latest = checkpoints_dir(run).join("latest");
+    let name = std::fs::read_to_string(&latest)
+        .map_err(|e| InputError::file(&latest, format!("no checkpoint to load ({e})")))?;
+    let dir = checkpoints_dir(run).join(name.trim());
+    if !dir.is_dir() {
+        return Err(InputError::file(&latest, format!("names checkpoint {} which does not exist", dir.display())));
+    }
+    Ok(dir)
+}
+
+/// Loads the newest checkpoint of a run (weights, EMA state, training state; not the optimizer).
+pub fn load_latest(run: &Path) -> Result<Checkpoint, InputError> {
+    let dir = latest_dir(run)?;
+    load_dir(&dir)
+}
+
+/// Loads a checkpoint directory.
+pub fn load_dir(dir: &Path) -> Result<Checkpoint, InputError> {
+    let (config, tensors, ema, step) = read_safetensors(&dir.join("model.safetensors"))?;
+    let sp = dir.join("state.json");
+    let state: TrainState = serde_json::from_str(
+        &std::fs::read_to_string(&sp).map_err(|e| InputError::file(&sp, format!("cannot read: {e}")))?,
+    )
+    .map_err(|e| InputError::file(&sp, format!("not a valid training state: {e}")))?;
+    if state.step != step {
+        return Err(InputError::file(&sp, format!("step {} disagrees with model.safetensors (step {step})", state.step)));
+    }
+    Ok(Checkpoint { dir: dir.to_path_buf(), config, tensors, ema, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.txt");
+        write_atomic(&p, b"first").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        // No temporary files are left behind.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn safetensors_roundtrip_with_ema_and_config() {
+        let mut t = NamedTensors::new();
+        t.insert("quantizer.codebook".into(), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+        let cfg = RunConfig { codebook_size: 2, code_dim: 3, quantizer: crate::config::QuantizerKind::VqEma, ..Default::default() };
+        let mut ema = EmaCodebook::new(2, 3, 0.99, 1e-5);
+        ema.update(&[1.0, 2.0, 3.0], &[1]);
+        let bytes = to_safetensors(&t, Some(&ema), &cfg, 42).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.safetensors");
+        std::fs::write(&p, &bytes).unwrap();
+        let (c2, t2, e2, step) = read_safetensors(&p).unwrap();
+        assert_eq!((c2, t2, step), (cfg, t, 42));
+        let e2 = e2.unwrap();
+        assert_eq!(e2.updates, 1);
+        assert_eq!(e2.codebook(), ema.codebook());
+    }
+
+    #[test]
+    fn unreadable_checkpoints_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("broken.safetensors");
+        std::fs::write(&p, b"garbage that is not safetensors").unwrap();
+        let e = read_safetensors(&p).unwrap_err().to_string();
+        assert!(e.contains("broken.safetensors") && e.contains("safetensors"), "{e}");
+        let e = load_latest(&d.path().join("nope")).unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("does not exist"), "{e}");
+        let e = load_latest(d.path()).unwrap_err().to_string();
+        assert!(e.contains("latest") && e.contains("no checkpoint"), "{e}");
+    }
+}

@@ -1,0 +1,28 @@
+//! vqib: vector-quantized autoencoders as information bottlenecks.
+//!
+//! The VQ-VAE loss of van den Oord et al. (2017) is the variational deterministic information
+//! bottleneck with a uniform prior over codes (Wu & Flierl 2018, "the seed"). Modules, one
+//! concept each:
+//!
+//! * [`info`]: H(Z), perplexity and code usage over a whole data set (eq. 19).
+//! * [`quantizer`]: nearest-codeword assignment (eq. 27), straight-through estimator, the
+//!   codebook and commitment terms (eq. 24), EMA codebook, k-means++ init, dead-code restart.
+//! * [`model`]: encoder and decoder (van den Oord et al. 2017) and the checkpoint tensor names.
+//! * [`data`]: MNIST / Fashion-MNIST (IDX), CIFAR-10 (binary), image folders, generated shapes.
+//! * [`train`]: the training loop, evaluation and reconstruction.
+//! * [`checkpoint`]: safetensors checkpoints, atomic writes, resume.
+//! * [`report`]: metrics logs, summary table, reconstruction grids.
+//! * [`config`]: the run configuration.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod info;
+pub mod model;
+pub mod quantizer;
+pub mod report;
+pub mod train;
+
+pub use config::{CodebookInit, DeviceKind, QuantizerKind, RunConfig};
+pub use error::InputError;

@@ -1,0 +1,248 @@
+//! The `vqib` command line: `train`, `eval`, `reconstruct`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, Parser, Subcommand};
+use vqib::data::DatasetKind;
+use vqib::error::{InputError, NonFiniteError};
+use vqib::report::table;
+use vqib::train::{self, TrainOptions};
+use vqib::{CodebookInit, DeviceKind, QuantizerKind, RunConfig};
+
+#[derive(Parser)]
+#[command(name = "vqib", version, about = "Train and study VQ-VAEs as information bottlenecks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a VQ-VAE (or continue one with --resume RUN_DIR).
+    Train(TrainArgs),
+    /// Evaluate a run's latest checkpoint on the test split; prints and saves RUN/eval.json.
+    Eval {
+        /// The run directory.
+        run: PathBuf,
+        /// Read the data from here instead of the run's --data-dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write a PNG grid: test images (top rows) above their reconstructions.
+    Reconstruct {
+        /// The run directory.
+        run: PathBuf,
+        /// Output PNG file.
+        #[arg(long, default_value = "reconstructions.png")]
+        out: PathBuf,
+        /// Number of test images.
+        #[arg(long, default_value_t = 16)]
+        n: usize,
+        /// Read the data from here instead of the run's --data-dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Continue the run in this directory from its latest checkpoint (other flags but --epochs
+    /// are taken from the run's config).
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Data set.
+    #[arg(long, value_enum, default_value = "shapes")]
+    dataset: DatasetKind,
+    /// Directory holding the data set's files.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Folder data sets: resize every image to SIZE x SIZE.
+    #[arg(long, value_name = "SIZE")]
+    image_size: Option<usize>,
+    /// Quantizer in the bottleneck.
+    #[arg(long, value_enum, default_value = "vq")]
+    quantizer: QuantizerKind,
+    /// K, the number of codewords.
+    #[arg(long, default_value_t = 512)]
+    codebook_size: usize,
+    /// D, the dimension of a codeword.
+    #[arg(long, default_value_t = 64)]
+    code_dim: usize,
+    /// Channels of the conv layers [default: 128, 256 for cifar10].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Weight of the commitment term.
+    #[arg(long, default_value_t = 0.25)]
+    beta: f64,
+    /// EMA decay of the vq-ema codebook.
+    #[arg(long, default_value_t = 0.99)]
+    ema_decay: f64,
+    /// Laplace smoothing of the EMA counts.
+    #[arg(long, default_value_t = 1e-5)]
+    ema_epsilon: f64,
+    /// Codebook initialisation.
+    #[arg(long, value_enum, default_value = "uniform")]
+    init: CodebookInit,
+    /// Re-seed codes unused for N steps from random encoder outputs (0 = off).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    dead_code_steps: u64,
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where tensors live.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
+    /// Run directory [default: runs/DATASET-QUANTIZER, numbered if taken].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Use only the first N training images (0 = all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    train_limit: usize,
+    /// Use only the first N test images (0 = all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    test_limit: usize,
+    /// Shapes data set: number of generated training / test images.
+    #[arg(long, default_value_t = 4096)]
+    shapes_train: usize,
+    #[arg(long, default_value_t = 512)]
+    shapes_test: usize,
+    /// Log a training record every N steps.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    log_every: u64,
+    /// Also checkpoint every N steps (0 = at each epoch's end only).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    checkpoint_every: u64,
+    /// Stop (saving a checkpoint) after N steps in this invocation.
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u64>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn value_name<T: clap::ValueEnum>(v: &T) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
+fn default_out(dataset: DatasetKind, q: QuantizerKind) -> PathBuf {
+    let base = format!("runs/{}-{}", value_name(&dataset), value_name(&q));
+    let mut p = PathBuf::from(&base);
+    let mut i = 2;
+    while p.exists() {
+        p = PathBuf::from(format!("{base}-{i}"));
+        i += 1;
+    }
+    p
+}
+
+fn config_from(a: &TrainArgs) -> RunConfig {
+    RunConfig {
+        dataset: a.dataset,
+        data_dir: a.data_dir.clone(),
+        image_size: a.image_size,
+        shapes_train: a.shapes_train,
+        shapes_test: a.shapes_test,
+        train_limit: a.train_limit,
+        test_limit: a.test_limit,
+        image_shape: None,
+        quantizer: a.quantizer,
+        codebook_size: a.codebook_size,
+        code_dim: a.code_dim,
+        hidden: a.hidden.unwrap_or(if a.dataset == DatasetKind::Cifar10 { 256 } else { 128 }),
+        beta: a.beta,
+        ema_decay: a.ema_decay,
+        ema_epsilon: a.ema_epsilon,
+        init: a.init,
+        dead_code_steps: a.dead_code_steps,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        seed: a.seed,
+        device: a.device,
+        log_every: a.log_every,
+        checkpoint_every: a.checkpoint_every,
+    }
+}
+
+fn run(cli: Cli, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Train(a) => {
+            let opts = TrainOptions { progress: !a.no_progress, stop: stop.clone(), max_steps: a.max_steps, print_summary: true };
+            let outcome = match &a.resume {
+                Some(dir) => {
+                    // Only --epochs may change on resume; it is taken when given explicitly.
+                    let epochs = std::env::args().any(|s| s == "--epochs" || s.starts_with("--epochs=")).then_some(a.epochs);
+                    train::resume(dir, epochs, &opts)?
+                }
+                None => {
+                    let cfg = config_from(&a);
+                    let out = a.out.clone().unwrap_or_else(|| default_out(a.dataset, a.quantizer));
+                    train::train_new(cfg, &out, &opts)?
+                }
+            };
+            if stop.load(Ordering::SeqCst) {
+                anyhow::bail!(Interrupted(outcome.run_dir));
+            }
+            Ok(())
+        }
+        Cmd::Eval { run, data_dir } => {
+            let (cfg, m) = train::eval_run(&run, data_dir)?;
+            println!("{}", table(&train::summary_rows(&m, cfg.codebook_size)));
+            println!("saved {}", run.join("eval.json").display());
+            Ok(())
+        }
+        Cmd::Reconstruct { run, out, n, data_dir } => {
+            train::reconstruct_grid(&run, &out, n, data_dir)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Interrupted(PathBuf);
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted; checkpoint saved in {}", self.0.display())
+    }
+}
+impl std::error::Error for Interrupted {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C exits at once.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: saving a checkpoint, then stopping (Ctrl-C again to quit now)");
+        });
+    }
+    match run(cli, stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<InputError>().is_some() {
+                ExitCode::from(2)
+            } else if e.downcast_ref::<Interrupted>().is_some() {
+                ExitCode::from(130)
+            } else if e.downcast_ref::<NonFiniteError>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

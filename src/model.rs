@@ -1,0 +1,328 @@
+//! Encoder and decoder of van den Oord et al. (2017), and the VQ-VAE that joins them through a
+//! codebook.
+//!
+//! Encoder: conv 4x4 stride 2 -> ReLU -> conv 4x4 stride 2 -> 2 residual blocks -> ReLU ->
+//! conv 1x1 to D channels: z_e(x) on a grid of (H/4)x(W/4) (7x7 for 28x28, 8x8 for 32x32).
+//! Residual block: x + conv1x1(ReLU(conv3x3(ReLU(x)))).
+//! Decoder: conv 3x3 from D -> 2 residual blocks -> ReLU -> transposed conv 4x4 stride 2 -> ReLU
+//! -> transposed conv 4x4 stride 2 to the image's channels (linear output; pixels in [0, 1]).
+//!
+//! Checkpoint tensor names (PyTorch layouts: conv `[out, in, kh, kw]`, transposed conv
+//! `[in, out, kh, kw]`, codebook `[K, D]`) are listed by [`VqVae::export`].
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, Param, ParamId};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::PaddingConfig2d;
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+use crate::error::InputError;
+
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    pub conv3x3: Conv2d,
+    pub conv1x1: Conv2d,
+}
+
+impl ResBlock {
+    pub fn new(ch: usize, device: &Device) -> Self {
+        Self {
+            conv3x3: Conv2dConfig::new([ch, ch], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            conv1x1: Conv2dConfig::new([ch, ch], [1, 1]).init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = self.conv3x3.forward(relu(x.clone()));
+        x + self.conv1x1.forward(relu(h))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub conv1: Conv2d,
+    pub conv2: Conv2d,
+    pub res1: ResBlock,
+    pub res2: ResBlock,
+    pub pre_vq: Conv2d,
+}
+
+impl Encoder {
+    pub fn new(in_ch: usize, hidden: usize, d: usize, device: &Device) -> Self {
+        let down = |i, o| {
+            Conv2dConfig::new([i, o], [4, 4])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        Self {
+            conv1: down(in_ch, hidden),
+            conv2: down(hidden, hidden),
+            res1: ResBlock::new(hidden, device),
+            res2: ResBlock::new(hidden, device),
+            pre_vq: Conv2dConfig::new([hidden, d], [1, 1]).init(device),
+        }
+    }
+
+    /// `[B, C, H, W]` -> z_e `[B, D, H/4, W/4]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = relu(self.conv1.forward(x));
+        let h = self.conv2.forward(h);
+        let h = self.res2.forward(self.res1.forward(h));
+        self.pre_vq.forward(relu(h))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Decoder {
+    pub conv_in: Conv2d,
+    pub res1: ResBlock,
+    pub res2: ResBlock,
+    pub deconv1: ConvTranspose2d,
+    pub deconv2: ConvTranspose2d,
+}
+
+impl Decoder {
+    pub fn new(out_ch: usize, hidden: usize, d: usize, device: &Device) -> Self {
+        let up = |i, o| {
+            ConvTranspose2dConfig::new([i, o], [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .init(device)
+        };
+        Self {
+            conv_in: Conv2dConfig::new([d, hidden], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            res1: ResBlock::new(hidden, device),
+            res2: ResBlock::new(hidden, device),
+            deconv1: up(hidden, hidden),
+            deconv2: up(hidden, out_ch),
+        }
+    }
+
+    /// z_q `[B, D, h, w]` -> reconstruction `[B, C, 4h, 4w]`.
+    pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
+        let h = self.conv_in.forward(z);
+        let h = relu(self.res2.forward(self.res1.forward(h)));
+        let h = relu(self.deconv1.forward(h));
+        self.deconv2.forward(h)
+    }
+}
+
+/// Encoder, codebook `e` (`[K, D]`) and decoder.
+#[derive(Module, Debug)]
+pub struct VqVae {
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+    pub codebook: Param<Tensor<2>>,
+}
+
+/// A tensor as stored in a checkpoint: name, PyTorch shape, f32 values (row-major).
+pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn tensor_values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    t.to_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor data")
+}
+
+fn export_conv(out: &mut NamedTensors, name: &str, w: &Param<Tensor<4>>, b: &Option<Param<Tensor<1>>>) {
+    let wt = w.val();
+    out.insert(format!("{name}.weight"), (wt.dims().to_vec(), tensor_values(&wt)));
+    if let Some(b) = b {
+        let bt = b.val();
+        out.insert(format!("{name}.bias"), (bt.dims().to_vec(), tensor_values(&bt)));
+    }
+}
+
+/// Replaces a parameter's value with a named tensor of the same shape, keeping its id.
+fn import_param<const D: usize>(
+    p: &mut Param<Tensor<D>>,
+    name: &str,
+    src: &NamedTensors,
+    device: &Device,
+    origin: &std::path::Path,
+) -> Result<(), InputError> {
+    let (shape, vals) = src
+        .get(name)
+        .ok_or_else(|| InputError::file(origin, format!("checkpoint lacks tensor `{name}`")))?;
+    let want = p.val().dims().to_vec();
+    if *shape != want {
+        return Err(InputError::file(
+            origin,
+            format!("tensor `{name}` has shape {shape:?}, the model expects {want:?} (does the run config match?)"),
+        ));
+    }
+    let require_grad = p.val().is_require_grad();
+    let t = Tensor::<D>::from_data(TensorData::new(vals.clone(), want), device);
+    let t = if require_grad { t.require_grad() } else { t };
+    *p = Param::initialized(p.id, t);
+    Ok(())
+}
+
+impl VqVae {
+    /// A model for images with `channels` channels, `hidden` conv channels, K codewords of
+    /// dimension D; the codebook starts uniform in [-1/K, 1/K].
+    pub fn new(channels: usize, hidden: usize, k: usize, d: usize, device: &Device) -> Self {
+        let lim = 1.0 / k as f64;
+        let codebook = Tensor::<2>::random([k, d], Distribution::Uniform(-lim, lim), device);
+        let model = Self {
+            encoder: Encoder::new(channels, hidden, d, device),
+            decoder: Decoder::new(channels, hidden, d, device),
+            codebook: Param::from_tensor(codebook),
+        };
+        model.with_stable_ids()
+    }
+
+    /// Gives every parameter an id from its position (0, 1, 2, ...), so that optimizer state
+    /// saved by one process finds its parameters in another.
+    pub fn with_stable_ids(self) -> Self {
+        struct Renumber(u64);
+        impl burn::module::ModuleMapper for Renumber {
+            fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let (_, t, mapper) = p.consume();
+                self.0 += 1;
+                Param::from_mapped_value(ParamId::from(self.0), t, mapper)
+            }
+        }
+        self.map(&mut Renumber(0))
+    }
+
+    pub fn k(&self) -> usize {
+        self.codebook.val().dims()[0]
+    }
+
+    pub fn d(&self) -> usize {
+        self.codebook.val().dims()[1]
+    }
+
+    /// All weights under their checkpoint names, in PyTorch layouts.
+    pub fn export(&self) -> NamedTensors {
+        let mut out = NamedTensors::new();
+        let e = &self.encoder;
+        export_conv(&mut out, "encoder.conv1", &e.conv1.weight, &e.conv1.bias);
+        export_conv(&mut out, "encoder.conv2", &e.conv2.weight, &e.conv2.bias);
+        for (n, r) in [("encoder.res1", &e.res1), ("encoder.res2", &e.res2)] {
+            export_conv(&mut out, &format!("{n}.conv3x3"), &r.conv3x3.weight, &r.conv3x3.bias);
+            export_conv(&mut out, &format!("{n}.conv1x1"), &r.conv1x1.weight, &r.conv1x1.bias);
+        }
+        export_conv(&mut out, "encoder.pre_vq", &e.pre_vq.weight, &e.pre_vq.bias);
+        let d = &self.decoder;
+        export_conv(&mut out, "decoder.conv_in", &d.conv_in.weight, &d.conv_in.bias);
+        for (n, r) in [("decoder.res1", &d.res1), ("decoder.res2", &d.res2)] {
+            export_conv(&mut out, &format!("{n}.conv3x3"), &r.conv3x3.weight, &r.conv3x3.bias);
+            export_conv(&mut out, &format!("{n}.conv1x1"), &r.conv1x1.weight, &r.conv1x1.bias);
+        }
+        export_conv(&mut out, "decoder.deconv1", &d.deconv1.weight, &d.deconv1.bias);
+        export_conv(&mut out, "decoder.deconv2", &d.deconv2.weight, &d.deconv2.bias);
+        let cb = self.codebook.val();
+        out.insert("quantizer.codebook".into(), (cb.dims().to_vec(), tensor_values(&cb)));
+        out
+    }
+
+    /// Loads every weight from `src` (names and shapes as [`export`](Self::export) writes them).
+    pub fn import(
+        &mut self,
+        src: &NamedTensors,
+        device: &Device,
+        origin: &std::path::Path,
+    ) -> Result<(), InputError> {
+        macro_rules! conv {
+            ($c:expr, $name:expr) => {{
+                import_param(&mut $c.weight, &format!("{}.weight", $name), src, device, origin)?;
+                if let Some(b) = $c.bias.as_mut() {
+                    import_param(b, &format!("{}.bias", $name), src, device, origin)?;
+                }
+            }};
+        }
+        let e = &mut self.encoder;
+        conv!(e.conv1, "encoder.conv1");
+        conv!(e.conv2, "encoder.conv2");
+        conv!(e.res1.conv3x3, "encoder.res1.conv3x3");
+        conv!(e.res1.conv1x1, "encoder.res1.conv1x1");
+        conv!(e.res2.conv3x3, "encoder.res2.conv3x3");
+        conv!(e.res2.conv1x1, "encoder.res2.conv1x1");
+        conv!(e.pre_vq, "encoder.pre_vq");
+        let d = &mut self.decoder;
+        conv!(d.conv_in, "decoder.conv_in");
+        conv!(d.res1.conv3x3, "decoder.res1.conv3x3");
+        conv!(d.res1.conv1x1, "decoder.res1.conv1x1");
+        conv!(d.res2.conv3x3, "decoder.res2.conv3x3");
+        conv!(d.res2.conv1x1, "decoder.res2.conv1x1");
+        conv!(d.deconv1, "decoder.deconv1");
+        conv!(d.deconv2, "decoder.deconv2");
+        import_param(&mut self.codebook, "quantizer.codebook", src, device, origin)?;
+        Ok(())
+    }
+
+    /// Replaces the codebook's value (same parameter id, so optimizer state follows it).
+    pub fn set_codebook(&mut self, values: Vec<f32>, device: &Device) {
+        let [k, d] = self.codebook.val().dims();
+        let require_grad = self.codebook.val().is_require_grad();
+        let t = Tensor::<2>::from_data(TensorData::new(values, [k, d]), device);
+        let t = if require_grad { t.require_grad() } else { t };
+        self.codebook = Param::initialized(self.codebook.id, t);
+    }
+
+    /// Codebook values, `[K*D]` row-major.
+    pub fn codebook_values(&self) -> Vec<f32> {
+        tensor_values(&self.codebook.val())
+    }
+}
+
+/// `[B, D, h, w]` -> `[B*h*w, D]` (one row per latent position, batch-major).
+pub fn to_vectors(z: Tensor<4>) -> Tensor<2> {
+    let [b, d, h, w] = z.dims();
+    z.permute([0, 2, 3, 1]).reshape([b * h * w, d])
+}
+
+/// `[B*h*w, D]` -> `[B, D, h, w]`, the inverse of [`to_vectors`].
+pub fn from_vectors(v: Tensor<2>, b: usize, h: usize, w: usize) -> Tensor<4> {
+    let d = v.dims()[1];
+    v.reshape([b, h, w, d]).permute([0, 3, 1, 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_28_and_32() {
+        let dev = Device::flex();
+        let m = VqVae::new(1, 8, 16, 4, &dev);
+        let z = m.encoder.forward(Tensor::zeros([2, 1, 28, 28], &dev));
+        assert_eq!(z.dims(), [2, 4, 7, 7]);
+        assert_eq!(m.decoder.forward(z).dims(), [2, 1, 28, 28]);
+        let m = VqVae::new(3, 8, 16, 4, &dev);
+        let z = m.encoder.forward(Tensor::zeros([2, 3, 32, 32], &dev));
+        assert_eq!(z.dims(), [2, 4, 8, 8]);
+        assert_eq!(m.decoder.forward(z).dims(), [2, 3, 32, 32]);
+    }
+
+    #[test]
+    fn export_names_and_pytorch_layouts() {
+        let m = VqVae::new(3, 8, 16, 4, &Device::flex());
+        let t = m.export();
+        assert_eq!(t["encoder.conv1.weight"].0, vec![8, 3, 4, 4]); // [out, in, kh, kw]
+        assert_eq!(t["decoder.deconv2.weight"].0, vec![8, 3, 4, 4]); // [in, out, kh, kw]
+        assert_eq!(t["decoder.deconv2.bias"].0, vec![3]);
+        assert_eq!(t["decoder.conv_in.weight"].0, vec![8, 4, 3, 3]);
+        assert_eq!(t["quantizer.codebook"].0, vec![16, 4]);
+        assert_eq!(t.len(), 2 * 14 + 1);
+    }
+
+    #[test]
+    fn vector_layout_roundtrip() {
+        let dev = Device::flex();
+        let z = Tensor::<4>::random([2, 3, 4, 5], Distribution::Default, &dev);
+        let v = to_vectors(z.clone());
+        // Row (b=1, y=2, x=3) holds z[1, :, 2, 3].
+        let row = v.clone().slice([1 * 20 + 2 * 5 + 3..1 * 20 + 2 * 5 + 4, 0..3]).reshape([3]);
+        let col = z.clone().slice([1..2, 0..3, 2..3, 3..4]).reshape([3]);
+        assert_eq!(row.to_data(), col.to_data());
+        assert_eq!(from_vectors(v, 2, 4, 5).to_data(), z.to_data());
+    }
+}

@@ -1,0 +1,458 @@
+//! The bottleneck: nearest-codeword assignment (seed eq. 27), the straight-through estimator,
+//! the two VQ-VAE loss terms of seed eq. 24, the EMA codebook of `vq-ema`, k-means++
+//! initialisation and dead-code restart.
+//!
+//! With a uniform prior r(z) the VDIB rate term H(p(Z|I), r) = log K is a constant (seed eq.
+//! 25), so the VQ-VAE loss is the VDIB loss:
+//!
+//! L = ||x - dec(z_q)||^2 + ||sg(z_e) - z_q||^2 + beta ||z_e - sg(z_q)||^2      (eq. 24)
+//!
+//! with z_q = e_k, k = argmin_j ||z_e - e_j||^2 (eq. 27). The first term reaches the encoder
+//! through the straight-through estimator z_e + sg(z_q - z_e); the codebook term moves only the
+//! codebook, the commitment term only the encoder. All distances are computed in f32.
+
+use burn::tensor::{Int, Tensor};
+use rand::Rng;
+
+/// Squared Euclidean distances `[N, K]` between rows of `z` (`[N, D]`) and codewords `e`
+/// (`[K, D]`): ||z||^2 - 2 z e^T + ||e||^2.
+pub fn squared_distances(z: Tensor<2>, e: Tensor<2>) -> Tensor<2> {
+    let z2 = z.clone().square().sum_dim(1); // [N, 1]
+    let e2 = e.clone().square().sum_dim(1).transpose(); // [1, K]
+    z2 + e2 - z.matmul(e.transpose()).mul_scalar(2.0)
+}
+
+/// Index of the nearest codeword for each row of `z` (seed eq. 27), `[N]`.
+pub fn nearest(z: Tensor<2>, e: Tensor<2>) -> Tensor<1, Int> {
+    let n = z.dims()[0];
+    squared_distances(z, e).argmin(1).reshape([n])
+}
+
+/// One structured result of a hard quantization, as sonnet's `VectorQuantizer` returns it.
+pub struct Quantized {
+    /// z_e + sg(z_q - z_e): equals z_q in value, passes the decoder's gradient to z_e unchanged.
+    pub z_st: Tensor<2>,
+    /// z_q, the selected codewords (gradient reaches the codebook).
+    pub z_q: Tensor<2>,
+    /// Assigned code of each row.
+    pub indices: Tensor<1, Int>,
+    /// mean ||sg(z_e) - z_q||^2 over elements: moves the codebook only.
+    pub codebook_loss: Tensor<1>,
+    /// mean ||z_e - sg(z_q)||^2 over elements: moves the encoder only.
+    pub commitment_loss: Tensor<1>,
+}
+
+/// Nearest-codeword quantization of `z_e` (`[N, D]`) with codebook `e` (`[K, D]`).
+pub fn quantize(z_e: Tensor<2>, e: Tensor<2>) -> Quantized {
+    let indices = nearest(z_e.clone().detach(), e.clone().detach());
+    let z_q = e.select(0, indices.clone());
+    let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
+    let commitment_loss = (z_e.clone() - z_q.clone().detach()).square().mean();
+    let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
+    Quantized { z_st, z_q, indices, codebook_loss, commitment_loss }
+}
+
+/// Codebook by exponential moving averages (sonnet's `VectorQuantizerEMA`), in f64 on the host:
+///
+/// N_k <- EMA_decay(n_k),  m_k <- EMA_decay(sum_{i: k_i = k} z_e,i),
+/// with zero-debiased averages hidden / (1 - decay^t) (t = number of updates), Laplace-smoothed
+/// counts N'_k = (N_k + eps) / (sum N + K eps) * sum N, and e_k = m_k / N'_k.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmaCodebook {
+    pub k: usize,
+    pub d: usize,
+    pub decay: f64,
+    pub epsilon: f64,
+    /// Biased ("hidden") EMA of counts, `[K]`.
+    pub count_hidden: Vec<f64>,
+    /// Biased EMA of sums, `[K*D]`.
+    pub sum_hidden: Vec<f64>,
+    /// Number of updates so far.
+    pub updates: u64,
+}
+
+impl EmaCodebook {
+    pub fn new(k: usize, d: usize, decay: f64, epsilon: f64) -> Self {
+        Self { k, d, decay, epsilon, count_hidden: vec![0.0; k], sum_hidden: vec![0.0; k * d], updates: 0 }
+    }
+
+    /// One update from a batch: `z` is `[N*D]` row-major, `idx` the assigned codes. Returns the
+    /// new codebook `[K*D]` (f32).
+    pub fn update(&mut self, z: &[f32], idx: &[u32]) -> Vec<f32> {
+        let (k, d) = (self.k, self.d);
+        let mut counts = vec![0.0f64; k];
+        let mut sums = vec![0.0f64; k * d];
+        for (row, &c) in z.chunks_exact(d).zip(idx) {
+            let c = c as usize;
+            counts[c] += 1.0;
+            for (s, &v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+                *s += v as f64;
+            }
+        }
+        self.updates += 1;
+        let a = 1.0 - self.decay;
+        for (h, v) in self.count_hidden.iter_mut().zip(&counts) {
+            *h -= (*h - v) * a;
+        }
+        for (h, v) in self.sum_hidden.iter_mut().zip(&sums) {
+            *h -= (*h - v) * a;
+        }
+        self.codebook()
+    }
+
+    /// Bias correction 1 - decay^t.
+    fn debias(&self) -> f64 {
+        1.0 - self.decay.powi(self.updates.min(i32::MAX as u64) as i32)
+    }
+
+    /// The codebook implied by the current averages, `[K*D]` (f32).
+    pub fn codebook(&self) -> Vec<f32> {
+        let (k, d) = (self.k, self.d);
+        let db = self.debias().max(f64::MIN_POSITIVE);
+        let counts: Vec<f64> = self.count_hidden.iter().map(|h| h / db).collect();
+        let n: f64 = counts.iter().sum();
+        let mut out = vec![0.0f32; k * d];
+        for c in 0..k {
+            let smoothed = (counts[c] + self.epsilon) / (n + k as f64 * self.epsilon) * n;
+            for j in 0..d {
+                let m = self.sum_hidden[c * d + j] / db;
+                out[c * d + j] = if smoothed > 0.0 { (m / smoothed) as f32 } else { 0.0 };
+            }
+        }
+        out
+    }
+
+    /// Re-seeds code `c` at `v`, as if it had been seen once with value `v`.
+    pub fn reseed(&mut self, c: usize, v: &[f32]) {
+        let db = self.debias();
+        self.count_hidden[c] = db;
+        for (h, &x) in self.sum_hidden[self.d * c..self.d * (c + 1)].iter_mut().zip(v) {
+            *h = x as f64 * db;
+        }
+    }
+}
+
+/// Squared distance between two rows.
+fn dist2(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// k-means++ seeding (Arthur & Vassilvitskii 2007) of `k` centres from the `[N*D]` rows of
+/// `data`, followed by `iters` Lloyd iterations. An empty cluster keeps its centre. With fewer
+/// rows than centres, rows are reused with a small jitter.
+pub fn kmeans_pp(data: &[f32], d: usize, k: usize, iters: usize, rng: &mut impl Rng) -> Vec<f32> {
+    let n = data.len() / d;
+    assert!(n > 0 && d > 0 && k > 0, "kmeans_pp needs data");
+    let row = |i: usize| &data[i * d..(i + 1) * d];
+    let mut centres = Vec::with_capacity(k * d);
+    let first = rng.gen_range(0..n);
+    centres.extend_from_slice(row(first));
+    let mut best: Vec<f32> = (0..n).map(|i| dist2(row(i), row(first))).collect();
+    for _ in 1..k {
+        let total: f64 = best.iter().map(|&b| b as f64).sum();
+        let pick = if total > 0.0 {
+            let mut u = rng.r#gen::<f64>() * total;
+            let mut pick = n - 1;
+            for (i, &b) in best.iter().enumerate() {
+                u -= b as f64;
+                if u <= 0.0 {
+                    pick = i;
+                    break;
+                }
+            }
+            pick
+        } else {
+            rng.gen_range(0..n)
+        };
+        let c0 = centres.len();
+        if total > 0.0 {
+            centres.extend_from_slice(row(pick));
+        } else {
+            // Every row already coincides with a centre: reuse one with a jitter.
+            centres.extend(row(pick).iter().map(|&v| v + rng.gen_range(-1e-3..1e-3f32)));
+        }
+        let c = &centres[c0..c0 + d];
+        for (i, b) in best.iter_mut().enumerate() {
+            *b = b.min(dist2(row(i), c));
+        }
+    }
+    for _ in 0..iters {
+        let mut sums = vec![0.0f64; k * d];
+        let mut counts = vec![0usize; k];
+        for i in 0..n {
+            let r = row(i);
+            let (mut bc, mut bd) = (0, f32::INFINITY);
+            for c in 0..k {
+                let dd = dist2(r, &centres[c * d..(c + 1) * d]);
+                if dd < bd {
+                    (bc, bd) = (c, dd);
+                }
+            }
+            counts[bc] += 1;
+            for (s, &v) in sums[bc * d..(bc + 1) * d].iter_mut().zip(r) {
+                *s += v as f64;
+            }
+        }
+        for c in 0..k {
+            if counts[c] > 0 {
+                for j in 0..d {
+                    centres[c * d + j] = (sums[c * d + j] / counts[c] as f64) as f32;
+                }
+            }
+        }
+    }
+    centres
+}
+
+/// Tracks, for each code, the last step it was assigned, and re-seeds codes unused for more
+/// than `patience` steps from random encoder outputs of the current batch.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeadCodeTracker {
+    pub patience: u64,
+    pub last_used: Vec<u64>,
+    pub restarts: u64,
+}
+
+impl DeadCodeTracker {
+    pub fn new(k: usize, patience: u64, step: u64) -> Self {
+        Self { patience, last_used: vec![step; k], restarts: 0 }
+    }
+
+    pub fn observe(&mut self, idx: &[u32], step: u64) {
+        for &i in idx {
+            self.last_used[i as usize] = step;
+        }
+    }
+
+    /// Codes unused for more than `patience` steps at `step` (empty when off).
+    pub fn dead(&self, step: u64) -> Vec<usize> {
+        if self.patience == 0 {
+            return Vec::new();
+        }
+        (0..self.last_used.len()).filter(|&c| step.saturating_sub(self.last_used[c]) > self.patience).collect()
+    }
+
+    /// Re-seeds dead codes in `codebook` (`[K*D]`) from random rows of `z` (`[N*D]`); returns the
+    /// codes re-seeded. `ema`, when given, is re-seeded too.
+    pub fn restart(
+        &mut self,
+        step: u64,
+        codebook: &mut [f32],
+        z: &[f32],
+        d: usize,
+        mut ema: Option<&mut EmaCodebook>,
+        rng: &mut impl Rng,
+    ) -> Vec<usize> {
+        let dead = self.dead(step);
+        let n = z.len() / d;
+        if n == 0 {
+            return Vec::new();
+        }
+        for &c in &dead {
+            let r = rng.gen_range(0..n);
+            let v = &z[r * d..(r + 1) * d];
+            codebook[c * d..(c + 1) * d].copy_from_slice(v);
+            if let Some(e) = ema.as_deref_mut() {
+                e.reseed(c, v);
+            }
+            self.last_used[c] = step;
+        }
+        self.restarts += dead.len() as u64;
+        dead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution, TensorData};
+    use rand::SeedableRng;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec().unwrap()
+    }
+
+    #[test]
+    fn distances_and_argmin_match_brute_force() {
+        let dev = Device::flex();
+        let (n, k, d) = (97, 33, 7);
+        let z = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
+        let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev);
+        let (zv, ev) = (values(z.clone()), values(e.clone()));
+        let dist = values(squared_distances(z.clone(), e.clone()));
+        let idx: Vec<i64> = nearest(z, e).into_data().convert::<i64>().to_vec().unwrap();
+        for i in 0..n {
+            let mut best = (0usize, f32::INFINITY);
+            for j in 0..k {
+                let bf = dist2(&zv[i * d..(i + 1) * d], &ev[j * d..(j + 1) * d]);
+                assert!((dist[i * k + j] - bf).abs() < 1e-4 * (1.0 + bf), "d[{i},{j}]");
+                if bf < best.1 {
+                    best = (j, bf);
+                }
+            }
+            assert_eq!(idx[i] as usize, best.0, "row {i}");
+        }
+    }
+
+    #[test]
+    fn straight_through_passes_the_decoder_gradient_unchanged() {
+        let dev = Device::flex().autodiff();
+        let (n, k, d) = (20, 5, 3);
+        let z_e = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let q = quantize(z_e.clone(), e.clone());
+        // A nonlinear "decoder" loss of the quantized vectors.
+        let w = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
+        let loss = (q.z_st.clone() * w.clone()).tanh().sum();
+        let g = loss.backward();
+        let g_ze = values(z_e.grad(&g).expect("z_e gets the gradient"));
+        // The same loss as a function of z_q itself, differentiated at z_q.
+        let zq_leaf = Tensor::<2>::from_data(q.z_q.clone().detach().into_data(), &dev).require_grad();
+        let g2 = (zq_leaf.clone() * w).tanh().sum().backward();
+        let g_zq = values(zq_leaf.grad(&g2).unwrap());
+        for (a, b) in g_ze.iter().zip(&g_zq) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // The reconstruction path gives the codebook nothing.
+        assert!(e.grad(&g).map(|t| values(t).iter().all(|&v| v == 0.0)).unwrap_or(true));
+        // In value z_st is z_q.
+        let (st, zq) = (values(q.z_st), values(q.z_q));
+        for (a, b) in st.iter().zip(&zq) {
+            assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn codebook_term_moves_codebook_only_commitment_moves_encoder_only() {
+        let dev = Device::flex().autodiff();
+        let (n, k, d) = (16, 4, 3);
+        let z_e = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let nonzero = |t: Option<Tensor<2>>| t.map(|t| values(t).iter().any(|&v| v != 0.0)).unwrap_or(false);
+
+        let q = quantize(z_e.clone(), e.clone());
+        let g = q.codebook_loss.backward();
+        assert!(nonzero(e.grad(&g)), "codebook term must reach the codebook");
+        assert!(!nonzero(z_e.grad(&g)), "codebook term must not reach the encoder");
+
+        let q = quantize(z_e.clone(), e.clone());
+        let g = q.commitment_loss.backward();
+        assert!(nonzero(z_e.grad(&g)), "commitment term must reach the encoder");
+        assert!(!nonzero(e.grad(&g)), "commitment term must not reach the codebook");
+
+        // The commitment gradient is 2 (z_e - z_q) / (N D): check against the closed form.
+        let q = quantize(z_e.clone(), e.clone());
+        let zq = values(q.z_q.clone());
+        let g = q.commitment_loss.backward();
+        let gz = values(z_e.grad(&g).unwrap());
+        let zv = values(z_e.clone());
+        for i in 0..n * d {
+            let want = 2.0 * (zv[i] - zq[i]) / (n * d) as f32;
+            assert!((gz[i] - want).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn codebook_loss_gradient_matches_finite_differences() {
+        let dev = Device::flex();
+        let (n, k, d) = (12, 4, 2);
+        let z = values(Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev));
+        let e0 = values(Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev));
+        let ad = dev.clone().autodiff();
+        let loss_at = |ev: &[f32]| -> f32 {
+            let zt = Tensor::<2>::from_data(TensorData::new(z.clone(), [n, d]), &dev);
+            let et = Tensor::<2>::from_data(TensorData::new(ev.to_vec(), [k, d]), &dev);
+            quantize(zt, et).codebook_loss.into_scalar::<f32>()
+        };
+        let et = Tensor::<2>::from_data(TensorData::new(e0.clone(), [k, d]), &ad).require_grad();
+        let zt = Tensor::<2>::from_data(TensorData::new(z.clone(), [n, d]), &ad);
+        let g = quantize(zt, et.clone()).codebook_loss.backward();
+        let ge = values(et.grad(&g).unwrap());
+        let h = 1e-2f32;
+        for i in 0..k * d {
+            let (mut p, mut m) = (e0.clone(), e0.clone());
+            p[i] += h;
+            m[i] -= h;
+            let fd = (loss_at(&p) - loss_at(&m)) / (2.0 * h);
+            assert!((fd - ge[i]).abs() < 2e-3, "param {i}: fd {fd} vs {}", ge[i]);
+        }
+    }
+
+    #[test]
+    fn ema_update_matches_hand_computation() {
+        // K = 2, D = 2, decay 0.5, eps 0.1.
+        let mut ema = EmaCodebook::new(2, 2, 0.5, 0.1);
+        let z = [1.0f32, 2.0, 3.0, 4.0, 10.0, 20.0];
+        let idx = [0u32, 0, 1];
+        let cb = ema.update(&z, &idx);
+        // t=1: hidden counts (1, 0.5), debias 0.5 -> counts (2, 1), n = 3.
+        // smoothed = (c + 0.1) / (3 + 0.2) * 3 -> (1.96875, 0.984375)
+        // sums hidden (2, 3, 5, 10) -> debiased (4, 6, 10, 20)
+        let s0 = 2.1 / 3.2 * 3.0;
+        let s1 = 1.1 / 3.2 * 3.0;
+        let want = [4.0 / s0, 6.0 / s0, 10.0 / s1, 20.0 / s1];
+        for (a, b) in cb.iter().zip(want) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // t=2: a batch that uses only code 1.
+        let cb = ema.update(&[0.0, 2.0], &[1]);
+        // hidden counts: (1*0.5, 0.5*0.5 + 0.5) = (0.5, 0.75); debias 0.75 -> (2/3, 1)
+        // hidden sums: (1, 1.5, 2.5, 5 + 1) ; debiased -> (4/3, 2, 10/3, 8)
+        let n = 2.0 / 3.0 + 1.0;
+        let s0 = (2.0 / 3.0 + 0.1) / (n + 0.2) * n;
+        let s1 = (1.0 + 0.1) / (n + 0.2) * n;
+        let want = [(4.0 / 3.0) / s0, 2.0 / s0, (10.0 / 3.0) / s1, 8.0 / s1];
+        for (a, b) in cb.iter().zip(want) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn ema_with_decay_zero_is_the_batch_mean() {
+        let mut ema = EmaCodebook::new(3, 1, 0.0, 1e-12);
+        let cb = ema.update(&[1.0, 3.0, 10.0], &[2, 2, 0]);
+        assert!((cb[2] - 2.0).abs() < 1e-5 && (cb[0] - 10.0).abs() < 1e-5 && cb[1] == 0.0);
+    }
+
+    #[test]
+    fn kmeans_pp_finds_separated_clusters() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let centres = [[0.0f32, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]];
+        let mut data = Vec::new();
+        for i in 0..400 {
+            let c = centres[i % 4];
+            data.push(c[0] + rng.gen_range(-0.5..0.5));
+            data.push(c[1] + rng.gen_range(-0.5..0.5));
+        }
+        let got = kmeans_pp(&data, 2, 4, 5, &mut rng);
+        for c in centres {
+            let best = (0..4).map(|j| dist2(&c, &got[j * 2..j * 2 + 2])).fold(f32::INFINITY, f32::min);
+            assert!(best < 0.1, "no centre near {c:?}: {got:?}");
+        }
+        // More centres than rows still works.
+        let few = kmeans_pp(&data[..4], 2, 5, 2, &mut rng);
+        assert_eq!(few.len(), 10);
+        assert!(few.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn dead_codes_are_restarted_from_batch_rows() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut t = DeadCodeTracker::new(3, 2, 0);
+        t.observe(&[0, 1], 1);
+        t.observe(&[0], 3);
+        assert_eq!(t.dead(3), vec![2]);
+        assert_eq!(t.dead(4), vec![1, 2]);
+        let mut cb = vec![0.0f32; 6];
+        let z = [5.0f32, 5.0, 7.0, 7.0];
+        let mut ema = EmaCodebook::new(3, 2, 0.9, 1e-5);
+        let r = t.restart(4, &mut cb, &z, 2, Some(&mut ema), &mut rng);
+        assert_eq!(r, vec![1, 2]);
+        assert_eq!(t.restarts, 2);
+        for c in [1, 2] {
+            assert!(cb[c * 2] == 5.0 || cb[c * 2] == 7.0);
+        }
+        assert!(t.dead(4).is_empty());
+        assert!(DeadCodeTracker::new(3, 0, 0).dead(100).is_empty());
+    }
+}

@@ -1,0 +1,578 @@
+//! Training, evaluation and reconstruction.
+//!
+//! One step: x -> z_e = enc(x) -> nearest codeword z_q (eq. 27) -> x_hat = dec(z_e + sg(z_q - z_e))
+//! and the loss of seed eq. 24,
+//! * `vq`:     mean (x_hat - x)^2 + mean (sg(z_e) - z_q)^2 + beta mean (z_e - sg(z_q))^2,
+//! * `vq-ema`: mean (x_hat - x)^2 + beta mean (z_e - sg(z_q))^2, codebook by EMA.
+//! Adam (PyTorch's defaults: betas 0.9/0.999, eps 1e-8) updates the encoder and decoder (and, for
+//! `vq`, the codebook).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::checkpoint::{self, TrainState, write_atomic};
+use crate::config::{CodebookInit, DeviceKind, QuantizerKind, RunConfig};
+use crate::data::{self, DataSpec, Dataset, ImageSet};
+use crate::error::{InputError, NonFiniteError};
+use crate::info::CodeHistogram;
+use crate::model::{VqVae, from_vectors, to_vectors};
+use crate::quantizer::{DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize};
+use crate::report::{MetricsLog, Record, table, write_grid};
+
+/// The burn device for a device kind (the autodiff decorator is added by the trainer).
+pub fn device(kind: DeviceKind) -> Result<Device, InputError> {
+    match kind {
+        DeviceKind::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => {
+            let dev = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+            // Adapter selection panics inside wgpu when there is none: turn that into an error.
+            let probe = std::panic::catch_unwind(|| {
+                let t = Tensor::<1>::from_floats([1.0f32, 2.0], &dev);
+                t.sum().into_scalar::<f32>()
+            });
+            match probe {
+                Ok(v) if (v - 3.0).abs() < 1e-6 => Ok(dev),
+                _ => Err(InputError::config(
+                    "--device wgpu: no usable wgpu adapter (is a Vulkan driver installed? set XDG_RUNTIME_DIR)",
+                )),
+            }
+        }
+        #[cfg(not(feature = "wgpu"))]
+        DeviceKind::Wgpu => Err(InputError::config(
+            "--device wgpu needs vqib built with the `wgpu` cargo feature (cargo build --release --features wgpu)",
+        )),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => Ok(Device::cuda(0)),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => Err(InputError::config(
+            "--device cuda needs vqib built with the `cuda` cargo feature (cargo build --release --features cuda)",
+        )),
+    }
+}
+
+/// Loads the data set a config names (applying `train_limit` / `test_limit`).
+pub fn load_data(cfg: &RunConfig) -> Result<Dataset, InputError> {
+    let spec = DataSpec {
+        kind: cfg.dataset,
+        dir: cfg.data_dir.clone(),
+        image_size: cfg.image_size,
+        shapes_train: cfg.shapes_train,
+        shapes_test: cfg.shapes_test,
+        seed: cfg.seed,
+    };
+    let mut ds = data::load(&spec)?;
+    if cfg.train_limit > 0 {
+        ds.train = ds.train.take(cfg.train_limit);
+    }
+    if cfg.test_limit > 0 {
+        ds.test = ds.test.take(cfg.test_limit);
+    }
+    if let Some(shape) = cfg.image_shape
+        && shape != ds.image_shape()
+    {
+        return Err(InputError::config(format!(
+            "the data has images of shape {:?} but the run was trained on {shape:?}",
+            ds.image_shape()
+        )));
+    }
+    Ok(ds)
+}
+
+/// A fresh model for a config (the codebook uniform in [-1/K, 1/K]).
+pub fn new_model(cfg: &RunConfig, channels: usize, device: &Device) -> VqVae {
+    device.seed(cfg.seed);
+    let m = VqVae::new(channels, cfg.hidden, cfg.codebook_size, cfg.code_dim, device);
+    if cfg.quantizer == QuantizerKind::VqEma {
+        let VqVae { encoder, decoder, codebook } = m;
+        VqVae { encoder, decoder, codebook: codebook.set_require_grad(false) }
+    } else {
+        m
+    }
+}
+
+/// Forward pass through encoder, quantizer and decoder.
+pub struct Forward {
+    pub x_hat: Tensor<4>,
+    pub z_e: Tensor<2>,
+    pub q: Quantized,
+    /// mean (x_hat - x)^2.
+    pub recon: Tensor<1>,
+}
+
+pub fn forward(model: &VqVae, x: Tensor<4>) -> Forward {
+    let z = model.encoder.forward(x.clone());
+    let [b, _, h, w] = z.dims();
+    let z_e = to_vectors(z);
+    let q = quantize(z_e.clone(), model.codebook.val());
+    let x_hat = model.decoder.forward(from_vectors(q.z_st.clone(), b, h, w));
+    let recon = (x_hat.clone() - x).square().mean();
+    Forward { x_hat, z_e, q, recon }
+}
+
+/// The loss of eq. 24 for the configured quantizer.
+pub fn loss(cfg: &RunConfig, f: &Forward) -> Tensor<1> {
+    let commit = f.q.commitment_loss.clone().mul_scalar(cfg.beta);
+    match cfg.quantizer {
+        QuantizerKind::Vq => f.recon.clone() + f.q.codebook_loss.clone() + commit,
+        QuantizerKind::VqEma => f.recon.clone() + commit,
+    }
+}
+
+/// A batch of images as a tensor `[B, C, H, W]` in [0, 1].
+pub fn batch_tensor(set: &ImageSet, idx: &[usize], device: &Device) -> Tensor<4> {
+    let v = set.batch_f32(idx);
+    Tensor::from_data(TensorData::new(v, [idx.len(), set.channels, set.height, set.width]), device)
+}
+
+fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data")
+}
+
+fn host_u32(t: Tensor<1, burn::tensor::Int>) -> Vec<u32> {
+    t.into_data().convert::<i64>().to_vec::<i64>().expect("int data").into_iter().map(|v| v as u32).collect()
+}
+
+/// Metrics over a whole evaluation set.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct EvalMetrics {
+    pub images: usize,
+    /// Mean squared error per pixel, pixels in [0, 1].
+    pub mse: f64,
+    /// 10 log10(1 / mse), dB.
+    pub psnr: f64,
+    /// H(Z) of the code histogram over the whole set, nats.
+    pub entropy_nats: f64,
+    /// exp(H(Z)).
+    pub perplexity: f64,
+    pub codes_used: usize,
+    pub dead_codes: usize,
+    pub codebook_loss: f64,
+    pub commitment_loss: f64,
+    /// Assignment counts per code.
+    pub histogram: Vec<u64>,
+}
+
+/// Evaluates `model` (inference mode) on `set` in batches of `batch`.
+pub fn evaluate(model: &VqVae, set: &ImageSet, batch: usize, device: &Device) -> anyhow::Result<EvalMetrics> {
+    let model = model.valid();
+    let k = model.k();
+    let mut hist = CodeHistogram::new(k);
+    let (mut sse, mut cb, mut cm, mut px, mut vecs) = (0.0f64, 0.0f64, 0.0f64, 0usize, 0usize);
+    let idx: Vec<usize> = (0..set.n).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = batch_tensor(set, chunk, device);
+        let f = forward(&model, x);
+        let n_vec = f.z_e.dims()[0];
+        let scalars = host_f32(Tensor::cat(vec![f.recon, f.q.codebook_loss, f.q.commitment_loss], 0));
+        let n_px = chunk.len() * set.image_len();
+        sse += scalars[0] as f64 * n_px as f64;
+        cb += scalars[1] as f64 * n_vec as f64;
+        cm += scalars[2] as f64 * n_vec as f64;
+        px += n_px;
+        vecs += n_vec;
+        hist.add(&host_u32(f.q.indices));
+    }
+    let mse = sse / px.max(1) as f64;
+    if !mse.is_finite() {
+        anyhow::bail!("evaluation produced a non-finite reconstruction error");
+    }
+    Ok(EvalMetrics {
+        images: set.n,
+        mse,
+        psnr: 10.0 * (1.0 / mse.max(1e-12)).log10(),
+        entropy_nats: hist.entropy(),
+        perplexity: hist.perplexity(),
+        codes_used: hist.used(),
+        dead_codes: hist.dead(),
+        codebook_loss: cb / vecs.max(1) as f64,
+        commitment_loss: cm / vecs.max(1) as f64,
+        histogram: hist.counts,
+    })
+}
+
+/// Reconstructions of the images at `idx`, `[n, c, h, w]` flattened.
+pub fn reconstruct(model: &VqVae, set: &ImageSet, idx: &[usize], device: &Device) -> Vec<f32> {
+    let model = model.valid();
+    host_f32(forward(&model, batch_tensor(set, idx, device)).x_hat)
+}
+
+/// How a training run is driven.
+#[derive(Clone)]
+pub struct TrainOptions {
+    /// Show a progress bar on stderr (hidden when stderr is not a terminal).
+    pub progress: bool,
+    /// Set (by Ctrl-C) to stop: a checkpoint is saved and training returns.
+    pub stop: Arc<AtomicBool>,
+    /// Stop after this many optimizer steps in this process (for tests and smoke runs).
+    pub max_steps: Option<u64>,
+    /// Print the summary table.
+    pub print_summary: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self { progress: false, stop: Arc::new(AtomicBool::new(false)), max_steps: None, print_summary: false }
+    }
+}
+
+/// The result of a training run.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub run_dir: PathBuf,
+    pub step: u64,
+    /// False when stopped early (Ctrl-C or `max_steps`); a checkpoint was saved.
+    pub completed: bool,
+    pub eval: Option<EvalMetrics>,
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// Everything a training loop carries.
+struct Run {
+    cfg: RunConfig,
+    dir: PathBuf,
+    device: Device,
+    model: VqVae,
+    optim: ModuleOptimizer,
+    ema: Option<EmaCodebook>,
+    state: TrainState,
+    log: MetricsLog,
+    data: Dataset,
+}
+
+impl Run {
+    fn save(&self) -> anyhow::Result<PathBuf> {
+        checkpoint::save(&self.dir, &self.cfg, &self.model.export(), self.ema.as_ref(), &self.optim, &self.state, 2)
+    }
+}
+
+/// Trains a new run in `dir` (which must not already hold a run).
+pub fn train_new(mut cfg: RunConfig, dir: &Path, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+    cfg.validate()?;
+    if dir.join("config.json").exists() {
+        return Err(InputError::file(
+            dir,
+            "already holds a run (config.json exists); use --resume to continue it or choose another --out",
+        )
+        .into());
+    }
+    let data = load_data(&cfg)?;
+    let [c, _, _] = data.image_shape();
+    cfg.image_shape = Some(data.image_shape());
+    let base = device(cfg.device)?;
+    let dev = base.clone().autodiff();
+    std::fs::create_dir_all(dir).map_err(|e| InputError::file(dir, format!("cannot create run directory: {e}")))?;
+    write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    let model = new_model(&cfg, c, &dev);
+    let ema = (cfg.quantizer == QuantizerKind::VqEma)
+        .then(|| EmaCodebook::new(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, cfg.ema_epsilon));
+    let state = TrainState {
+        dead_codes: (cfg.dead_code_steps > 0).then(|| DeadCodeTracker::new(cfg.codebook_size, cfg.dead_code_steps, 0)),
+        codebook_initialised: cfg.init == CodebookInit::Uniform,
+        ..Default::default()
+    };
+    let optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let log = MetricsLog::open(dir, None)?;
+    let run = Run { cfg, dir: dir.to_path_buf(), device: dev, model, optim, ema, state, log, data };
+    run_loop(run, opts)
+}
+
+/// Continues the run in `dir` from its latest checkpoint. `epochs`, when given, replaces the
+/// configured number of epochs (to extend a finished run).
+pub fn resume(dir: &Path, epochs: Option<usize>, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+    let ck = checkpoint::load_latest(dir)?;
+    let mut cfg = ck.config.clone();
+    if let Some(e) = epochs {
+        cfg.epochs = e;
+        write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    }
+    let data = load_data(&cfg)?;
+    let base = device(cfg.device)?;
+    let dev = base.autodiff();
+    let [c, _, _] = data.image_shape();
+    let mut model = new_model(&cfg, c, &dev);
+    let st_path = ck.dir.join("model.safetensors");
+    model.import(&ck.tensors, &dev, &st_path)?;
+    let op = ck.dir.join("optimizer.bpk");
+    let optim = AdamConfig::new()
+        .with_epsilon(1e-8)
+        .init()
+        .load(&op)
+        .map_err(|e| InputError::file(&op, format!("cannot load optimizer state: {e:?}")))?;
+    if cfg.quantizer == QuantizerKind::VqEma && ck.ema.is_none() {
+        return Err(InputError::file(&st_path, "vq-ema checkpoint lacks its EMA state").into());
+    }
+    let log = MetricsLog::open(dir, Some(ck.state.step))?;
+    let run = Run { cfg, dir: dir.to_path_buf(), device: dev, model, optim, ema: ck.ema, state: ck.state, log, data };
+    run_loop(run, opts)
+}
+
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+    idx.shuffle(&mut rng);
+    idx
+}
+
+fn eval_record(r: &Run, m: &EvalMetrics) -> Record {
+    Record {
+        kind: "eval".into(),
+        step: r.state.step,
+        epoch: r.state.epoch,
+        wall_time: r.state.wall_time,
+        recon_mse: Some(m.mse),
+        codebook_loss: Some(m.codebook_loss),
+        commitment_loss: Some(m.commitment_loss),
+        perplexity: Some(m.perplexity),
+        entropy_nats: Some(m.entropy_nats),
+        codes_used: Some(m.codes_used),
+        dead_codes: Some(m.dead_codes),
+        psnr: Some(m.psnr),
+        restarts: r.state.dead_codes.as_ref().map(|d| d.restarts),
+        ..Default::default()
+    }
+}
+
+/// Summary rows of an evaluation.
+pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("test images", m.images.to_string()),
+        ("reconstruction MSE", format!("{:.5}", m.mse)),
+        ("PSNR (dB)", format!("{:.2}", m.psnr)),
+        ("perplexity exp(H(Z))", format!("{:.2}", m.perplexity)),
+        ("H(Z) (nats)", format!("{:.4}", m.entropy_nats)),
+        ("codes used", format!("{} / {k}", m.codes_used)),
+        ("dead codes", m.dead_codes.to_string()),
+        ("codebook loss", format!("{:.5}", m.codebook_loss)),
+        ("commitment loss", format!("{:.5}", m.commitment_loss)),
+    ]
+}
+
+fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+    let n = r.data.train.n;
+    let bs = r.cfg.batch_size;
+    let batches_per_epoch = n.div_ceil(bs);
+    let total_steps = (batches_per_epoch * r.cfg.epochs) as u64;
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(total_steps);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+            )
+            .expect("valid template"),
+        );
+        b.set_position(r.state.step);
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let wall0 = r.state.wall_time;
+    let mut steps_here = 0u64;
+    let mut last_ckpt: Option<PathBuf> = None;
+    let mut last_eval: Option<EvalMetrics> = None;
+    let mut stopped = false;
+
+    'epochs: while r.state.epoch < r.cfg.epochs {
+        let order = epoch_order(n, r.cfg.seed, r.state.epoch);
+        let batches: Vec<&[usize]> = order.chunks(bs).collect();
+        while r.state.batch_in_epoch < batches.len() {
+            if opts.stop.load(Ordering::SeqCst) || opts.max_steps.is_some_and(|m| steps_here >= m) {
+                stopped = true;
+                break 'epochs;
+            }
+            let idx = batches[r.state.batch_in_epoch];
+            let x = batch_tensor(&r.data.train, idx, &r.device);
+
+            if !r.state.codebook_initialised {
+                // k-means++ on the first batch of encoder outputs.
+                let z = host_f32(to_vectors(r.model.valid().encoder.forward(x.clone().inner())));
+                let mut rng = StdRng::seed_from_u64(r.cfg.seed ^ 0x6b6d_6561_6e73);
+                let centres = kmeans_pp(&z, r.cfg.code_dim, r.cfg.codebook_size, 10, &mut rng);
+                if let Some(e) = r.ema.as_mut() {
+                    // Start the averages as if each centre had been seen once.
+                    e.updates = 1;
+                    let a = 1.0 - e.decay;
+                    e.count_hidden.iter_mut().for_each(|c| *c = a);
+                    e.sum_hidden.iter_mut().zip(&centres).for_each(|(s, &v)| *s = a * v as f64);
+                }
+                r.model.set_codebook(centres, &r.device);
+                r.state.codebook_initialised = true;
+            }
+
+            let f = forward(&r.model, x);
+            let l = loss(&r.cfg, &f);
+            let scalars = host_f32(Tensor::cat(
+                vec![l.clone().detach(), f.recon.clone().detach(), f.q.codebook_loss.clone().detach(), f.q.commitment_loss.clone().detach()],
+                0,
+            ));
+            let step = r.state.step + 1;
+            if scalars.iter().any(|v| !v.is_finite()) {
+                bar.abandon();
+                return Err(NonFiniteError {
+                    step,
+                    detail: format!(
+                        "loss={} recon={} codebook={} commitment={}; training stopped, the last good checkpoint is {}",
+                        scalars[0],
+                        scalars[1],
+                        scalars[2],
+                        scalars[3],
+                        last_ckpt
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| "none (no checkpoint saved yet)".into())
+                    ),
+                }
+                .into());
+            }
+            let indices = host_u32(f.q.indices.clone());
+            let need_z = r.ema.is_some() || r.state.dead_codes.is_some();
+            let z_host = if need_z { host_f32(f.z_e.clone().detach()) } else { Vec::new() };
+
+            let grads = GradientsParams::from_grads(l.backward(), &r.model);
+            r.model = r.optim.step(r.cfg.lr, r.model.clone(), grads);
+
+            // Codebook state updates outside the gradient step.
+            let mut codebook: Option<Vec<f32>> = None;
+            if let Some(e) = r.ema.as_mut() {
+                codebook = Some(e.update(&z_host, &indices));
+            }
+            if let Some(t) = r.state.dead_codes.as_mut() {
+                t.observe(&indices, step);
+                if !t.dead(step).is_empty() {
+                    let mut cb = codebook.take().unwrap_or_else(|| r.model.codebook_values());
+                    let mut rng = StdRng::seed_from_u64(r.cfg.seed ^ step.wrapping_mul(0x9E37_79B9));
+                    t.restart(step, &mut cb, &z_host, r.cfg.code_dim, r.ema.as_mut(), &mut rng);
+                    codebook = Some(cb);
+                }
+            }
+            if let Some(cb) = codebook {
+                r.model.set_codebook(cb, &r.device);
+            }
+
+            r.state.step = step;
+            r.state.batch_in_epoch += 1;
+            r.state.wall_time = wall0 + started.elapsed().as_secs_f64();
+            steps_here += 1;
+
+            let mut hist = CodeHistogram::new(r.cfg.codebook_size);
+            hist.add(&indices);
+            bar.inc(1);
+            bar.set_message(format!(
+                "epoch {}/{} loss {:.4} recon {:.4} ppl(batch) {:.1}",
+                r.state.epoch + 1,
+                r.cfg.epochs,
+                scalars[0],
+                scalars[1],
+                hist.perplexity()
+            ));
+            if step % r.cfg.log_every == 0 || step == 1 {
+                r.log.write(&Record {
+                    kind: "train".into(),
+                    step,
+                    epoch: r.state.epoch,
+                    wall_time: r.state.wall_time,
+                    loss: Some(scalars[0] as f64),
+                    recon_mse: Some(scalars[1] as f64),
+                    codebook_loss: Some(scalars[2] as f64),
+                    commitment_loss: Some(scalars[3] as f64),
+                    batch_perplexity: Some(hist.perplexity()),
+                    batch_codes_used: Some(hist.used()),
+                    restarts: r.state.dead_codes.as_ref().map(|d| d.restarts),
+                    ..Default::default()
+                })?;
+            }
+            if r.cfg.checkpoint_every > 0 && step % r.cfg.checkpoint_every == 0 {
+                r.log.flush()?;
+                last_ckpt = Some(r.save()?);
+            }
+        }
+        // End of epoch: evaluate on the test set and checkpoint.
+        r.state.epoch += 1;
+        r.state.batch_in_epoch = 0;
+        let m = evaluate(&r.model, &r.data.test, bs.max(256), &r.device.clone().inner())?;
+        let mut rec = eval_record(&r, &m);
+        rec.epoch = r.state.epoch - 1;
+        r.log.write(&rec)?;
+        r.log.flush()?;
+        last_ckpt = Some(r.save()?);
+        last_eval = Some(m);
+    }
+    bar.finish_and_clear();
+    r.log.flush()?;
+    if stopped {
+        last_ckpt = Some(r.save()?);
+    }
+    let completed = !stopped;
+    if completed {
+        if let Some(m) = &last_eval {
+            write_atomic(&r.dir.join("eval.json"), serde_json::to_string_pretty(m)?.as_bytes())?;
+        }
+    }
+    if opts.print_summary {
+        if let Some(m) = &last_eval {
+            let mut rows = summary_rows(m, r.cfg.codebook_size);
+            rows.insert(0, ("quantizer", format!("{:?}", r.cfg.quantizer).to_lowercase()));
+            rows.insert(1, ("steps", r.state.step.to_string()));
+            rows.insert(2, ("training time (s)", format!("{:.1}", r.state.wall_time)));
+            println!("{}", table(&rows));
+        }
+        if stopped {
+            println!("stopped at step {} (checkpoint saved); continue with: vqib train --resume {}", r.state.step, r.dir.display());
+        }
+        println!("run directory: {}", r.dir.display());
+    }
+    Ok(TrainOutcome { run_dir: r.dir, step: r.state.step, completed, eval: last_eval, last_checkpoint: last_ckpt })
+}
+
+/// Loads a run's latest checkpoint into an inference model, on the run's device (the CPU when
+/// that device is not available here). `data_dir` replaces the data directory of the config.
+pub fn load_run(run: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<(RunConfig, VqVae, Device)> {
+    let ck = checkpoint::load_latest(run)?;
+    let mut cfg = ck.config;
+    if data_dir.is_some() {
+        cfg.data_dir = data_dir;
+    }
+    let st = ck.dir.join("model.safetensors");
+    let c = cfg.image_shape.map(|s| s[0]).ok_or_else(|| InputError::file(&st, "checkpoint config lacks the image shape"))?;
+    let dev = device(cfg.device).unwrap_or_else(|e| {
+        eprintln!("warning: {e}; using the CPU");
+        Device::flex()
+    });
+    let mut model = new_model(&cfg, c, &dev);
+    model.import(&ck.tensors, &dev, &st)?;
+    Ok((cfg, model, dev))
+}
+
+/// `vqib reconstruct`: writes a PNG grid of the first `n` test images above their
+/// reconstructions.
+pub fn reconstruct_grid(run: &Path, out: &Path, n: usize, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let (cfg, model, dev) = load_run(run, data_dir)?;
+    let data = load_data(&cfg)?;
+    let n = n.clamp(1, data.test.n);
+    let idx: Vec<usize> = (0..n).collect();
+    let rec = reconstruct(&model, &data.test, &idx, &dev);
+    let orig = data.test.batch_f32(&idx);
+    let shape = data.image_shape();
+    let scale = if shape[1] <= 32 { 3 } else { 1 };
+    write_grid(out, &orig, &rec, n, shape, 16, scale)
+}
+
+/// `vqib eval`: test-set metrics of a run's latest checkpoint, written to `RUN/eval.json`.
+pub fn eval_run(run: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<(RunConfig, EvalMetrics)> {
+    let (cfg, model, dev) = load_run(run, data_dir)?;
+    let data = load_data(&cfg)?;
+    let m = evaluate(&model, &data.test, 256, &dev)?;
+    write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(&m)?.as_bytes())?;
+    Ok((cfg, m))
+}

@@ -1,0 +1,280 @@
+//! End-to-end tests of the `vqib` binary: the files a run writes, resume, Ctrl-C, eval,
+//! reconstruct, and every bad input exiting 2 with a message naming the file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vqib() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vqib"))
+}
+
+fn run(args: &[&str]) -> Output {
+    vqib().args(args).output().expect("vqib runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A small but real training configuration on the generated shapes data.
+const TINY: &[&str] = &[
+    "train", "--shapes-train", "96", "--shapes-test", "40", "--batch-size", "16", "--hidden", "16",
+    "--codebook-size", "32", "--code-dim", "8", "--log-every", "1", "--no-progress",
+];
+
+fn tiny(out: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend(extra);
+    run(&args)
+}
+
+fn jsonl(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn latest(run: &Path) -> PathBuf {
+    let name = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    run.join("checkpoints").join(name.trim())
+}
+
+fn state_step(run: &Path) -> u64 {
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest(run).join("state.json")).unwrap()).unwrap();
+    s["step"].as_u64().unwrap()
+}
+
+#[test]
+fn train_writes_the_promised_files() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let o = tiny(&out, &["--epochs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("perplexity") && t.contains("run directory"), "summary missing: {t}");
+
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["codebook_size"], 32);
+    assert_eq!(cfg["quantizer"], "vq");
+
+    // 96 images / 16 = 6 steps an epoch, 2 epochs.
+    let recs = jsonl(&out);
+    let train: Vec<_> = recs.iter().filter(|r| r["kind"] == "train").collect();
+    let eval: Vec<_> = recs.iter().filter(|r| r["kind"] == "eval").collect();
+    assert_eq!(train.len(), 12);
+    assert_eq!(eval.len(), 2);
+    for key in ["loss", "recon_mse", "codebook_loss", "commitment_loss", "batch_perplexity", "batch_codes_used", "wall_time"] {
+        assert!(train[0].get(key).is_some(), "train record lacks {key}");
+    }
+    for key in ["perplexity", "codes_used", "dead_codes", "psnr", "recon_mse"] {
+        assert!(eval[0].get(key).is_some(), "eval record lacks {key}");
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 14);
+    assert!(csv.lines().next().unwrap().starts_with("kind,step,epoch,wall_time,loss"));
+
+    let ck = latest(&out);
+    assert!(ck.ends_with("step-00000012"), "{}", ck.display());
+    for f in ["model.safetensors", "optimizer.bpk", "state.json"] {
+        assert!(ck.join(f).is_file(), "checkpoint lacks {f}");
+    }
+    // The safetensors names and PyTorch layouts as documented.
+    let bytes = std::fs::read(ck.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("encoder.conv1.weight").unwrap().shape(), &[16, 1, 4, 4]);
+    assert_eq!(st.tensor("decoder.deconv2.weight").unwrap().shape(), &[16, 1, 4, 4]);
+    assert_eq!(st.tensor("quantizer.codebook").unwrap().shape(), &[32, 8]);
+    assert!(out.join("eval.json").is_file());
+    // No temporary files left anywhere.
+    for e in std::fs::read_dir(out.join("checkpoints")).unwrap() {
+        let n = e.unwrap().file_name().into_string().unwrap();
+        assert!(!n.starts_with('.'), "leftover temp {n}");
+    }
+
+    // eval and reconstruct on the finished run.
+    let o = run(&["eval", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("reconstruction MSE"));
+    let grid = d.path().join("grid.png");
+    let o = run(&["reconstruct", out.to_str().unwrap(), "--out", grid.to_str().unwrap(), "--n", "8"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let img = image::open(&grid).unwrap();
+    assert!(img.height() > 2 * 28 && img.width() > 8 * 28);
+
+    // A second run into the same directory is refused.
+    let o = tiny(&out, &["--epochs", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("already holds a run"));
+}
+
+#[test]
+fn resume_continues_the_step_count_and_matches_an_uninterrupted_run() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a");
+    let b = d.path().join("b");
+    // Uninterrupted: 2 epochs of 6 steps.
+    let o = tiny(&a, &["--epochs", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Interrupted after 4 steps (mid-epoch), then resumed.
+    let o = tiny(&b, &["--epochs", "2", "--max-steps", "4"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(state_step(&b), 4);
+    let o = run(&["train", "--resume", b.to_str().unwrap(), "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(state_step(&b), 12);
+    let steps: Vec<u64> = jsonl(&b).iter().filter(|r| r["kind"] == "train").map(|r| r["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<_>>());
+    // Same seed, same data order, optimizer state restored: the same final losses.
+    let last = |p: &Path| jsonl(p).iter().rev().find(|r| r["kind"] == "eval").unwrap()["recon_mse"].as_f64().unwrap();
+    let (la, lb) = (last(&a), last(&b));
+    assert!((la - lb).abs() <= 1e-4 * la.abs().max(1e-6), "uninterrupted {la} vs resumed {lb}");
+    // Extending a finished run with more epochs continues from its step.
+    let o = run(&["train", "--resume", b.to_str().unwrap(), "--epochs", "3", "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(state_step(&b), 18);
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--out", out.to_str().unwrap(), "--epochs", "1000"]);
+    let child = vqib().args(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait until training is under way.
+    let t0 = std::time::Instant::now();
+    while jsonl_len(&out) < 3 {
+        assert!(t0.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(text(&o).contains("checkpoint saved"), "{}", text(&o));
+    assert!(state_step(&out) >= 3);
+}
+
+fn jsonl_len(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn non_finite_loss_stops_with_a_clear_message() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let o = tiny(&out, &["--epochs", "3", "--lr", "1e30"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("non-finite loss"), "{}", text(&o));
+    // The last good checkpoint (end of an epoch, if one was reached) is intact and loadable.
+    if out.join("checkpoints/latest").exists() {
+        let o = run(&["eval", out.to_str().unwrap()]);
+        assert!(o.status.success() || text(&o).contains("non-finite"), "{}", text(&o));
+    }
+}
+
+fn expect_input_error(o: &Output, needles: &[&str]) {
+    let t = text(o);
+    assert_eq!(o.status.code(), Some(2), "expected exit 2: {t}");
+    assert!(!t.contains("panicked"), "panic: {t}");
+    for n in needles {
+        assert!(t.contains(n), "message lacks {n:?}: {t}");
+    }
+}
+
+fn idx_images(n: u32, rows: u32, cols: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [2051u32, n, rows, cols] {
+        v.extend(x.to_be_bytes());
+    }
+    v.extend((0..n * rows * cols).map(|i| (i % 256) as u8));
+    v
+}
+
+fn idx_labels(n: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend(2049u32.to_be_bytes());
+    v.extend(n.to_be_bytes());
+    v.extend((0..n).map(|i| (i % 10) as u8));
+    v
+}
+
+fn write_mnist(dir: &Path, train_imgs: Vec<u8>, train_labels: Vec<u8>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let gz = |b: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(dir.join("train-images-idx3-ubyte.gz"), gz(&train_imgs)).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), gz(&train_labels)).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&idx_images(4, 28, 28))).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&idx_labels(4))).unwrap();
+}
+
+fn train_mnist(dir: &Path, out: &Path) -> Output {
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--dataset", "mnist", "--data-dir", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "1"]);
+    run(&args)
+}
+
+#[test]
+fn bad_inputs_exit_2_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+
+    // Missing directory.
+    let missing = d.path().join("no-such-dir");
+    expect_input_error(&train_mnist(&missing, &out), &["no-such-dir", "does not exist"]);
+
+    // Wrong IDX magic: a label file where the images belong.
+    let m = d.path().join("magic");
+    write_mnist(&m, idx_labels(8), idx_labels(8));
+    expect_input_error(&train_mnist(&m, &out), &["train-images-idx3-ubyte.gz", "magic"]);
+
+    // Truncated image file.
+    let t = d.path().join("trunc");
+    let mut imgs = idx_images(8, 28, 28);
+    imgs.truncate(imgs.len() - 100);
+    write_mnist(&t, imgs, idx_labels(8));
+    expect_input_error(&train_mnist(&t, &out), &["train-images-idx3-ubyte.gz", "truncated"]);
+
+    // Image and label counts disagree.
+    let c = d.path().join("counts");
+    write_mnist(&c, idx_images(8, 28, 28), idx_labels(7));
+    expect_input_error(&train_mnist(&c, &out), &["train-labels-idx1-ubyte.gz", "7 labels", "8 images"]);
+
+    // An image of the wrong size in a folder data set.
+    let f = d.path().join("folder");
+    std::fs::create_dir_all(&f).unwrap();
+    for i in 0..6 {
+        image::GrayImage::from_pixel(28, 28, image::Luma([i * 20])).save(f.join(format!("a{i}.png"))).unwrap();
+    }
+    image::GrayImage::from_pixel(20, 28, image::Luma([9])).save(f.join("a3.png")).unwrap();
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--dataset", "folder", "--data-dir", f.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    expect_input_error(&run(&args), &["a3.png", "20x28"]);
+
+    // K = 0 and D = 0.
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--out", out.to_str().unwrap(), "--codebook-size", "0"]);
+    expect_input_error(&run(&args), &["codebook size K"]);
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--out", out.to_str().unwrap(), "--code-dim", "0"]);
+    expect_input_error(&run(&args), &["code dimension D"]);
+
+    // An unreadable checkpoint.
+    let r = d.path().join("run");
+    let o = tiny(&r, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let st = latest(&r).join("model.safetensors");
+    std::fs::write(&st, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
+    expect_input_error(&run(&["eval", r.to_str().unwrap()]), &["model.safetensors"]);
+    expect_input_error(&run(&["train", "--resume", r.to_str().unwrap()]), &["model.safetensors"]);
+    // A run directory that does not exist.
+    expect_input_error(&run(&["eval", d.path().join("nothing").to_str().unwrap()]), &["nothing", "does not exist"]);
+}

@@ -1,0 +1,60 @@
+//! The GPU code path: a few training steps on burn's wgpu backend must give the losses of the
+//! same steps on the `flex` CPU backend. Runs over any Vulkan driver (CI installs Mesa's
+//! lavapipe). Without an adapter the test is skipped, unless `VQIB_REQUIRE_WGPU=1` (set by
+//! `.ci/run`), where that is a failure.
+#![cfg(feature = "wgpu")]
+
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use vqib::config::{DeviceKind, QuantizerKind, RunConfig};
+use vqib::model::VqVae;
+use vqib::train;
+
+fn steps(cfg: &RunConfig, mut model: VqVae, dev: &Device, n: usize) -> Vec<[f32; 3]> {
+    let data = vqib::data::shapes(64, 8, 5);
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut out = Vec::new();
+    for s in 0..n {
+        let idx: Vec<usize> = (s * 8..s * 8 + 8).collect();
+        let f = train::forward(&model, train::batch_tensor(&data.train, &idx, dev));
+        let l = train::loss(cfg, &f);
+        let v: Vec<f32> = Tensor::cat(vec![l.clone().detach(), f.recon.clone().detach(), f.q.commitment_loss.clone().detach()], 0)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap();
+        out.push([v[0], v[1], v[2]]);
+        let g = GradientsParams::from_grads(l.backward(), &model);
+        model = optim.step(cfg.lr, model, g);
+    }
+    out
+}
+
+#[test]
+fn wgpu_training_steps_match_flex() {
+    let wgpu = match train::device(DeviceKind::Wgpu) {
+        Ok(d) => d,
+        Err(e) => {
+            if std::env::var("VQIB_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
+                panic!("wgpu device required but unavailable: {e}");
+            }
+            eprintln!("skipping: {e}");
+            return;
+        }
+    };
+    let cfg = RunConfig { quantizer: QuantizerKind::Vq, codebook_size: 16, code_dim: 4, hidden: 8, lr: 1e-3, ..Default::default() };
+    let cpu = Device::flex().autodiff();
+    let m_cpu = train::new_model(&cfg, 1, &cpu);
+    let gpu = wgpu.autodiff();
+    let mut m_gpu = train::new_model(&cfg, 1, &gpu);
+    m_gpu.import(&m_cpu.export(), &gpu, std::path::Path::new("<cpu model>")).unwrap();
+    let a = steps(&cfg, m_cpu, &cpu, 4);
+    let b = steps(&cfg, m_gpu, &gpu, 4);
+    eprintln!("flex: {a:?}\nwgpu: {b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        for j in 0..3 {
+            let tol = 2e-3 * x[j].abs().max(1e-3);
+            assert!((x[j] - y[j]).abs() <= tol, "flex {x:?} vs wgpu {y:?}");
+        }
+    }
+}
