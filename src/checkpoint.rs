@@ -61,6 +61,7 @@ pub struct TrainState {
 }
 
 /// Everything in a checkpoint except the optimizer.
+#[derive(Debug)]
 pub struct Checkpoint {
     pub dir: PathBuf,
     pub config: RunConfig,

@@ -153,19 +153,27 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
+/// Checks the magic number (first) and that the header of `header_len` bytes is complete.
+fn check_idx_header(path: &Path, b: &[u8], want: u32, header_len: usize, what: &str) -> Result<(), InputError> {
+    if b.len() >= 4 {
+        let magic = be_u32(b, 0);
+        if magic != want {
+            return Err(InputError::file(
+                path,
+                format!("wrong IDX magic {magic:#010x} for {what} file (expected {want:#010x} = {want})"),
+            ));
+        }
+    }
+    if b.len() < header_len {
+        return Err(InputError::file(path, format!("truncated IDX header ({} bytes, need {header_len})", b.len())));
+    }
+    Ok(())
+}
+
 /// IDX image file: magic 2051, count, rows, cols, then `count*rows*cols` bytes.
 pub fn read_idx_images(path: &Path) -> Result<ImageSet, InputError> {
     let b = read_maybe_gz(path)?;
-    if b.len() < 16 {
-        return Err(InputError::file(path, format!("truncated IDX header ({} bytes, need 16)", b.len())));
-    }
-    let magic = be_u32(&b, 0);
-    if magic != 2051 {
-        return Err(InputError::file(
-            path,
-            format!("wrong IDX magic {magic:#010x} for an image file (expected 0x00000803 = 2051)"),
-        ));
-    }
+    check_idx_header(path, &b, 2051, 16, "an image")?;
     let (n, rows, cols) = (be_u32(&b, 4) as usize, be_u32(&b, 8) as usize, be_u32(&b, 12) as usize);
     let want = n.checked_mul(rows).and_then(|v| v.checked_mul(cols)).unwrap_or(usize::MAX);
     if b.len() - 16 != want {
@@ -183,16 +191,7 @@ pub fn read_idx_images(path: &Path) -> Result<ImageSet, InputError> {
 /// IDX label file: magic 2049, count, then `count` bytes.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, InputError> {
     let b = read_maybe_gz(path)?;
-    if b.len() < 8 {
-        return Err(InputError::file(path, format!("truncated IDX header ({} bytes, need 8)", b.len())));
-    }
-    let magic = be_u32(&b, 0);
-    if magic != 2049 {
-        return Err(InputError::file(
-            path,
-            format!("wrong IDX magic {magic:#010x} for a label file (expected 0x00000801 = 2049)"),
-        ));
-    }
+    check_idx_header(path, &b, 2049, 8, "a label")?;
     let n = be_u32(&b, 4) as usize;
     if b.len() - 8 != n {
         return Err(InputError::file(
@@ -531,9 +530,10 @@ mod tests {
         std::fs::write(&p, &idx_images(3, 4, 5, 0)[..10]).unwrap();
         assert!(read_idx_images(&p).unwrap_err().to_string().contains("header"));
         // A gzip stream cut short.
-        let z = gz(&idx_images(30, 4, 5, 0));
+        let z = gz(&idx_images(300, 28, 28, 0));
         std::fs::write(&p, &z[..z.len() / 2]).unwrap();
-        assert!(read_idx_images(&p).unwrap_err().to_string().contains("gzip"));
+        let e = read_idx_images(&p).unwrap_err().to_string();
+        assert!(e.contains("imgs") && (e.contains("gzip") || e.contains("truncated")), "{e}");
     }
 
     #[test]

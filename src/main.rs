@@ -218,6 +218,13 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 fn main() -> ExitCode {
+    // burn materialises loaded optimizer state on its default device, which prefers a GPU when one
+    // is compiled in; keep that on the CPU (the state moves to the parameters' device on the next
+    // step). Set before any other thread exists.
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: no other thread has been started yet.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     {

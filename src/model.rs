@@ -126,7 +126,7 @@ pub struct VqVae {
 pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn tensor_values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
-    t.to_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor data")
+    t.to_data().try_into_vec_as::<f32>().expect("f32 tensor data")
 }
 
 fn export_conv(out: &mut NamedTensors, name: &str, w: &Param<Tensor<4>>, b: &Option<Param<Tensor<1>>>) {

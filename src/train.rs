@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::Context;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -136,11 +135,11 @@ pub fn batch_tensor(set: &ImageSet, idx: &[usize], device: &Device) -> Tensor<4>
 }
 
 fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data")
+    t.into_data().try_into_vec_as::<f32>().expect("f32 data")
 }
 
 fn host_u32(t: Tensor<1, burn::tensor::Int>) -> Vec<u32> {
-    t.into_data().convert::<i64>().to_vec::<i64>().expect("int data").into_iter().map(|v| v as u32).collect()
+    t.into_data().try_into_vec_as::<i64>().expect("int data").into_iter().map(|v| v as u32).collect()
 }
 
 /// Metrics over a whole evaluation set.
@@ -575,4 +574,33 @@ pub fn eval_run(run: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<(RunCon
     let m = evaluate(&model, &data.test, 256, &dev)?;
     write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(&m)?.as_bytes())?;
     Ok((cfg, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every parameter that should learn moves in one optimizer step; the EMA codebook does not.
+    #[test]
+    fn one_step_updates_the_right_parameters() {
+        for q in [QuantizerKind::Vq, QuantizerKind::VqEma] {
+            let cfg = RunConfig { quantizer: q, codebook_size: 8, code_dim: 4, hidden: 8, lr: 1e-2, ..Default::default() };
+            let dev = Device::flex().autodiff();
+            let model = new_model(&cfg, 1, &dev);
+            let before = model.export();
+            let data = data::shapes(16, 4, 1);
+            let idx: Vec<usize> = (0..16).collect();
+            let f = forward(&model, batch_tensor(&data.train, &idx, &dev));
+            let l = loss(&cfg, &f);
+            let mut optim = AdamConfig::new().init();
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            let model = optim.step(cfg.lr, model, grads);
+            let after = model.export();
+            for (name, (_, v0)) in &before {
+                let moved = v0.iter().zip(&after[name].1).any(|(a, b)| a != b);
+                let should = !(name == "quantizer.codebook" && q == QuantizerKind::VqEma);
+                assert_eq!(moved, should, "{q:?}: parameter {name} moved={moved}");
+            }
+        }
+    }
 }

@@ -260,12 +260,10 @@ fn bad_inputs_exit_2_naming_the_file() {
     expect_input_error(&run(&args), &["a3.png", "20x28"]);
 
     // K = 0 and D = 0.
-    let mut args: Vec<&str> = TINY.to_vec();
-    args.extend(["--out", out.to_str().unwrap(), "--codebook-size", "0"]);
-    expect_input_error(&run(&args), &["codebook size K"]);
-    let mut args: Vec<&str> = TINY.to_vec();
-    args.extend(["--out", out.to_str().unwrap(), "--code-dim", "0"]);
-    expect_input_error(&run(&args), &["code dimension D"]);
+    let o = out.to_str().unwrap();
+    expect_input_error(&run(&["train", "--no-progress", "--out", o, "--codebook-size", "0"]), &["codebook size K"]);
+    expect_input_error(&run(&["train", "--no-progress", "--out", o, "--code-dim", "0"]), &["code dimension D"]);
+    assert!(!out.exists(), "a rejected configuration must not create the run directory");
 
     // An unreadable checkpoint.
     let r = d.path().join("run");

@@ -20,8 +20,7 @@ fn steps(cfg: &RunConfig, mut model: VqVae, dev: &Device, n: usize) -> Vec<[f32;
         let l = train::loss(cfg, &f);
         let v: Vec<f32> = Tensor::cat(vec![l.clone().detach(), f.recon.clone().detach(), f.q.commitment_loss.clone().detach()], 0)
             .into_data()
-            .convert::<f32>()
-            .to_vec()
+            .try_into_vec_as::<f32>()
             .unwrap();
         out.push([v[0], v[1], v[2]]);
         let g = GradientsParams::from_grads(l.backward(), &model);
