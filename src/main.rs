@@ -49,8 +49,8 @@ enum Cmd {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Continue the run in this directory from its latest checkpoint (other flags but --epochs
-    /// are taken from the run's config).
+    /// Continue the run in this directory from its latest checkpoint; its config.json fixes every
+    /// setting but --epochs (to extend it), --data-dir (if the data moved) and --max-steps.
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
     /// Data set.
@@ -173,15 +173,47 @@ fn config_from(a: &TrainArgs) -> RunConfig {
     }
 }
 
-fn run(cli: Cli, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Flags of `train` given on the command line (not defaults).
+fn explicit_train_flags(m: &clap::ArgMatches) -> Vec<String> {
+    let Some(("train", sub)) = m.subcommand() else { return Vec::new() };
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let args: Vec<String> = cmd
+        .find_subcommand("train")
+        .map(|t| t.get_arguments().map(|a| a.get_id().as_str().to_string()).collect())
+        .unwrap_or_default();
+    sub.ids()
+        .filter(|id| args.iter().any(|a| a == id.as_str()))
+        .filter(|id| sub.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .collect()
+}
+
+/// Flags that may accompany `--resume`; every other setting comes from the run's config.json.
+const RESUME_FLAGS: &[&str] = &["resume", "epochs", "data_dir", "no_progress", "max_steps"];
+
+fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Train(a) => {
             let opts = TrainOptions { progress: !a.no_progress, stop: stop.clone(), max_steps: a.max_steps, print_summary: true };
             let outcome = match &a.resume {
                 Some(dir) => {
-                    // Only --epochs may change on resume; it is taken when given explicitly.
-                    let epochs = std::env::args().any(|s| s == "--epochs" || s.starts_with("--epochs=")).then_some(a.epochs);
-                    train::resume(dir, epochs, &opts)?
+                    let fixed: Vec<String> = explicit
+                        .iter()
+                        .filter(|f| !RESUME_FLAGS.contains(&f.as_str()))
+                        .map(|f| format!("--{}", f.replace('_', "-")))
+                        .collect();
+                    if !fixed.is_empty() {
+                        return Err(InputError::config(format!(
+                            "{} cannot be changed when resuming: {} fixes it (only --epochs, --data-dir, --max-steps and --no-progress may be given with --resume)",
+                            fixed.join(", "),
+                            dir.join("config.json").display()
+                        ))
+                        .into());
+                    }
+                    let given = |f: &str| explicit.iter().any(|e| e == f);
+                    let epochs = given("epochs").then_some(a.epochs);
+                    let data_dir = if given("data_dir") { a.data_dir.clone() } else { None };
+                    train::resume(dir, epochs, data_dir, &opts)?
                 }
                 None => {
                     let cfg = config_from(&a);
@@ -225,7 +257,12 @@ fn main() -> ExitCode {
         // SAFETY: no other thread has been started yet.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let explicit = explicit_train_flags(&matches);
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -237,7 +274,7 @@ fn main() -> ExitCode {
             eprintln!("\ninterrupt: saving a checkpoint, then stopping (Ctrl-C again to quit now)");
         });
     }
-    match run(cli, stop) {
+    match run(cli, explicit, stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -287,12 +287,25 @@ pub fn train_new(mut cfg: RunConfig, dir: &Path, opts: &TrainOptions) -> anyhow:
 }
 
 /// Continues the run in `dir` from its latest checkpoint. `epochs`, when given, replaces the
-/// configured number of epochs (to extend a finished run).
-pub fn resume(dir: &Path, epochs: Option<usize>, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+/// configured number of epochs (to extend a finished run); `data_dir` where the data now lives.
+/// The optimizer state is materialised on burn's default device first (the binary pins that to
+/// the CPU with `BURN_DEVICE=flex`) and moves to the parameters' device on the next step.
+pub fn resume(
+    dir: &Path,
+    epochs: Option<usize>,
+    data_dir: Option<PathBuf>,
+    opts: &TrainOptions,
+) -> anyhow::Result<TrainOutcome> {
     let ck = checkpoint::load_latest(dir)?;
     let mut cfg = ck.config.clone();
+    let changed = epochs.is_some_and(|e| e != cfg.epochs) || data_dir.as_ref().is_some_and(|d| Some(d) != cfg.data_dir.as_ref());
     if let Some(e) = epochs {
         cfg.epochs = e;
+    }
+    if data_dir.is_some() {
+        cfg.data_dir = data_dir;
+    }
+    if changed {
         write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
     }
     let data = load_data(&cfg)?;

@@ -276,3 +276,61 @@ fn bad_inputs_exit_2_naming_the_file() {
     // A run directory that does not exist.
     expect_input_error(&run(&["eval", d.path().join("nothing").to_str().unwrap()]), &["nothing", "does not exist"]);
 }
+
+#[test]
+fn resume_refuses_flags_the_run_config_fixes() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("run");
+    let o = tiny(&r, &["--epochs", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["train", "--resume", r.to_str().unwrap(), "--lr", "0.1", "--quantizer", "vq-ema"]);
+    expect_input_error(&o, &["--lr", "--quantizer", "config.json"]);
+}
+
+#[test]
+fn trains_on_cifar10_files_and_an_rgb_image_folder() {
+    let d = tempfile::tempdir().unwrap();
+    // CIFAR-10 binary batches, 8 records each.
+    let c = d.path().join("cifar");
+    std::fs::create_dir_all(&c).unwrap();
+    let batch = |seed: u8| {
+        let mut b = Vec::new();
+        for i in 0..8u8 {
+            b.push(i % 10);
+            b.extend((0..3072u32).map(|j| ((j as u8).wrapping_mul(seed).wrapping_add(i))));
+        }
+        b
+    };
+    for k in 1..=5u8 {
+        std::fs::write(c.join(format!("data_batch_{k}.bin")), batch(k)).unwrap();
+    }
+    std::fs::write(c.join("test_batch.bin"), batch(9)).unwrap();
+    let out = d.path().join("cifar-run");
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--dataset", "cifar10", "--data-dir", c.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "1"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["image_shape"], serde_json::json!([3, 32, 32]));
+    let bytes = std::fs::read(latest(&out).join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("encoder.conv1.weight").unwrap().shape(), &[16, 3, 4, 4]);
+    assert_eq!(st.tensor("decoder.deconv2.weight").unwrap().shape(), &[16, 3, 4, 4]);
+
+    // A folder of RGB JPEGs of mixed sizes, resized to 16x16.
+    let f = d.path().join("photos");
+    std::fs::create_dir_all(&f).unwrap();
+    for i in 0..12u32 {
+        let (w, h) = if i % 2 == 0 { (40, 30) } else { (20, 20) };
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 20) as u8]));
+        img.save(f.join(format!("p{i:02}.jpg"))).unwrap();
+    }
+    let out = d.path().join("folder-run");
+    let mut args: Vec<&str> = TINY.to_vec();
+    args.extend(["--dataset", "folder", "--data-dir", f.to_str().unwrap(), "--image-size", "16", "--out", out.to_str().unwrap(), "--epochs", "1"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let grid = d.path().join("g.png");
+    let o = run(&["reconstruct", out.to_str().unwrap(), "--out", grid.to_str().unwrap(), "--n", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
