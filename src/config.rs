@@ -16,6 +16,30 @@ pub enum QuantizerKind {
     Vq,
     /// Nearest codeword, codebook by exponential moving averages (sonnet's VectorQuantizerEMA).
     VqEma,
+    /// Soft EM (Roy et al. 2018): p(z|i) = softmax(-d^2/tau), Monte-Carlo samples, EMA M-step.
+    SoftEm,
+}
+
+/// An explicit rate term added to the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateKind {
+    /// No rate term (the VQ-VAE losses as published).
+    None,
+    /// B * H(p(Z|I), r): the VDIB rate (seed eq. 22/25).
+    Vdib,
+    /// B * KL(p(Z|I) || r): the VIB rate (seed eq. 15/26).
+    Vib,
+}
+
+/// The prior r(z) over codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriorKind {
+    /// r(z) = 1/K.
+    Uniform,
+    /// r = softmax(logits), logits trained with the rest.
+    Learned,
 }
 
 /// How the codebook starts.
@@ -42,6 +66,7 @@ pub enum DeviceKind {
 
 /// Everything that defines a run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct RunConfig {
     pub dataset: DatasetKind,
     pub data_dir: Option<PathBuf>,
@@ -73,6 +98,19 @@ pub struct RunConfig {
     pub init: CodebookInit,
     /// Re-seed a code unused for this many steps (0 = off).
     pub dead_code_steps: u64,
+    /// Temperature tau of the soft posterior softmax(-d^2 / tau) (soft EM, rate terms, and the
+    /// soft evaluation of every model).
+    pub temperature: f64,
+    /// Monte-Carlo samples per latent vector (soft EM).
+    pub samples: usize,
+    pub rate: RateKind,
+    /// Weight B of the rate term.
+    pub rate_weight: f64,
+    pub prior: PriorKind,
+    /// Standard deviation of the Gaussian decoder in the reported distortion term.
+    pub sigma: f64,
+    /// Evaluate on the test split every N steps too (0 = at each epoch's end only).
+    pub eval_every: u64,
 
     pub epochs: usize,
     pub batch_size: usize,
@@ -105,6 +143,13 @@ impl Default for RunConfig {
             ema_epsilon: 1e-5,
             init: CodebookInit::Uniform,
             dead_code_steps: 0,
+            temperature: 1.0,
+            samples: 10,
+            rate: RateKind::None,
+            rate_weight: 1.0,
+            prior: PriorKind::Uniform,
+            sigma: 1.0,
+            eval_every: 0,
             epochs: 2,
             batch_size: 128,
             lr: 2e-4,
@@ -143,6 +188,18 @@ impl RunConfig {
         }
         if !(self.ema_epsilon > 0.0) {
             return bad(format!("--ema-epsilon must be positive (got {})", self.ema_epsilon));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return bad(format!("--temperature must be positive and finite (got {})", self.temperature));
+        }
+        if self.samples == 0 {
+            return bad("--samples must be at least 1".into());
+        }
+        if !(self.rate_weight >= 0.0 && self.rate_weight.is_finite()) {
+            return bad(format!("--rate-weight must be non-negative and finite (got {})", self.rate_weight));
+        }
+        if !(self.sigma > 0.0 && self.sigma.is_finite()) {
+            return bad(format!("--sigma must be positive and finite (got {})", self.sigma));
         }
         if self.log_every == 0 {
             return bad("--log-every must be at least 1".into());

@@ -10,6 +10,8 @@ use vqib::data::DatasetKind;
 use vqib::error::{InputError, NonFiniteError};
 use vqib::report::table;
 use vqib::train::{self, TrainOptions};
+use vqib::config::{PriorKind, RateKind};
+use vqib::report::table3;
 use vqib::{CodebookInit, DeviceKind, QuantizerKind, RunConfig};
 
 #[derive(Parser)]
@@ -77,12 +79,34 @@ struct TrainArgs {
     /// Weight of the commitment term.
     #[arg(long, default_value_t = 0.25)]
     beta: f64,
-    /// EMA decay of the vq-ema codebook.
-    #[arg(long, default_value_t = 0.99)]
-    ema_decay: f64,
+    /// EMA decay of the codebook [default: 0.99 for vq-ema, 0.999 for soft-em].
+    #[arg(long)]
+    ema_decay: Option<f64>,
     /// Laplace smoothing of the EMA counts.
     #[arg(long, default_value_t = 1e-5)]
     ema_epsilon: f64,
+    /// Temperature tau of p(z|i) = softmax(-||z_e - e_z||^2 / tau) (soft-em, rate terms, soft
+    /// evaluation).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Monte-Carlo samples per latent vector (soft-em).
+    #[arg(long, default_value_t = 10)]
+    samples: usize,
+    /// Explicit rate term: B * H(p(Z|I), r) (vdib) or B * KL(p(Z|I) || r) (vib).
+    #[arg(long, value_enum, default_value = "none")]
+    rate: RateKind,
+    /// B, the weight of the rate term.
+    #[arg(long, default_value_t = 1.0)]
+    rate_weight: f64,
+    /// The prior r(z): uniform, or a learned categorical (softmax of trainable logits).
+    #[arg(long, value_enum, default_value = "uniform")]
+    prior: PriorKind,
+    /// Standard deviation of the Gaussian decoder in the reported distortion term.
+    #[arg(long, default_value_t = 1.0)]
+    sigma: f64,
+    /// Also evaluate on the test split every N steps (0 = at each epoch's end only).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    eval_every: u64,
     /// Codebook initialisation.
     #[arg(long, value_enum, default_value = "uniform")]
     init: CodebookInit,
@@ -159,10 +183,17 @@ fn config_from(a: &TrainArgs) -> RunConfig {
         code_dim: a.code_dim,
         hidden: a.hidden.unwrap_or(if a.dataset == DatasetKind::Cifar10 { 256 } else { 128 }),
         beta: a.beta,
-        ema_decay: a.ema_decay,
+        ema_decay: a.ema_decay.unwrap_or(if a.quantizer == QuantizerKind::SoftEm { 0.999 } else { 0.99 }),
         ema_epsilon: a.ema_epsilon,
         init: a.init,
         dead_code_steps: a.dead_code_steps,
+        temperature: a.temperature,
+        samples: a.samples,
+        rate: a.rate,
+        rate_weight: a.rate_weight,
+        prior: a.prior,
+        sigma: a.sigma,
+        eval_every: a.eval_every,
         epochs: a.epochs,
         batch_size: a.batch_size,
         lr: a.lr,
@@ -229,6 +260,8 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
         Cmd::Eval { run, data_dir } => {
             let (cfg, m) = train::eval_run(&run, data_dir)?;
             println!("{}", table(&train::summary_rows(&m, cfg.codebook_size)));
+            println!("information quantities per latent vector, objectives per image:");
+            println!("{}", table3(&train::info_rows(&m, cfg.temperature)));
             println!("saved {}", run.join("eval.json").display());
             Ok(())
         }

@@ -114,12 +114,14 @@ impl Decoder {
     }
 }
 
-/// Encoder, codebook `e` (`[K, D]`) and decoder.
+/// Encoder, codebook `e` (`[K, D]`), decoder, and the logits of the prior r(z) over codes
+/// (`[K]`; all zero, and frozen, for the uniform prior).
 #[derive(Module, Debug)]
 pub struct VqVae {
     pub encoder: Encoder,
     pub decoder: Decoder,
     pub codebook: Param<Tensor<2>>,
+    pub prior_logits: Param<Tensor<1>>,
 }
 
 /// A tensor as stored in a checkpoint: name, PyTorch shape, f32 values (row-major).
@@ -173,6 +175,7 @@ impl VqVae {
             encoder: Encoder::new(channels, hidden, d, device),
             decoder: Decoder::new(channels, hidden, d, device),
             codebook: Param::from_tensor(codebook),
+            prior_logits: Param::from_tensor(Tensor::zeros([k], device)),
         };
         model.with_stable_ids()
     }
@@ -189,6 +192,11 @@ impl VqVae {
             }
         }
         self.map(&mut Renumber(0))
+    }
+
+    /// log r(z) = log softmax(logits), `[K]`.
+    pub fn log_prior(&self) -> Tensor<1> {
+        burn::tensor::activation::log_softmax(self.prior_logits.val(), 0)
     }
 
     pub fn k(&self) -> usize {
@@ -220,6 +228,8 @@ impl VqVae {
         export_conv(&mut out, "decoder.deconv2", &d.deconv2.weight, &d.deconv2.bias);
         let cb = self.codebook.val();
         out.insert("quantizer.codebook".into(), (cb.dims().to_vec(), tensor_values(&cb)));
+        let pl = self.prior_logits.val();
+        out.insert("prior.logits".into(), (pl.dims().to_vec(), tensor_values(&pl)));
         out
     }
 
@@ -255,6 +265,7 @@ impl VqVae {
         conv!(d.deconv1, "decoder.deconv1");
         conv!(d.deconv2, "decoder.deconv2");
         import_param(&mut self.codebook, "quantizer.codebook", src, device, origin)?;
+        import_param(&mut self.prior_logits, "prior.logits", src, device, origin)?;
         Ok(())
     }
 
@@ -311,7 +322,8 @@ mod tests {
         assert_eq!(t["decoder.deconv2.bias"].0, vec![3]);
         assert_eq!(t["decoder.conv_in.weight"].0, vec![8, 4, 3, 3]);
         assert_eq!(t["quantizer.codebook"].0, vec![16, 4]);
-        assert_eq!(t.len(), 2 * 14 + 1);
+        assert_eq!(t["prior.logits"].0, vec![16]);
+        assert_eq!(t.len(), 2 * 14 + 2);
     }
 
     #[test]

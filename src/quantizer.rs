@@ -10,6 +10,11 @@
 //! with z_q = e_k, k = argmin_j ||z_e - e_j||^2 (eq. 27). The first term reaches the encoder
 //! through the straight-through estimator z_e + sg(z_q - z_e); the codebook term moves only the
 //! codebook, the commitment term only the encoder. All distances are computed in f32.
+//!
+//! Soft EM (Roy et al. 2018) replaces the hard assignment by p(z|i) = softmax(-d^2 / tau) (eq. 28,
+//! computed by log-sum-exp), draws m codes from it, feeds the decoder the mean of their codewords,
+//! and moves the codebook by an EMA M-step on the expected counts and sums: the VIB side of the
+//! seed. [`rate_terms`] gives the explicit rate terms H(p(Z|I), r) and KL(p(Z|I) || r).
 
 use burn::tensor::{Int, Tensor};
 use rand::Rng;
@@ -52,6 +57,100 @@ pub fn quantize(z_e: Tensor<2>, e: Tensor<2>) -> Quantized {
     Quantized { z_st, z_q, indices, codebook_loss, commitment_loss }
 }
 
+/// log p(z|i) = log softmax_z(-||z_i - e_z||^2 / tau) (seed eq. 28 with a temperature), `[N, K]`,
+/// by log-sum-exp: a - max(a) - log sum exp(a - max(a)), a = -d^2 / tau. Differentiable in `z`
+/// and `e`.
+pub fn soft_log_probs(z: Tensor<2>, e: Tensor<2>, tau: f64) -> Tensor<2> {
+    let a = squared_distances(z, e).div_scalar(-tau);
+    let shifted = a.clone() - a.max_dim(1).detach();
+    let lse = shifted.clone().exp().sum_dim(1).log();
+    shifted - lse
+}
+
+/// Draws `m` codes per row from rows of log-probabilities (`[N*K]`) by inverse CDF; returns
+/// `[N*m]`, the m samples of row i at `i*m..(i+1)*m`.
+pub fn sample_codes(log_p: &[f32], k: usize, m: usize, rng: &mut impl Rng) -> Vec<u32> {
+    let mut out = Vec::with_capacity(log_p.len() / k * m);
+    let mut cdf = vec![0.0f64; k];
+    for row in log_p.chunks_exact(k) {
+        let mut acc = 0.0f64;
+        for (c, &lp) in cdf.iter_mut().zip(row) {
+            acc += (lp as f64).exp();
+            *c = acc;
+        }
+        for _ in 0..m {
+            let u = rng.r#gen::<f64>() * acc;
+            let j = cdf.partition_point(|&c| c <= u).min(k - 1);
+            out.push(j as u32);
+        }
+    }
+    out
+}
+
+/// Row-wise argmax of `[N*K]` values.
+pub fn argmax_rows(v: &[f32], k: usize) -> Vec<u32> {
+    v.chunks_exact(k)
+        .map(|row| {
+            let mut best = 0;
+            for (j, &x) in row.iter().enumerate() {
+                if x > row[best] {
+                    best = j;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+/// Monte-Carlo soft-EM quantization (Roy et al. 2018; the seed's eq. 28): m codes are drawn
+/// from p(z|i), the decoder input is the mean of their codewords (straight-through to the
+/// encoder), and the commitment term is mean ||z_e - sg(z_q)||^2. The codebook gets no gradient:
+/// the M-step ([`EmaCodebook::update_samples`]) moves it. `indices` holds the most probable code
+/// of each row; `log_probs` (host, `[N*K]`) and `samples` (`[N*m]`) are returned for the M-step
+/// and the information quantities.
+pub struct SoftQuantized {
+    pub q: Quantized,
+    pub log_probs: Vec<f32>,
+    pub samples: Vec<u32>,
+}
+
+pub fn soft_quantize(z_e: Tensor<2>, e: Tensor<2>, tau: f64, m: usize, rng: &mut impl Rng) -> SoftQuantized {
+    let [n, d] = z_e.dims();
+    let k = e.dims()[0];
+    let device = z_e.device();
+    let e = e.detach();
+    let lp = soft_log_probs(z_e.clone().detach(), e.clone(), tau);
+    let log_probs: Vec<f32> = lp.into_data().try_into_vec_as::<f32>().expect("f32 data");
+    let samples = sample_codes(&log_probs, k, m, rng);
+    let idx = Tensor::<1, Int>::from_data(
+        burn::tensor::TensorData::new(samples.iter().map(|&s| s as i64).collect::<Vec<_>>(), [n * m]),
+        &device,
+    );
+    let z_q = e.clone().select(0, idx).reshape([n, m, d]).mean_dim(1).reshape([n, d]);
+    let best = argmax_rows(&log_probs, k);
+    let indices = Tensor::<1, Int>::from_data(
+        burn::tensor::TensorData::new(best.iter().map(|&s| s as i64).collect::<Vec<_>>(), [n]),
+        &device,
+    );
+    let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
+    let commitment_loss = (z_e.clone() - z_q.clone()).square().mean();
+    let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
+    SoftQuantized { q: Quantized { z_st, z_q, indices, codebook_loss, commitment_loss }, log_probs, samples }
+}
+
+/// The rate terms of the seed, per point, with p(z|i) = softmax(-d^2 / tau) differentiable in
+/// z_e and the codebook and a prior log r(z) (`[K]`, differentiable when learned):
+/// returns (H(p(Z|I), r), H(Z|I)) = (-(1/N) sum_i sum_z p log r, -(1/N) sum_i sum_z p log p).
+/// KL(p(Z|I) || r) is their difference (eq. 26).
+pub fn rate_terms(z_e: Tensor<2>, e: Tensor<2>, tau: f64, log_r: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
+    let lp = soft_log_probs(z_e, e, tau);
+    let p = lp.clone().exp();
+    let k = log_r.dims()[0];
+    let ce = (p.clone() * log_r.reshape([1, k])).sum_dim(1).mean().neg();
+    let h = (p * lp).sum_dim(1).mean().neg();
+    (ce, h)
+}
+
 /// Codebook by exponential moving averages (sonnet's `VectorQuantizerEMA`), in f64 on the host:
 ///
 /// N_k <- EMA_decay(n_k),  m_k <- EMA_decay(sum_{i: k_i = k} z_e,i),
@@ -89,12 +188,36 @@ impl EmaCodebook {
                 *s += v as f64;
             }
         }
+        self.apply(&counts, &sums)
+    }
+
+    /// One M-step from Monte-Carlo samples: each of the m samples of row i counts 1/m towards
+    /// its code's expected count and adds z_i / m to its expected sum. `z` is `[N*D]`,
+    /// `samples` is `[N*m]`. Returns the new codebook `[K*D]`.
+    pub fn update_samples(&mut self, z: &[f32], samples: &[u32], m: usize) -> Vec<f32> {
+        let (k, d) = (self.k, self.d);
+        let w = 1.0 / m as f64;
+        let mut counts = vec![0.0f64; k];
+        let mut sums = vec![0.0f64; k * d];
+        for (row, s) in z.chunks_exact(d).zip(samples.chunks_exact(m)) {
+            for &c in s {
+                let c = c as usize;
+                counts[c] += w;
+                for (acc, &v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+                    *acc += w * v as f64;
+                }
+            }
+        }
+        self.apply(&counts, &sums)
+    }
+
+    fn apply(&mut self, counts: &[f64], sums: &[f64]) -> Vec<f32> {
         self.updates += 1;
         let a = 1.0 - self.decay;
-        for (h, v) in self.count_hidden.iter_mut().zip(&counts) {
+        for (h, v) in self.count_hidden.iter_mut().zip(counts) {
             *h -= (*h - v) * a;
         }
-        for (h, v) in self.sum_hidden.iter_mut().zip(&sums) {
+        for (h, v) in self.sum_hidden.iter_mut().zip(sums) {
             *h -= (*h - v) * a;
         }
         self.codebook()
@@ -460,5 +583,132 @@ mod tests {
         }
         assert!(t.dead(4).is_empty());
         assert!(DeadCodeTracker::new(3, 0, 0).dead(100).is_empty());
+    }
+
+    #[test]
+    fn soft_samples_follow_p_chi_square() {
+        let p = [0.05f64, 0.1, 0.15, 0.3, 0.4];
+        let lp: Vec<f32> = p.iter().map(|q| q.ln() as f32).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2024);
+        let n = 20000;
+        let s = sample_codes(&lp, 5, n, &mut rng);
+        let mut counts = [0f64; 5];
+        for &c in &s {
+            counts[c as usize] += 1.0;
+        }
+        let chi2: f64 = counts.iter().zip(&p).map(|(o, q)| (o - q * n as f64).powi(2) / (q * n as f64)).sum();
+        // 4 degrees of freedom: P(chi2 > 18.47) = 0.001.
+        assert!(chi2 < 18.47, "chi-square {chi2} for counts {counts:?}");
+    }
+
+    #[test]
+    fn soft_log_probs_are_normalised_and_stable() {
+        let dev = Device::flex();
+        // Far-away points: a naive softmax of -d^2 would underflow to 0/0.
+        let z = Tensor::<2>::from_data(TensorData::new(vec![1000.0f32, 0.0, 1001.0, 1.0], [2, 2]), &dev);
+        let e = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 0.0, 1.0, 0.0, 0.0, 1.0], [3, 2]), &dev);
+        let lp = values(soft_log_probs(z, e, 1.0));
+        for row in lp.chunks(3) {
+            assert!(row.iter().all(|v| v.is_finite()), "{row:?}");
+            let total: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn m_step_with_decay_zero_is_the_weighted_mean() {
+        let mut ema = EmaCodebook::new(3, 2, 0.0, 1e-12);
+        // Two rows, m = 2 samples each: row 0 -> codes (0, 1), row 1 -> codes (1, 1).
+        let z = [1.0f32, 2.0, 3.0, 6.0];
+        let cb = ema.update_samples(&z, &[0, 1, 1, 1], 2);
+        // Code 0: weight 1/2 on row 0 -> mean (1, 2). Code 1: weights 1/2 (row 0) + 1 (row 1).
+        let w = [0.5f64, 1.0];
+        let want1 = [(w[0] * 1.0 + w[1] * 3.0) / 1.5, (w[0] * 2.0 + w[1] * 6.0) / 1.5];
+        for (a, b) in cb[..4].iter().zip([1.0, 2.0, want1[0], want1[1]]) {
+            assert!((*a as f64 - b).abs() < 1e-5, "{cb:?}");
+        }
+        assert_eq!(&cb[4..], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn one_sample_at_small_temperature_is_vq_ema() {
+        let dev = Device::flex();
+        dev.seed(5);
+        let (n, k, d) = (200, 16, 3);
+        let z = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
+        let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev);
+        let hard = quantize(z.clone(), e.clone());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let soft = soft_quantize(z.clone(), e.clone(), 1e-6, 1, &mut rng);
+        let idx: Vec<u32> = values(hard.indices.float()).iter().map(|&v| v as u32).collect();
+        assert_eq!(soft.samples, idx);
+        assert_eq!(values(soft.q.z_q), values(hard.z_q));
+        // And the M-steps agree.
+        let zv = values(z);
+        let mut a = EmaCodebook::new(k, d, 0.9, 1e-5);
+        let mut b = a.clone();
+        assert_eq!(a.update(&zv, &idx), b.update_samples(&zv, &soft.samples, 1));
+    }
+
+    #[test]
+    fn rate_term_gradients_match_finite_differences() {
+        let dev = Device::flex();
+        let (n, k, d) = (5, 4, 2);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let zv: Vec<f32> = (0..n * d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let ev: Vec<f32> = (0..k * d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let rv: Vec<f32> = vec![0.1, 0.2, 0.3, 0.4];
+        let log_r = |dev: &Device| Tensor::<1>::from_data(TensorData::new(rv.iter().map(|r| r.ln()).collect::<Vec<f32>>(), [k]), dev);
+        let eval = |zz: &[f32], which: usize| -> f64 {
+            let z = Tensor::<2>::from_data(TensorData::new(zz.to_vec(), [n, d]), &dev);
+            let e = Tensor::<2>::from_data(TensorData::new(ev.clone(), [k, d]), &dev);
+            let (ce, h) = rate_terms(z, e, 0.7, log_r(&dev));
+            let v = if which == 0 { ce } else { ce - h };
+            v.into_scalar::<f32>() as f64
+        };
+        let ad = dev.clone().autodiff();
+        for which in [0, 1] {
+            let z = Tensor::<2>::from_data(TensorData::new(zv.clone(), [n, d]), &ad).require_grad();
+            let e = Tensor::<2>::from_data(TensorData::new(ev.clone(), [k, d]), &ad);
+            let (ce, h) = rate_terms(z.clone(), e, 0.7, log_r(&ad));
+            let v = if which == 0 { ce } else { ce - h };
+            let g = values(z.grad(&v.backward()).unwrap());
+            let step = 1e-2f32;
+            for i in 0..n * d {
+                let (mut p, mut m) = (zv.clone(), zv.clone());
+                p[i] += step;
+                m[i] -= step;
+                let fd = (eval(&p, which) - eval(&m, which)) / (2.0 * step as f64);
+                assert!((fd - g[i] as f64).abs() < 2e-3 + 2e-2 * fd.abs(), "term {which} coord {i}: fd {fd} vs {}", g[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn learned_prior_converges_to_the_empirical_marginal() {
+        use burn::module::{Module, Param};
+        use burn::optim::{AdamConfig, GradientsParams};
+        #[derive(Module, Debug)]
+        struct Prior {
+            logits: Param<Tensor<1>>,
+        }
+        let dev = Device::flex().autodiff();
+        let k = 4;
+        // A fixed assignment of 3 points.
+        let p = vec![0.7f32, 0.2, 0.1, 0.0, 0.1, 0.1, 0.8, 0.0, 0.25, 0.25, 0.25, 0.25];
+        let marginal: Vec<f32> = (0..k).map(|z| (p[z] + p[k + z] + p[2 * k + z]) / 3.0).collect();
+        let pt = Tensor::<2>::from_data(TensorData::new(p, [3, k]), &dev);
+        let mut prior = Prior { logits: Param::from_tensor(Tensor::zeros([k], &dev)) };
+        let mut optim = AdamConfig::new().init();
+        for _ in 0..600 {
+            let log_r = burn::tensor::activation::log_softmax(prior.logits.val(), 0).reshape([1, k]);
+            let ce = (pt.clone() * log_r).sum_dim(1).mean().neg();
+            let g = GradientsParams::from_grads(ce.backward(), &prior);
+            prior = optim.step(0.05, prior, g);
+        }
+        let r = values(burn::tensor::activation::softmax(prior.logits.val(), 0));
+        for (a, b) in r.iter().zip(&marginal) {
+            assert!((a - b).abs() < 0.02, "r {r:?} vs marginal {marginal:?}");
+        }
     }
 }

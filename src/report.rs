@@ -46,9 +46,39 @@ pub struct Record {
     pub dead_codes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub psnr: Option<f64>,
+    /// The explicit rate term of the loss (train records, `--rate vdib|vib`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Eval records: information quantities under the assigned posterior (nats per latent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h_z_given_i: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mutual_info: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_entropy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kl: Option<f64>,
+    /// Gaussian decoder NLL per image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distortion: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l_vdib: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l_vib: Option<f64>,
+    /// Eval records: under the soft posterior softmax(-d^2/tau).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_perplexity: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_h_z_given_i: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_mutual_info: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_kl: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_l_vib: Option<f64>,
 }
 
-const CSV_HEADER: &str = "kind,step,epoch,wall_time,loss,recon_mse,codebook_loss,commitment_loss,batch_perplexity,batch_codes_used,restarts,perplexity,entropy_nats,codes_used,dead_codes,psnr";
+const CSV_HEADER: &str = "kind,step,epoch,wall_time,loss,recon_mse,codebook_loss,commitment_loss,batch_perplexity,batch_codes_used,restarts,perplexity,entropy_nats,codes_used,dead_codes,psnr,rate,h_z_given_i,mutual_info,cross_entropy,kl,distortion,l_vdib,l_vib,soft_perplexity,soft_h_z_given_i,soft_mutual_info,soft_kl,soft_l_vib";
 
 impl Record {
     fn csv_line(&self) -> String {
@@ -75,6 +105,19 @@ impl Record {
             u(self.codes_used),
             u(self.dead_codes),
             f(self.psnr),
+            f(self.rate),
+            f(self.h_z_given_i),
+            f(self.mutual_info),
+            f(self.cross_entropy),
+            f(self.kl),
+            f(self.distortion),
+            f(self.l_vdib),
+            f(self.l_vib),
+            f(self.soft_perplexity),
+            f(self.soft_h_z_given_i),
+            f(self.soft_mutual_info),
+            f(self.soft_kl),
+            f(self.soft_l_vib),
         ]
         .join(",")
     }
@@ -149,6 +192,21 @@ pub fn table(rows: &[(&str, String)]) -> String {
     let mut s = line.clone();
     for (k, v) in rows {
         s.push_str(&format!("| {k:<w$} | {v:>vw$} |\n"));
+    }
+    s.push_str(&line);
+    s
+}
+
+/// A three-column table (name, two values), aligned; a row with an empty name is the header.
+pub fn table3(rows: &[(String, String, String)]) -> String {
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
+    let line = format!("+-{}-+-{}-+-{}-+\n", "-".repeat(w0), "-".repeat(w1), "-".repeat(w2));
+    let (head, body): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.0.is_empty());
+    let mut s = line.clone();
+    for (a, b, c) in head.into_iter().chain(body) {
+        s.push_str(&format!("| {a:<w0$} | {b:>w1$} | {c:>w2$} |\n"));
     }
     s.push_str(&line);
     s

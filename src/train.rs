@@ -20,12 +20,14 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::checkpoint::{self, TrainState, write_atomic};
-use crate::config::{CodebookInit, DeviceKind, QuantizerKind, RunConfig};
+use crate::config::{CodebookInit, DeviceKind, PriorKind, QuantizerKind, RateKind, RunConfig};
 use crate::data::{self, DataSpec, Dataset, ImageSet};
 use crate::error::{InputError, NonFiniteError};
-use crate::info::CodeHistogram;
+use crate::info::{CodeHistogram, InfoAccumulator, InfoSummary, gaussian_nll, objectives};
 use crate::model::{VqVae, from_vectors, to_vectors};
-use crate::quantizer::{DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize};
+use crate::quantizer::{
+    DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize, rate_terms, soft_log_probs, soft_quantize,
+};
 use crate::report::{MetricsLog, Record, table, write_grid};
 
 /// The burn device for a device kind (the autodiff decorator is added by the trainer).
@@ -91,12 +93,14 @@ pub fn load_data(cfg: &RunConfig) -> Result<Dataset, InputError> {
 /// A fresh model for a config (the codebook uniform in [-1/K, 1/K]).
 pub fn new_model(cfg: &RunConfig, channels: usize, device: &Device) -> VqVae {
     device.seed(cfg.seed);
-    let m = VqVae::new(channels, cfg.hidden, cfg.codebook_size, cfg.code_dim, device);
-    if cfg.quantizer == QuantizerKind::VqEma {
-        let VqVae { encoder, decoder, codebook } = m;
-        VqVae { encoder, decoder, codebook: codebook.set_require_grad(false) }
-    } else {
-        m
+    let VqVae { encoder, decoder, codebook, prior_logits } =
+        VqVae::new(channels, cfg.hidden, cfg.codebook_size, cfg.code_dim, device);
+    VqVae {
+        encoder,
+        decoder,
+        // vq-ema and soft-em move the codebook by their M-step, not by gradient.
+        codebook: codebook.set_require_grad(cfg.quantizer == QuantizerKind::Vq),
+        prior_logits: prior_logits.set_require_grad(cfg.prior == PriorKind::Learned),
     }
 }
 
@@ -105,27 +109,55 @@ pub struct Forward {
     pub x_hat: Tensor<4>,
     pub z_e: Tensor<2>,
     pub q: Quantized,
+    /// Soft EM: log p(z|i) (`[N*K]`) and the Monte-Carlo samples (`[N*m]`).
+    pub soft: Option<(Vec<f32>, Vec<u32>)>,
     /// mean (x_hat - x)^2.
     pub recon: Tensor<1>,
 }
 
-pub fn forward(model: &VqVae, x: Tensor<4>) -> Forward {
+/// The forward pass; `rng` draws the soft-EM samples.
+pub fn forward(cfg: &RunConfig, model: &VqVae, x: Tensor<4>, rng: &mut StdRng) -> Forward {
     let z = model.encoder.forward(x.clone());
     let [b, _, h, w] = z.dims();
     let z_e = to_vectors(z);
-    let q = quantize(z_e.clone(), model.codebook.val());
+    let (q, soft) = match cfg.quantizer {
+        QuantizerKind::SoftEm => {
+            let s = soft_quantize(z_e.clone(), model.codebook.val(), cfg.temperature, cfg.samples, rng);
+            (s.q, Some((s.log_probs, s.samples)))
+        }
+        _ => (quantize(z_e.clone(), model.codebook.val()), None),
+    };
     let x_hat = model.decoder.forward(from_vectors(q.z_st.clone(), b, h, w));
     let recon = (x_hat.clone() - x).square().mean();
-    Forward { x_hat, z_e, q, recon }
+    Forward { x_hat, z_e, q, soft, recon }
 }
 
-/// The loss of eq. 24 for the configured quantizer.
-pub fn loss(cfg: &RunConfig, f: &Forward) -> Tensor<1> {
+/// The training loss and its explicit rate term (when `--rate` is not `none`).
+pub struct Loss {
+    pub total: Tensor<1>,
+    pub rate: Option<Tensor<1>>,
+}
+
+/// The loss of eq. 24 for the configured quantizer, plus B * H(p(Z|I), r) (`--rate vdib`) or
+/// B * KL(p(Z|I) || r) (`--rate vib`) with p(z|i) = softmax(-d^2 / tau).
+pub fn loss(cfg: &RunConfig, model: &VqVae, f: &Forward) -> Loss {
     let commit = f.q.commitment_loss.clone().mul_scalar(cfg.beta);
-    match cfg.quantizer {
+    let base = match cfg.quantizer {
         QuantizerKind::Vq => f.recon.clone() + f.q.codebook_loss.clone() + commit,
-        QuantizerKind::VqEma => f.recon.clone() + commit,
-    }
+        QuantizerKind::VqEma | QuantizerKind::SoftEm => f.recon.clone() + commit,
+    };
+    let rate = match cfg.rate {
+        RateKind::None => None,
+        kind => {
+            let (ce, h) = rate_terms(f.z_e.clone(), model.codebook.val(), cfg.temperature, model.log_prior());
+            Some(if kind == RateKind::Vdib { ce } else { ce - h })
+        }
+    };
+    let total = match &rate {
+        Some(r) => base + r.clone().mul_scalar(cfg.rate_weight),
+        None => base,
+    };
+    Loss { total, rate }
 }
 
 /// A batch of images as a tensor `[B, C, H, W]` in [0, 1].
@@ -146,32 +178,52 @@ fn host_u32(t: Tensor<1, burn::tensor::Int>) -> Vec<u32> {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct EvalMetrics {
     pub images: usize,
+    /// Latent vectors per image.
+    pub latents: usize,
     /// Mean squared error per pixel, pixels in [0, 1].
     pub mse: f64,
     /// 10 log10(1 / mse), dB.
     pub psnr: f64,
-    /// H(Z) of the code histogram over the whole set, nats.
+    /// Gaussian decoder NLL per image, nats (sigma from the config).
+    pub distortion: f64,
+    /// H(Z) of the assigned codes over the whole set, nats (= `assigned.h_z`).
     pub entropy_nats: f64,
-    /// exp(H(Z)).
+    /// exp(H(Z)) of the assigned codes.
     pub perplexity: f64,
     pub codes_used: usize,
     pub dead_codes: usize,
     pub codebook_loss: f64,
     pub commitment_loss: f64,
-    /// Assignment counts per code.
+    /// Information quantities under the model's own posterior: one-hot for vq and vq-ema,
+    /// softmax(-d^2 / tau) for soft-em.
+    pub assigned: InfoSummary,
+    /// Under the soft posterior softmax(-d^2 / tau) of the model's codebook, for every model.
+    pub soft: InfoSummary,
+    /// L_VDIB and L_VIB per image (eq. 23 and 18) under the assigned posterior, beta = `beta`.
+    pub l_vdib: f64,
+    pub l_vib: f64,
+    /// The same under the soft posterior.
+    pub soft_l_vdib: f64,
+    pub soft_l_vib: f64,
+    pub beta: f64,
+    /// Counts of the most probable code of each latent vector.
     pub histogram: Vec<u64>,
 }
 
-/// Evaluates `model` (inference mode) on `set` in batches of `batch`.
-pub fn evaluate(model: &VqVae, set: &ImageSet, batch: usize, device: &Device) -> anyhow::Result<EvalMetrics> {
+/// Evaluates `model` (inference mode) on `set` in batches of `batch`. Soft-EM samples are drawn
+/// from a fixed seed, so an evaluation is deterministic.
+pub fn evaluate(cfg: &RunConfig, model: &VqVae, set: &ImageSet, batch: usize, device: &Device) -> anyhow::Result<EvalMetrics> {
     let model = model.valid();
     let k = model.k();
-    let mut hist = CodeHistogram::new(k);
+    let log_r: Vec<f64> = host_f32(model.log_prior()).into_iter().map(|v| v as f64).collect();
+    let mut assigned = InfoAccumulator::new(log_r.clone());
+    let mut soft = InfoAccumulator::new(log_r);
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
     let (mut sse, mut cb, mut cm, mut px, mut vecs) = (0.0f64, 0.0f64, 0.0f64, 0usize, 0usize);
     let idx: Vec<usize> = (0..set.n).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let x = batch_tensor(set, chunk, device);
-        let f = forward(&model, x);
+        let f = forward(cfg, &model, x, &mut rng);
         let n_vec = f.z_e.dims()[0];
         let scalars = host_f32(Tensor::cat(vec![f.recon, f.q.codebook_loss, f.q.commitment_loss], 0));
         let n_px = chunk.len() * set.image_len();
@@ -180,30 +232,55 @@ pub fn evaluate(model: &VqVae, set: &ImageSet, batch: usize, device: &Device) ->
         cm += scalars[2] as f64 * n_vec as f64;
         px += n_px;
         vecs += n_vec;
-        hist.add(&host_u32(f.q.indices));
+        let lp = match f.soft {
+            Some((lp, _)) => lp,
+            None => host_f32(soft_log_probs(f.z_e.clone(), model.codebook.val(), cfg.temperature)),
+        };
+        match cfg.quantizer {
+            QuantizerKind::SoftEm => assigned.add_log_probs(&lp),
+            _ => assigned.add_hard(&host_u32(f.q.indices)),
+        }
+        soft.add_log_probs(&lp);
     }
     let mse = sse / px.max(1) as f64;
     if !mse.is_finite() {
         anyhow::bail!("evaluation produced a non-finite reconstruction error");
     }
+    let images = set.n.max(1);
+    let latents = vecs / images;
+    let distortion = gaussian_nll(sse / images as f64, set.image_len(), cfg.sigma);
+    let (a, s) = (assigned.summary(), soft.summary());
+    let (l_vdib, l_vib) = objectives(distortion, &a, cfg.beta, latents);
+    let (soft_l_vdib, soft_l_vib) = objectives(distortion, &s, cfg.beta, latents);
+    let histogram = assigned.argmax_counts().to_vec();
     Ok(EvalMetrics {
         images: set.n,
+        latents,
         mse,
         psnr: 10.0 * (1.0 / mse.max(1e-12)).log10(),
-        entropy_nats: hist.entropy(),
-        perplexity: hist.perplexity(),
-        codes_used: hist.used(),
-        dead_codes: hist.dead(),
+        distortion,
+        entropy_nats: a.h_z,
+        perplexity: a.perplexity,
+        codes_used: a.codes_used,
+        dead_codes: k - a.codes_used,
         codebook_loss: cb / vecs.max(1) as f64,
         commitment_loss: cm / vecs.max(1) as f64,
-        histogram: hist.counts,
+        assigned: a,
+        soft: s,
+        l_vdib,
+        l_vib,
+        soft_l_vdib,
+        soft_l_vib,
+        beta: cfg.beta,
+        histogram,
     })
 }
 
 /// Reconstructions of the images at `idx`, `[n, c, h, w]` flattened.
-pub fn reconstruct(model: &VqVae, set: &ImageSet, idx: &[usize], device: &Device) -> Vec<f32> {
+pub fn reconstruct(cfg: &RunConfig, model: &VqVae, set: &ImageSet, idx: &[usize], device: &Device) -> Vec<f32> {
     let model = model.valid();
-    host_f32(forward(&model, batch_tensor(set, idx, device)).x_hat)
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
+    host_f32(forward(cfg, &model, batch_tensor(set, idx, device), &mut rng).x_hat)
 }
 
 /// How a training run is driven.
@@ -273,7 +350,7 @@ pub fn train_new(mut cfg: RunConfig, dir: &Path, opts: &TrainOptions) -> anyhow:
     std::fs::create_dir_all(dir).map_err(|e| InputError::file(dir, format!("cannot create run directory: {e}")))?;
     write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
     let model = new_model(&cfg, c, &dev);
-    let ema = (cfg.quantizer == QuantizerKind::VqEma)
+    let ema = (cfg.quantizer != QuantizerKind::Vq)
         .then(|| EmaCodebook::new(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, cfg.ema_epsilon));
     let state = TrainState {
         dead_codes: (cfg.dead_code_steps > 0).then(|| DeadCodeTracker::new(cfg.codebook_size, cfg.dead_code_steps, 0)),
@@ -321,8 +398,8 @@ pub fn resume(
         .init()
         .load(&op)
         .map_err(|e| InputError::file(&op, format!("cannot load optimizer state: {e:?}")))?;
-    if cfg.quantizer == QuantizerKind::VqEma && ck.ema.is_none() {
-        return Err(InputError::file(&st_path, "vq-ema checkpoint lacks its EMA state").into());
+    if cfg.quantizer != QuantizerKind::Vq && ck.ema.is_none() {
+        return Err(InputError::file(&st_path, "checkpoint lacks the EMA state its quantizer needs").into());
     }
     let log = MetricsLog::open(dir, Some(ck.state.step))?;
     let run = Run { cfg, dir: dir.to_path_buf(), device: dev, model, optim, ema: ck.ema, state: ck.state, log, data };
@@ -351,6 +428,18 @@ fn eval_record(r: &Run, m: &EvalMetrics) -> Record {
         dead_codes: Some(m.dead_codes),
         psnr: Some(m.psnr),
         restarts: r.state.dead_codes.as_ref().map(|d| d.restarts),
+        h_z_given_i: Some(m.assigned.h_z_given_i),
+        mutual_info: Some(m.assigned.mutual_info),
+        cross_entropy: Some(m.assigned.cross_entropy),
+        kl: Some(m.assigned.kl),
+        distortion: Some(m.distortion),
+        l_vdib: Some(m.l_vdib),
+        l_vib: Some(m.l_vib),
+        soft_perplexity: Some(m.soft.perplexity),
+        soft_h_z_given_i: Some(m.soft.h_z_given_i),
+        soft_mutual_info: Some(m.soft.mutual_info),
+        soft_kl: Some(m.soft.kl),
+        soft_l_vib: Some(m.soft_l_vib),
         ..Default::default()
     }
 }
@@ -367,6 +456,28 @@ pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
         ("dead codes", m.dead_codes.to_string()),
         ("codebook loss", format!("{:.5}", m.codebook_loss)),
         ("commitment loss", format!("{:.5}", m.commitment_loss)),
+    ]
+}
+
+/// Every information quantity of an evaluation, under the assigned and the soft posterior.
+pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
+    let row = |name: &str, a: f64, s: f64| (name.to_string(), format!("{a:.4}"), format!("{s:.4}"));
+    let (a, s) = (&m.assigned, &m.soft);
+    vec![
+        row("H(Z) plug-in (nats)", a.h_z, s.h_z),
+        row("H(Z) Miller-Madow (nats)", a.h_z_miller_madow, s.h_z_miller_madow),
+        row("perplexity exp(H(Z))", a.perplexity, s.perplexity),
+        ("codes used".into(), a.codes_used.to_string(), s.codes_used.to_string()),
+        row("H(Z|I) (nats)", a.h_z_given_i, s.h_z_given_i),
+        row("I(I;Z) (nats)", a.mutual_info, s.mutual_info),
+        row("H(p(Z|I), r) (nats)", a.cross_entropy, s.cross_entropy),
+        row("KL(p(Z|I) || r) (nats)", a.kl, s.kl),
+        row("I(I;Z) (bits)", a.bits().mutual_info, s.bits().mutual_info),
+        row("distortion -log q(x|z) per image", m.distortion, m.distortion),
+        row("MSE", m.mse, m.mse),
+        row(&format!("L_VDIB per image (beta {})", m.beta), m.l_vdib, m.soft_l_vdib),
+        row(&format!("L_VIB per image (beta {})", m.beta), m.l_vib, m.soft_l_vib),
+        ("".into(), "assigned p(z|i)".into(), format!("softmax(-d^2/{tau})")),
     ]
 }
 
@@ -422,13 +533,15 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
                 r.state.codebook_initialised = true;
             }
 
-            let f = forward(&r.model, x);
-            let l = loss(&r.cfg, &f);
-            let scalars = host_f32(Tensor::cat(
-                vec![l.clone().detach(), f.recon.clone().detach(), f.q.codebook_loss.clone().detach(), f.q.commitment_loss.clone().detach()],
-                0,
-            ));
             let step = r.state.step + 1;
+            let mut rng = StdRng::seed_from_u64(r.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let f = forward(&r.cfg, &r.model, x, &mut rng);
+            let Loss { total: l, rate } = loss(&r.cfg, &r.model, &f);
+            let mut parts = vec![l.clone().detach(), f.recon.clone().detach(), f.q.codebook_loss.clone().detach(), f.q.commitment_loss.clone().detach()];
+            if let Some(rt) = &rate {
+                parts.push(rt.clone().detach());
+            }
+            let scalars = host_f32(Tensor::cat(parts, 0));
             if scalars.iter().any(|v| !v.is_finite()) {
                 bar.abandon();
                 return Err(NonFiniteError {
@@ -457,13 +570,15 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
             // Codebook state updates outside the gradient step.
             let mut codebook: Option<Vec<f32>> = None;
             if let Some(e) = r.ema.as_mut() {
-                codebook = Some(e.update(&z_host, &indices));
+                codebook = Some(match &f.soft {
+                    Some((_, samples)) => e.update_samples(&z_host, samples, r.cfg.samples),
+                    None => e.update(&z_host, &indices),
+                });
             }
             if let Some(t) = r.state.dead_codes.as_mut() {
                 t.observe(&indices, step);
                 if !t.dead(step).is_empty() {
                     let mut cb = codebook.take().unwrap_or_else(|| r.model.codebook_values());
-                    let mut rng = StdRng::seed_from_u64(r.cfg.seed ^ step.wrapping_mul(0x9E37_79B9));
                     t.restart(step, &mut cb, &z_host, r.cfg.code_dim, r.ema.as_mut(), &mut rng);
                     codebook = Some(cb);
                 }
@@ -501,8 +616,14 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
                     batch_perplexity: Some(hist.perplexity()),
                     batch_codes_used: Some(hist.used()),
                     restarts: r.state.dead_codes.as_ref().map(|d| d.restarts),
+                    rate: scalars.get(4).map(|&v| v as f64),
                     ..Default::default()
                 })?;
+            }
+            if r.cfg.eval_every > 0 && step % r.cfg.eval_every == 0 && r.state.batch_in_epoch < batches.len() {
+                let m = evaluate(&r.cfg, &r.model, &r.data.test, bs.max(256), &r.device.clone().inner())?;
+                let rec = eval_record(&r, &m);
+                r.log.write(&rec)?;
             }
             if r.cfg.checkpoint_every > 0 && step % r.cfg.checkpoint_every == 0 {
                 r.log.flush()?;
@@ -512,7 +633,7 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
         // End of epoch: evaluate on the test set and checkpoint.
         r.state.epoch += 1;
         r.state.batch_in_epoch = 0;
-        let m = evaluate(&r.model, &r.data.test, bs.max(256), &r.device.clone().inner())?;
+        let m = evaluate(&r.cfg, &r.model, &r.data.test, bs.max(256), &r.device.clone().inner())?;
         let mut rec = eval_record(&r, &m);
         rec.epoch = r.state.epoch - 1;
         r.log.write(&rec)?;
@@ -573,7 +694,7 @@ pub fn reconstruct_grid(run: &Path, out: &Path, n: usize, data_dir: Option<PathB
     let data = load_data(&cfg)?;
     let n = n.clamp(1, data.test.n);
     let idx: Vec<usize> = (0..n).collect();
-    let rec = reconstruct(&model, &data.test, &idx, &dev);
+    let rec = reconstruct(&cfg, &model, &data.test, &idx, &dev);
     let orig = data.test.batch_f32(&idx);
     let shape = data.image_shape();
     let scale = if shape[1] <= 32 { 3 } else { 1 };
@@ -584,7 +705,7 @@ pub fn reconstruct_grid(run: &Path, out: &Path, n: usize, data_dir: Option<PathB
 pub fn eval_run(run: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<(RunConfig, EvalMetrics)> {
     let (cfg, model, dev) = load_run(run, data_dir)?;
     let data = load_data(&cfg)?;
-    let m = evaluate(&model, &data.test, 256, &dev)?;
+    let m = evaluate(&cfg, &model, &data.test, 256, &dev)?;
     write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(&m)?.as_bytes())?;
     Ok((cfg, m))
 }
@@ -596,22 +717,23 @@ mod tests {
     /// Every parameter that should learn moves in one optimizer step; the EMA codebook does not.
     #[test]
     fn one_step_updates_the_right_parameters() {
-        for q in [QuantizerKind::Vq, QuantizerKind::VqEma] {
+        for q in [QuantizerKind::Vq, QuantizerKind::VqEma, QuantizerKind::SoftEm] {
             let cfg = RunConfig { quantizer: q, codebook_size: 8, code_dim: 4, hidden: 8, lr: 1e-2, ..Default::default() };
             let dev = Device::flex().autodiff();
             let model = new_model(&cfg, 1, &dev);
             let before = model.export();
             let data = data::shapes(16, 4, 1);
             let idx: Vec<usize> = (0..16).collect();
-            let f = forward(&model, batch_tensor(&data.train, &idx, &dev));
-            let l = loss(&cfg, &f);
+            let mut rng = StdRng::seed_from_u64(1);
+            let f = forward(&cfg, &model, batch_tensor(&data.train, &idx, &dev), &mut rng);
+            let l = loss(&cfg, &model, &f).total;
             let mut optim = AdamConfig::new().init();
             let grads = GradientsParams::from_grads(l.backward(), &model);
             let model = optim.step(cfg.lr, model, grads);
             let after = model.export();
             for (name, (_, v0)) in &before {
                 let moved = v0.iter().zip(&after[name].1).any(|(a, b)| a != b);
-                let should = !(name == "quantizer.codebook" && q == QuantizerKind::VqEma);
+                let should = !(name == "quantizer.codebook" && q != QuantizerKind::Vq) && name != "prior.logits";
                 assert_eq!(moved, should, "{q:?}: parameter {name} moved={moved}");
             }
         }
