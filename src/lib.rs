@@ -4,17 +4,21 @@
 //! bottleneck with a uniform prior over codes (Wu & Flierl 2018, "the seed"). Modules, one
 //! concept each:
 //!
-//! * [`info`]: H(Z), perplexity and code usage over a whole data set (eq. 19).
+//! * [`info`]: H(Z), perplexity, H(Z|I), I(I;Z), H(p(Z|I), r), KL and the objectives L_VIB and
+//!   L_VDIB over a whole data set (eq. 13-26).
 //! * [`quantizer`]: nearest-codeword assignment (eq. 27), straight-through estimator, the
-//!   codebook and commitment terms (eq. 24), EMA codebook, k-means++ init, dead-code restart.
+//!   codebook and commitment terms (eq. 24), EMA codebook, soft EM (eq. 28), the rate terms,
+//!   k-means++ init, dead-code restart.
 //! * [`model`]: encoder and decoder (van den Oord et al. 2017) and the checkpoint tensor names.
 //! * [`data`]: MNIST / Fashion-MNIST (IDX), CIFAR-10 (binary), image folders, generated shapes.
 //! * [`train`]: the training loop, evaluation and reconstruction.
 //! * [`checkpoint`]: safetensors checkpoints, atomic writes, resume.
 //! * [`report`]: metrics logs, summary table, reconstruction grids.
+//! * [`compare`]: the seed's experiment across quantizers and seeds, and its HTML report.
 //! * [`config`]: the run configuration.
 
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;

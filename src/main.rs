@@ -33,6 +33,19 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Train every quantizer with every seed and write report.html, report.md, summary.csv.
+    /// Takes train's options for the shared settings; a finished run is reused, a stopped one
+    /// resumed, so rerunning the command continues an interrupted comparison.
+    Compare {
+        /// Quantizers to compare, comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "vq,vq-ema,soft-em")]
+        quantizers: Vec<QuantizerKind>,
+        /// Number of seeds (1..=N).
+        #[arg(long, default_value_t = 3)]
+        seeds: u64,
+        #[command(flatten)]
+        train: TrainArgs,
+    },
     /// Write a PNG grid: test images (top rows) above their reconstructions.
     Reconstruct {
         /// The run directory.
@@ -206,10 +219,10 @@ fn config_from(a: &TrainArgs) -> RunConfig {
 
 /// Flags of `train` given on the command line (not defaults).
 fn explicit_train_flags(m: &clap::ArgMatches) -> Vec<String> {
-    let Some(("train", sub)) = m.subcommand() else { return Vec::new() };
+    let Some((name @ ("train" | "compare"), sub)) = m.subcommand() else { return Vec::new() };
     let cmd = <Cli as clap::CommandFactory>::command();
     let args: Vec<String> = cmd
-        .find_subcommand("train")
+        .find_subcommand(name)
         .map(|t| t.get_arguments().map(|a| a.get_id().as_str().to_string()).collect())
         .unwrap_or_default();
     sub.ids()
@@ -255,6 +268,33 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
             if stop.load(Ordering::SeqCst) {
                 anyhow::bail!(Interrupted(outcome.run_dir));
             }
+            Ok(())
+        }
+        Cmd::Compare { quantizers, seeds, train: a } => {
+            for flag in ["resume", "quantizer", "seed"] {
+                if explicit.iter().any(|e| e == flag) {
+                    return Err(InputError::config(format!(
+                        "compare does not take --{flag} (use --quantizers and --seeds)"
+                    ))
+                    .into());
+                }
+            }
+            if seeds == 0 {
+                return Err(InputError::config("--seeds must be at least 1").into());
+            }
+            let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs/compare"));
+            let spec = vqib::compare::CompareSpec {
+                base: config_from(&a),
+                quantizers,
+                seeds: (1..=seeds).collect(),
+                out: out.clone(),
+                ema_decay: a.ema_decay,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            let opts = TrainOptions { progress: !a.no_progress, stop: stop.clone(), max_steps: a.max_steps, print_summary: true };
+            vqib::compare::run(&spec, &opts)?;
+            println!("{}", std::fs::read_to_string(out.join("report.md"))?);
+            println!("report: {}", out.join("report.html").display());
             Ok(())
         }
         Cmd::Eval { run, data_dir } => {

@@ -738,4 +738,20 @@ mod tests {
             }
         }
     }
+
+    /// compare trains every quantizer from the same initial weights for a given seed.
+    #[test]
+    fn same_seed_same_initialisation_across_quantizers() {
+        let dev = Device::flex();
+        let mk = |q, seed| {
+            let cfg = RunConfig { quantizer: q, seed, codebook_size: 8, code_dim: 4, hidden: 8, ..Default::default() };
+            new_model(&cfg, 1, &dev).export()
+        };
+        assert_eq!(mk(QuantizerKind::Vq, 1), mk(QuantizerKind::SoftEm, 1));
+        assert_eq!(mk(QuantizerKind::VqEma, 1), mk(QuantizerKind::SoftEm, 1));
+        assert_ne!(mk(QuantizerKind::Vq, 1), mk(QuantizerKind::Vq, 2));
+        // And the same data order.
+        assert_eq!(epoch_order(100, 1, 0), epoch_order(100, 1, 0));
+        assert_ne!(epoch_order(100, 1, 0), epoch_order(100, 1, 1));
+    }
 }

@@ -99,6 +99,9 @@ fn train_writes_the_promised_files() {
     let o = run(&["eval", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("reconstruction MSE"));
+    for q in ["H(Z|I)", "I(I;Z)", "KL(p(Z|I) || r)", "L_VIB", "L_VDIB", "Miller-Madow", "softmax(-d^2/1)"] {
+        assert!(text(&o).contains(q), "eval lacks {q}: {}", text(&o));
+    }
     let grid = d.path().join("grid.png");
     let o = run(&["reconstruct", out.to_str().unwrap(), "--out", grid.to_str().unwrap(), "--n", "8"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -273,6 +276,9 @@ fn bad_inputs_exit_2_naming_the_file() {
     std::fs::write(&st, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
     expect_input_error(&run(&["eval", r.to_str().unwrap()]), &["model.safetensors"]);
     expect_input_error(&run(&["train", "--resume", r.to_str().unwrap()]), &["model.safetensors"]);
+    // compare takes --quantizers and --seeds, not --quantizer and --seed.
+    let cmp = d.path().join("cmp");
+    expect_input_error(&run(&["compare", "--quantizer", "vq", "--out", cmp.to_str().unwrap()]), &["--quantizer", "--quantizers"]);
     // A run directory that does not exist.
     expect_input_error(&run(&["eval", d.path().join("nothing").to_str().unwrap()]), &["nothing", "does not exist"]);
 }
@@ -297,7 +303,7 @@ fn trains_on_cifar10_files_and_an_rgb_image_folder() {
         let mut b = Vec::new();
         for i in 0..8u8 {
             b.push(i % 10);
-            b.extend((0..3072u32).map(|j| ((j as u8).wrapping_mul(seed).wrapping_add(i))));
+            b.extend((0..3072u32).map(|j| (j as u8).wrapping_mul(seed).wrapping_add(i)));
         }
         b
     };

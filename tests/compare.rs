@@ -1,0 +1,150 @@
+//! The seed's comparison on a slice of MNIST: soft EM and vq both train, the reports are written,
+//! and report.html renders in headless Chromium with its table and every plot present and
+//! non-empty. Chromium is Debian's `chromium` (`$CHROMIUM` overrides); without it the rendering
+//! check is skipped, unless `VQIB_REQUIRE_CHROMIUM=1` (set by `.ci/run`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vqib::compare::{self, CompareSpec};
+use vqib::config::{QuantizerKind, RunConfig};
+use vqib::data::DatasetKind;
+use vqib::train::TrainOptions;
+
+fn mnist_dir() -> PathBuf {
+    let dir = std::env::var_os("VQIB_MNIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
+    assert!(dir.join("train-images-idx3-ubyte.gz").is_file(), "MNIST not found in {}", dir.display());
+    dir
+}
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+fn dump_dom(browser: &Path, page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,2000",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `data-rendered="WxH elements=N img=WxH"` of the element with `id`.
+fn rendered(dom: &str, id: &str) -> (u32, u32, usize, (u32, u32)) {
+    let at = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no element {id}"));
+    let tag_end = at + dom[at..].find('>').unwrap();
+    let tag = &dom[at..tag_end];
+    let r = tag.split("data-rendered=\"").nth(1).unwrap_or_else(|| panic!("{id} was not rendered: {tag}"));
+    let r = &r[..r.find('"').unwrap()];
+    let parts: Vec<&str> = r.split(' ').collect();
+    let wh = |s: &str| {
+        let (w, h) = s.split_once('x').unwrap();
+        (w.parse().unwrap_or(0), h.parse().unwrap_or(0))
+    };
+    let (w, h) = wh(parts[0]);
+    let n = parts[1].trim_start_matches("elements=").parse().unwrap();
+    let img = parts[2].trim_start_matches("img=");
+    (w, h, n, if img == "none" { (0, 0) } else { wh(img) })
+}
+
+#[test]
+fn comparison_on_mnist_writes_and_renders_the_report() {
+    let base = RunConfig {
+        dataset: DatasetKind::Mnist,
+        data_dir: Some(mnist_dir()),
+        train_limit: 4800,
+        test_limit: 500,
+        codebook_size: 128,
+        code_dim: 16,
+        hidden: 32,
+        batch_size: 32,
+        lr: 1e-3,
+        epochs: 1,
+        eval_every: 50,
+        log_every: 50,
+        ..Default::default()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("cmp");
+    let spec = CompareSpec {
+        base,
+        quantizers: vec![QuantizerKind::Vq, QuantizerKind::SoftEm],
+        seeds: vec![1, 2],
+        out: out.clone(),
+        ema_decay: None,
+        command: "test".into(),
+    };
+    let (results, verdicts) = compare::run(&spec, &TrainOptions::default()).unwrap();
+    assert_eq!(results.len(), 4);
+    for r in &results {
+        // Both quantizers learn: test MSE well below the pixel variance of MNIST (about 0.095).
+        assert!(r.eval.mse < 0.05, "{:?} seed {}: MSE {}", r.quantizer, r.seed, r.eval.mse);
+        assert!(r.curve.len() >= 3, "curve has {} points", r.curve.len());
+        // The identity I = H(Z) - H(Z|I) and KL = CE - H(Z|I) in what was reported.
+        let a = &r.eval.assigned;
+        assert!((a.mutual_info - (a.h_z - a.h_z_given_i)).abs() < 1e-9);
+        assert!((a.kl - (a.cross_entropy - a.h_z_given_i)).abs() < 1e-9);
+        if r.quantizer == QuantizerKind::Vq {
+            assert_eq!(a.h_z_given_i, 0.0, "a hard quantizer has H(Z|I) = 0");
+        } else {
+            assert!(a.h_z_given_i > 0.0);
+        }
+    }
+    assert_eq!(verdicts.len(), 2);
+    for v in &verdicts {
+        assert!(v.contains("HOLDS") && v.contains("soft-em") && v.chars().any(|c| c.is_ascii_digit()), "{v}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| vq |") && md.contains("| soft-em |") && md.contains("Claim 1"));
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(csv.starts_with("quantizer,seeds,perplexity mean,perplexity sd"));
+
+    // Rerunning reuses the finished runs (nothing is retrained: same results).
+    let (again, _) = compare::run(&spec, &TrainOptions::default()).unwrap();
+    assert_eq!(again[0].eval, results[0].eval);
+
+    let Some(browser) = chromium() else {
+        if std::env::var("VQIB_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1") {
+            panic!("chromium required but not found");
+        }
+        eprintln!("skipping the rendering check: no chromium");
+        return;
+    };
+    let dom = dump_dom(&browser, &out.join("report.html"));
+    assert!(dom.contains("data-ready=\"1\""), "the page's load handler did not run");
+    let table = &dom[dom.find("id=\"summary\"").expect("summary table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr>").count(), 3, "header + 2 quantizers");
+    assert!(table.contains("<td>vq</td>") && table.contains("<td>soft-em</td>"));
+    for id in ["curve-perplexity", "curve-h-z-given-i", "curve-mutual-info", "curve-l-vib", "curve-recon", "hist-vq", "hist-soft-em"] {
+        let (w, h, n, _) = rendered(&dom, id);
+        assert!(w > 100 && h > 100, "{id} is {w}x{h}");
+        assert!(n > 20, "{id} draws only {n} elements");
+    }
+    for id in ["grid-vq", "grid-soft-em"] {
+        let (w, h, _, (iw, ih)) = rendered(&dom, id);
+        assert!(w > 100 && h > 50 && iw > 100 && ih > 50, "{id}: box {w}x{h}, image {iw}x{ih}");
+    }
+}
