@@ -754,4 +754,44 @@ mod tests {
         assert_eq!(epoch_order(100, 1, 0), epoch_order(100, 1, 0));
         assert_ne!(epoch_order(100, 1, 0), epoch_order(100, 1, 1));
     }
+
+    /// With a rate term and a learned prior, the prior's logits learn, and the rate term reaches
+    /// the encoder; the loss grows by B times the reported rate.
+    #[test]
+    fn rate_term_trains_the_learned_prior() {
+        for rate in [RateKind::Vdib, RateKind::Vib] {
+            let cfg = RunConfig {
+                quantizer: QuantizerKind::VqEma,
+                rate,
+                rate_weight: 0.5,
+                prior: PriorKind::Learned,
+                codebook_size: 8,
+                code_dim: 4,
+                hidden: 8,
+                lr: 1e-2,
+                ..Default::default()
+            };
+            let dev = Device::flex().autodiff();
+            let model = new_model(&cfg, 1, &dev);
+            let data = data::shapes(16, 4, 1);
+            let idx: Vec<usize> = (0..16).collect();
+            let mut rng = StdRng::seed_from_u64(1);
+            let f = forward(&cfg, &model, batch_tensor(&data.train, &idx, &dev), &mut rng);
+            let l = loss(&cfg, &model, &f);
+            let plain = loss(&RunConfig { rate: RateKind::None, ..cfg.clone() }, &model, &f).total;
+            let r = l.rate.clone().unwrap().into_scalar::<f32>();
+            let diff = l.total.clone().into_scalar::<f32>() - plain.into_scalar::<f32>();
+            assert!((diff - 0.5 * r).abs() < 1e-5, "{rate:?}: {diff} vs {}", 0.5 * r);
+            if rate == RateKind::Vdib {
+                // Uniform logits at the start: H(p, r) = log K.
+                assert!((r - (8f32).ln()).abs() < 1e-4, "{r}");
+            }
+            let before = model.export();
+            let grads = GradientsParams::from_grads(l.total.backward(), &model);
+            let model = AdamConfig::new().init().step(cfg.lr, model, grads);
+            let after = model.export();
+            assert_ne!(before["prior.logits"].1, after["prior.logits"].1, "{rate:?}: prior did not learn");
+            assert_eq!(before["quantizer.codebook"].1, after["quantizer.codebook"].1);
+        }
+    }
 }

@@ -340,3 +340,24 @@ fn trains_on_cifar10_files_and_an_rgb_image_folder() {
     let o = run(&["reconstruct", out.to_str().unwrap(), "--out", grid.to_str().unwrap(), "--n", "1"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn soft_em_with_a_vib_rate_and_learned_prior_trains_saves_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("run");
+    let o = tiny(&r, &["--quantizer", "soft-em", "--samples", "4", "--rate", "vib", "--rate-weight", "0.1", "--prior", "learned", "--epochs", "2", "--max-steps", "7"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["train", "--resume", r.to_str().unwrap(), "--no-progress"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(state_step(&r), 12);
+    let recs = jsonl(&r);
+    assert!(recs.iter().filter(|x| x["kind"] == "train").all(|x| x["rate"].as_f64().is_some_and(|v| v.is_finite())));
+    let ev = recs.iter().rev().find(|x| x["kind"] == "eval").unwrap();
+    assert!(ev["h_z_given_i"].as_f64().unwrap() > 0.0, "soft EM spreads its posterior");
+    let bytes = std::fs::read(latest(&r).join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let logits = st.tensor("prior.logits").unwrap();
+    assert_eq!(logits.shape(), &[32]);
+    assert!(logits.data().chunks(4).any(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) != 0.0), "the learned prior moved");
+    assert!(st.tensor("quantizer.ema_sum_hidden").is_ok());
+}
