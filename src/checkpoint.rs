@@ -31,7 +31,10 @@ pub const FORMAT: &str = "vqib-checkpoint-1";
 /// renamed over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -79,54 +82,104 @@ pub fn to_safetensors(
 ) -> anyhow::Result<Vec<u8>> {
     let mut all: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(n, (s, v))| (n.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(n, (s, v))| {
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
     meta.insert("step".to_string(), step.to_string());
     meta.insert("config".to_string(), serde_json::to_string(config)?);
     if let Some(e) = ema {
-        let f32s = |v: &[f64]| v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect::<Vec<u8>>();
-        all.push(("quantizer.ema_count_hidden".into(), vec![e.k], f32s(&e.count_hidden)));
-        all.push(("quantizer.ema_sum_hidden".into(), vec![e.k, e.d], f32s(&e.sum_hidden)));
+        let f32s = |v: &[f64]| {
+            v.iter()
+                .flat_map(|&x| (x as f32).to_le_bytes())
+                .collect::<Vec<u8>>()
+        };
+        all.push((
+            "quantizer.ema_count_hidden".into(),
+            vec![e.k],
+            f32s(&e.count_hidden),
+        ));
+        all.push((
+            "quantizer.ema_sum_hidden".into(),
+            vec![e.k, e.d],
+            f32s(&e.sum_hidden),
+        ));
         meta.insert("ema_updates".to_string(), e.updates.to_string());
     }
     let views: Vec<(String, safetensors::tensor::TensorView)> = all
         .iter()
-        .map(|(n, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)?)))
+        .map(|(n, s, b)| {
+            Ok((
+                n.clone(),
+                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)?,
+            ))
+        })
         .collect::<anyhow::Result<_>>()?;
     Ok(safetensors::serialize(views, &Some(meta))?)
 }
 
 /// Reads a vqib safetensors file: weights, EMA state (when present) and the embedded config.
-pub fn read_safetensors(path: &Path) -> Result<(RunConfig, NamedTensors, Option<EmaCodebook>, u64), InputError> {
-    let bytes = std::fs::read(path).map_err(|e| InputError::file(path, format!("cannot read checkpoint: {e}")))?;
+pub fn read_safetensors(
+    path: &Path,
+) -> Result<(RunConfig, NamedTensors, Option<EmaCodebook>, u64), InputError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| InputError::file(path, format!("cannot read checkpoint: {e}")))?;
     let bad = |m: String| InputError::file(path, m);
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a readable safetensors file: {e:?}")))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("bad safetensors header: {e:?}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a readable safetensors file: {e:?}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("bad safetensors header: {e:?}")))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(bad(format!("not a vqib checkpoint (metadata format is {:?})", meta.get("format"))));
+        return Err(bad(format!(
+            "not a vqib checkpoint (metadata format is {:?})",
+            meta.get("format")
+        )));
     }
-    let config: RunConfig = serde_json::from_str(meta.get("config").map(String::as_str).unwrap_or(""))
-        .map_err(|e| bad(format!("checkpoint config is unreadable: {e}")))?;
+    let config: RunConfig =
+        serde_json::from_str(meta.get("config").map(String::as_str).unwrap_or(""))
+            .map_err(|e| bad(format!("checkpoint config is unreadable: {e}")))?;
     config.validate().map_err(|e| bad(e.to_string()))?;
-    let step: u64 = meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| bad("checkpoint lacks its step".into()))?;
+    let step: u64 = meta
+        .get("step")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("checkpoint lacks its step".into()))?;
     let mut tensors = NamedTensors::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype())));
+            return Err(bad(format!(
+                "tensor `{name}` has dtype {:?}, expected F32",
+                view.dtype()
+            )));
         }
-        let vals: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let vals: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         tensors.insert(name, (view.shape().to_vec(), vals));
     }
-    let ema = match (tensors.remove("quantizer.ema_count_hidden"), tensors.remove("quantizer.ema_sum_hidden")) {
+    let ema = match (
+        tensors.remove("quantizer.ema_count_hidden"),
+        tensors.remove("quantizer.ema_sum_hidden"),
+    ) {
         (Some((cs, cv)), Some((ss, sv))) => {
             let (k, d) = (config.codebook_size, config.code_dim);
             if cs != vec![k] || ss != vec![k, d] {
-                return Err(bad(format!("EMA state has shapes {cs:?} and {ss:?}, expected [{k}] and [{k}, {d}]")));
+                return Err(bad(format!(
+                    "EMA state has shapes {cs:?} and {ss:?}, expected [{k}] and [{k}, {d}]"
+                )));
             }
-            let updates = meta.get("ema_updates").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let updates = meta
+                .get("ema_updates")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             Some(EmaCodebook {
                 k,
                 d,
@@ -169,17 +222,26 @@ pub fn save(
     optimizer
         .save(tmp.join("optimizer.bpk"))
         .map_err(|e| anyhow::anyhow!("saving optimizer state: {e:?}"))?;
-    write_atomic(&tmp.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+    write_atomic(
+        &tmp.join("state.json"),
+        serde_json::to_string_pretty(state)?.as_bytes(),
+    )?;
     let fin = root.join(&name);
     if fin.exists() {
         std::fs::remove_dir_all(&fin)?;
     }
-    std::fs::rename(&tmp, &fin).with_context(|| format!("renaming checkpoint into {}", fin.display()))?;
+    std::fs::rename(&tmp, &fin)
+        .with_context(|| format!("renaming checkpoint into {}", fin.display()))?;
     write_atomic(&root.join("latest"), name.as_bytes())?;
     // Prune old checkpoints.
     let mut all: Vec<PathBuf> = std::fs::read_dir(&root)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-"))
+        })
         .collect();
     all.sort();
     if all.len() > keep {
@@ -200,7 +262,10 @@ pub fn latest_dir(run: &Path) -> Result<PathBuf, InputError> {
         .map_err(|e| InputError::file(&latest, format!("no checkpoint to load ({e})")))?;
     let dir = checkpoints_dir(run).join(name.trim());
     if !dir.is_dir() {
-        return Err(InputError::file(&latest, format!("names checkpoint {} which does not exist", dir.display())));
+        return Err(InputError::file(
+            &latest,
+            format!("names checkpoint {} which does not exist", dir.display()),
+        ));
     }
     Ok(dir)
 }
@@ -216,13 +281,26 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, InputError> {
     let (config, tensors, ema, step) = read_safetensors(&dir.join("model.safetensors"))?;
     let sp = dir.join("state.json");
     let state: TrainState = serde_json::from_str(
-        &std::fs::read_to_string(&sp).map_err(|e| InputError::file(&sp, format!("cannot read: {e}")))?,
+        &std::fs::read_to_string(&sp)
+            .map_err(|e| InputError::file(&sp, format!("cannot read: {e}")))?,
     )
     .map_err(|e| InputError::file(&sp, format!("not a valid training state: {e}")))?;
     if state.step != step {
-        return Err(InputError::file(&sp, format!("step {} disagrees with model.safetensors (step {step})", state.step)));
+        return Err(InputError::file(
+            &sp,
+            format!(
+                "step {} disagrees with model.safetensors (step {step})",
+                state.step
+            ),
+        ));
     }
-    Ok(Checkpoint { dir: dir.to_path_buf(), config, tensors, ema, state })
+    Ok(Checkpoint {
+        dir: dir.to_path_buf(),
+        config,
+        tensors,
+        ema,
+        state,
+    })
 }
 
 #[cfg(test)]
@@ -243,8 +321,16 @@ mod tests {
     #[test]
     fn safetensors_roundtrip_with_ema_and_config() {
         let mut t = NamedTensors::new();
-        t.insert("quantizer.codebook".into(), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
-        let cfg = RunConfig { codebook_size: 2, code_dim: 3, quantizer: crate::config::QuantizerKind::VqEma, ..Default::default() };
+        t.insert(
+            "quantizer.codebook".into(),
+            (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        );
+        let cfg = RunConfig {
+            codebook_size: 2,
+            code_dim: 3,
+            quantizer: crate::config::QuantizerKind::VqEma,
+            ..Default::default()
+        };
         let mut ema = EmaCodebook::new(2, 3, 0.99, 1e-5);
         ema.update(&[1.0, 2.0, 3.0], &[1]);
         let bytes = to_safetensors(&t, Some(&ema), &cfg, 42).unwrap();
@@ -264,7 +350,10 @@ mod tests {
         let p = d.path().join("broken.safetensors");
         std::fs::write(&p, b"garbage that is not safetensors").unwrap();
         let e = read_safetensors(&p).unwrap_err().to_string();
-        assert!(e.contains("broken.safetensors") && e.contains("safetensors"), "{e}");
+        assert!(
+            e.contains("broken.safetensors") && e.contains("safetensors"),
+            "{e}"
+        );
         let e = load_latest(&d.path().join("nope")).unwrap_err().to_string();
         assert!(e.contains("nope") && e.contains("does not exist"), "{e}");
         let e = load_latest(d.path()).unwrap_err().to_string();

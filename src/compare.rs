@@ -50,7 +50,11 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let m = v.iter().sum::<f64>() / n;
-    let sd = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     (m, sd)
 }
 
@@ -88,11 +92,19 @@ const CURVES: &[Curve] = &[
     ("recon", "reconstruction MSE", |r| r.recon_mse),
 ];
 
-const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
 
 /// Trains (or, where a run already finished, reuses; where one stopped, resumes) every run, then
 /// writes the reports. Returns the runs and the verdict lines.
-pub fn run(spec: &CompareSpec, opts: &TrainOptions) -> anyhow::Result<(Vec<RunResult>, Vec<String>)> {
+pub fn run(
+    spec: &CompareSpec,
+    opts: &TrainOptions,
+) -> anyhow::Result<(Vec<RunResult>, Vec<String>)> {
     if spec.quantizers.is_empty() || spec.seeds.is_empty() {
         return Err(InputError::config("compare needs at least one quantizer and one seed").into());
     }
@@ -103,7 +115,8 @@ pub fn run(spec: &CompareSpec, opts: &TrainOptions) -> anyhow::Result<(Vec<RunRe
         let n = train::load_data(&base)?.train.n;
         base.eval_every = (n.div_ceil(base.batch_size) as u64 / 4).max(1);
     }
-    std::fs::create_dir_all(&spec.out).map_err(|e| InputError::file(&spec.out, format!("cannot create: {e}")))?;
+    std::fs::create_dir_all(&spec.out)
+        .map_err(|e| InputError::file(&spec.out, format!("cannot create: {e}")))?;
     let mut results = Vec::new();
     for &q in &spec.quantizers {
         for &seed in &spec.seeds {
@@ -111,13 +124,20 @@ pub fn run(spec: &CompareSpec, opts: &TrainOptions) -> anyhow::Result<(Vec<RunRe
             let mut cfg = base.clone();
             cfg.quantizer = q;
             cfg.seed = seed;
-            cfg.ema_decay = spec.ema_decay.unwrap_or(if q == QuantizerKind::SoftEm { 0.999 } else { 0.99 });
+            cfg.ema_decay = spec.ema_decay.unwrap_or(if q == QuantizerKind::SoftEm {
+                0.999
+            } else {
+                0.99
+            });
             if opts.print_summary {
                 eprintln!("== {} seed {seed} -> {}", quantizer_name(q), dir.display());
             }
             let done = dir.join("eval.json").is_file();
             if !done {
-                let o = TrainOptions { print_summary: false, ..opts.clone() };
+                let o = TrainOptions {
+                    print_summary: false,
+                    ..opts.clone()
+                };
                 let outcome = if dir.join("checkpoints/latest").is_file() {
                     train::resume(&dir, None, None, &o)?
                 } else {
@@ -127,14 +147,26 @@ pub fn run(spec: &CompareSpec, opts: &TrainOptions) -> anyhow::Result<(Vec<RunRe
                     train::train_new(cfg, &dir, &o)?
                 };
                 if !outcome.completed {
-                    anyhow::bail!("comparison stopped during {}; rerun the same command to continue", dir.display());
+                    anyhow::bail!(
+                        "comparison stopped during {}; rerun the same command to continue",
+                        dir.display()
+                    );
                 }
             }
             let ep = dir.join("eval.json");
             let eval: EvalMetrics = serde_json::from_str(&std::fs::read_to_string(&ep)?)
                 .map_err(|e| InputError::file(&ep, format!("unreadable evaluation: {e}")))?;
-            let curve = read_records(&dir.join("metrics.jsonl"))?.into_iter().filter(|r| r.kind == "eval").collect();
-            results.push(RunResult { quantizer: q, seed, dir, eval, curve });
+            let curve = read_records(&dir.join("metrics.jsonl"))?
+                .into_iter()
+                .filter(|r| r.kind == "eval")
+                .collect();
+            results.push(RunResult {
+                quantizer: q,
+                seed,
+                dir,
+                eval,
+                curve,
+            });
         }
     }
     let verdicts = verdicts(&results);
@@ -155,7 +187,10 @@ fn by_quantizer(results: &[RunResult]) -> Vec<(&'static str, Vec<&RunResult>)> {
     m
 }
 
-fn group<'a>(g: &'a [(&'static str, Vec<&'a RunResult>)], q: &str) -> Option<&'a Vec<&'a RunResult>> {
+fn group<'a>(
+    g: &'a [(&'static str, Vec<&'a RunResult>)],
+    q: &str,
+) -> Option<&'a Vec<&'a RunResult>> {
     g.iter().find(|(name, _)| *name == q).map(|(_, v)| v)
 }
 
@@ -188,12 +223,25 @@ pub fn verdicts(results: &[RunResult]) -> Vec<String> {
 }
 
 fn fmt_stat((m, s): (f64, f64)) -> String {
-    if m.abs() >= 10.0 { format!("{m:.1} ± {s:.1}") } else { format!("{m:.4} ± {s:.4}") }
+    if m.abs() >= 10.0 {
+        format!("{m:.1} ± {s:.1}")
+    } else {
+        format!("{m:.4} ± {s:.4}")
+    }
 }
 
-fn write_reports(spec: &CompareSpec, results: &[RunResult], verdicts: &[String]) -> anyhow::Result<()> {
+fn write_reports(
+    spec: &CompareSpec,
+    results: &[RunResult],
+    verdicts: &[String],
+) -> anyhow::Result<()> {
     let g = by_quantizer(results);
-    let seeds = spec.seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+    let seeds = spec
+        .seeds
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
 
     // summary.csv
     let mut csv = String::from("quantizer,seeds");
@@ -212,7 +260,10 @@ fn write_reports(spec: &CompareSpec, results: &[RunResult], verdicts: &[String])
     write_atomic(&spec.out.join("summary.csv"), csv.as_bytes())?;
 
     // report.md
-    let mut md = format!("# vqib compare\n\n`{}`\n\nSeeds {seeds}; mean ± sd over seeds; information quantities per latent vector, objectives per image (beta {}).\n\n", spec.command, spec.base.beta);
+    let mut md = format!(
+        "# vqib compare\n\n`{}`\n\nSeeds {seeds}; mean ± sd over seeds; information quantities per latent vector, objectives per image (beta {}).\n\n",
+        spec.command, spec.base.beta
+    );
     md.push_str("| quantizer |");
     for (name, _) in COLUMNS {
         let _ = write!(md, " {name} |");
@@ -236,7 +287,11 @@ fn write_reports(spec: &CompareSpec, results: &[RunResult], verdicts: &[String])
     // report.html
     let mut html = String::new();
     html.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>vqib compare</title>\n<style>\nbody{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}\ntable{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left;font-weight:600}\n.verdict{font-size:1.1em;padding:6px 10px;border-left:4px solid #888;background:#fafafa}.holds{border-color:#2a2}.fails{border-color:#c22}\n.plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #eee;padding:4px}\nimg.grid{image-rendering:pixelated;max-width:100%}\ncode{background:#f3f3f3;padding:2px 4px}\n</style></head><body>\n");
-    let _ = writeln!(html, "<h1>vqib compare: VQ-VAE as VDIB vs soft EM as VIB</h1>\n<p><code>{}</code></p>", esc(&spec.command));
+    let _ = writeln!(
+        html,
+        "<h1>vqib compare: VQ-VAE as VDIB vs soft EM as VIB</h1>\n<p><code>{}</code></p>",
+        esc(&spec.command)
+    );
     let _ = writeln!(
         html,
         "<p>Seeds {seeds}. Mean ± standard deviation over seeds. Information quantities in nats per latent vector under each model's own posterior (one-hot for vq and vq-ema, softmax(−d²/τ) for soft-em); the <em>soft</em> columns evaluate every model under softmax(−d²/τ), τ = {}. L_VIB and L_VDIB per image, β = {}, Gaussian decoder σ = {}.</p>",
@@ -244,10 +299,18 @@ fn write_reports(spec: &CompareSpec, results: &[RunResult], verdicts: &[String])
     );
     html.push_str("<section id=\"verdicts\">\n");
     for v in verdicts {
-        let class = if v.contains("DOES NOT HOLD") { "verdict fails" } else if v.contains("HOLDS") { "verdict holds" } else { "verdict" };
+        let class = if v.contains("DOES NOT HOLD") {
+            "verdict fails"
+        } else if v.contains("HOLDS") {
+            "verdict holds"
+        } else {
+            "verdict"
+        };
         let _ = writeln!(html, "<p class=\"{class}\">{}</p>", esc(v));
     }
-    html.push_str("</section>\n<h2>Final metrics</h2>\n<table id=\"summary\"><thead><tr><th>quantizer</th>");
+    html.push_str(
+        "</section>\n<h2>Final metrics</h2>\n<table id=\"summary\"><thead><tr><th>quantizer</th>",
+    );
     for (name, _) in COLUMNS {
         let _ = write!(html, "<th>{}</th>", esc(name));
     }
@@ -276,7 +339,10 @@ fn write_reports(spec: &CompareSpec, results: &[RunResult], verdicts: &[String])
         let png = spec.out.join(format!("grid-{q}.png"));
         train::reconstruct_grid(&runs[0].dir, &png, 16, None)?;
         let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&png)?);
-        let _ = writeln!(html, "<h3>{q}</h3>\n<div class=\"plot\" id=\"grid-{q}\"><img class=\"grid\" alt=\"{q} reconstructions\" src=\"data:image/png;base64,{b64}\"></div>");
+        let _ = writeln!(
+            html,
+            "<h3>{q}</h3>\n<div class=\"plot\" id=\"grid-{q}\"><img class=\"grid\" alt=\"{q} reconstructions\" src=\"data:image/png;base64,{b64}\"></div>"
+        );
     }
     html.push_str("<script>\n// Records what the browser drew (each plot's size and element count), for tests.\nwindow.addEventListener('load', () => { for (const p of document.querySelectorAll('.plot')) { const r = p.getBoundingClientRect(); const n = p.querySelectorAll('path,polyline,rect,line,circle,text').length; const img = p.querySelector('img'); p.dataset.rendered = `${Math.round(r.width)}x${Math.round(r.height)} elements=${n} img=${img ? img.naturalWidth + 'x' + img.naturalHeight : 'none'}`; } document.body.dataset.ready = '1'; });\n</script>\n</body></html>\n");
     write_atomic(&spec.out.join("report.html"), html.as_bytes())?;
@@ -284,11 +350,18 @@ fn write_reports(spec: &CompareSpec, results: &[RunResult], verdicts: &[String])
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A line chart (one line per quantizer, mean over its seeds at each evaluated step) as SVG.
-fn curve_svg(title: &str, g: &[(&'static str, Vec<&RunResult>)], f: fn(&Record) -> Option<f64>) -> anyhow::Result<String> {
+fn curve_svg(
+    title: &str,
+    g: &[(&'static str, Vec<&RunResult>)],
+    f: fn(&Record) -> Option<f64>,
+) -> anyhow::Result<String> {
     let mut series: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
     for (q, runs) in g {
         let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
@@ -299,15 +372,40 @@ fn curve_svg(title: &str, g: &[(&'static str, Vec<&RunResult>)], f: fn(&Record) 
                 }
             }
         }
-        let pts = at.into_iter().map(|(s, v)| (s as f64, v.iter().sum::<f64>() / v.len() as f64)).collect();
+        let pts = at
+            .into_iter()
+            .map(|(s, v)| (s as f64, v.iter().sum::<f64>() / v.len() as f64))
+            .collect();
         series.push((q, pts));
     }
     let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-    let (x0, x1) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (y0, y1) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let (x0, x1) = if all.is_empty() { (0.0, 1.0) } else if x1 > x0 { (x0, x1) } else { (x0 - 1.0, x1 + 1.0) };
-    let pad = if y1 > y0 { (y1 - y0) * 0.08 } else { y0.abs().max(1.0) * 0.1 };
-    let (y0, y1) = if all.is_empty() { (0.0, 1.0) } else { (y0 - pad, y1 + pad) };
+    let (x0, x1) = all
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let (y0, y1) = all
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
+    let (x0, x1) = if all.is_empty() {
+        (0.0, 1.0)
+    } else if x1 > x0 {
+        (x0, x1)
+    } else {
+        (x0 - 1.0, x1 + 1.0)
+    };
+    let pad = if y1 > y0 {
+        (y1 - y0) * 0.08
+    } else {
+        y0.abs().max(1.0) * 0.1
+    };
+    let (y0, y1) = if all.is_empty() {
+        (0.0, 1.0)
+    } else {
+        (y0 - pad, y1 + pad)
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (380, 260)).into_drawing_area();
@@ -319,16 +417,27 @@ fn curve_svg(title: &str, g: &[(&'static str, Vec<&RunResult>)], f: fn(&Record) 
             .x_label_area_size(30)
             .y_label_area_size(55)
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart.configure_mesh().x_desc("step").x_labels(5).y_labels(5).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .x_labels(5)
+            .y_labels(5)
+            .draw()?;
         for (i, (q, pts)) in series.iter().enumerate() {
             let c = COLORS[i % COLORS.len()];
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
                 .label(*q)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
         root.present()?;
     }
     Ok(svg)
@@ -346,15 +455,36 @@ fn histogram_svg(q: &str, counts: &[u64]) -> anyhow::Result<String> {
         let root = SVGBackend::with_string(&mut svg, (380, 260)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("{q}: {used} of {} codes used", counts.len()), ("sans-serif", 16))
+            .caption(
+                format!("{q}: {used} of {} codes used", counts.len()),
+                ("sans-serif", 16),
+            )
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..(counts.len().max(1) as f64), 0.0..ymax)?;
-        chart.configure_mesh().x_desc("code rank").y_desc("p(z)").x_labels(5).y_labels(5).draw()?;
-        chart.draw_series(sorted.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, &c)| {
-            Rectangle::new([(i as f64, 0.0), (i as f64 + 1.0, c as f64 / total.max(1) as f64)], COLORS[0].filled())
-        }))?;
+        chart
+            .configure_mesh()
+            .x_desc("code rank")
+            .y_desc("p(z)")
+            .x_labels(5)
+            .y_labels(5)
+            .draw()?;
+        chart.draw_series(
+            sorted
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(i, &c)| {
+                    Rectangle::new(
+                        [
+                            (i as f64, 0.0),
+                            (i as f64 + 1.0, c as f64 / total.max(1) as f64),
+                        ],
+                        COLORS[0].filled(),
+                    )
+                }),
+        )?;
         root.present()?;
     }
     Ok(svg)
@@ -362,7 +492,8 @@ fn histogram_svg(q: &str, counts: &[u64]) -> anyhow::Result<String> {
 
 /// Where the compare output of `out` keeps a finished run.
 pub fn run_dir(out: &Path, q: QuantizerKind, seed: u64) -> PathBuf {
-    out.join("runs").join(format!("{}-seed{seed}", quantizer_name(q)))
+    out.join("runs")
+        .join(format!("{}-seed{seed}", quantizer_name(q)))
 }
 
 #[cfg(test)]

@@ -178,33 +178,55 @@ impl RunConfig {
             return bad("--batch-size must be at least 1".into());
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad(format!("--lr must be positive and finite (got {})", self.lr));
+            return bad(format!(
+                "--lr must be positive and finite (got {})",
+                self.lr
+            ));
         }
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return bad(format!("--beta must be non-negative and finite (got {})", self.beta));
+            return bad(format!(
+                "--beta must be non-negative and finite (got {})",
+                self.beta
+            ));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
-            return bad(format!("--ema-decay must be in [0, 1) (got {})", self.ema_decay));
+            return bad(format!(
+                "--ema-decay must be in [0, 1) (got {})",
+                self.ema_decay
+            ));
         }
         if !(self.ema_epsilon > 0.0) {
-            return bad(format!("--ema-epsilon must be positive (got {})", self.ema_epsilon));
+            return bad(format!(
+                "--ema-epsilon must be positive (got {})",
+                self.ema_epsilon
+            ));
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return bad(format!("--temperature must be positive and finite (got {})", self.temperature));
+            return bad(format!(
+                "--temperature must be positive and finite (got {})",
+                self.temperature
+            ));
         }
         if self.samples == 0 {
             return bad("--samples must be at least 1".into());
         }
         if !(self.rate_weight >= 0.0 && self.rate_weight.is_finite()) {
-            return bad(format!("--rate-weight must be non-negative and finite (got {})", self.rate_weight));
+            return bad(format!(
+                "--rate-weight must be non-negative and finite (got {})",
+                self.rate_weight
+            ));
         }
         if !(self.sigma > 0.0 && self.sigma.is_finite()) {
-            return bad(format!("--sigma must be positive and finite (got {})", self.sigma));
+            return bad(format!(
+                "--sigma must be positive and finite (got {})",
+                self.sigma
+            ));
         }
         if self.log_every == 0 {
             return bad("--log-every must be at least 1".into());
         }
-        if self.dataset == DatasetKind::Shapes && (self.shapes_train == 0 || self.shapes_test == 0) {
+        if self.dataset == DatasetKind::Shapes && (self.shapes_train == 0 || self.shapes_test == 0)
+        {
             return bad("shapes data set sizes must be at least 1".into());
         }
         Ok(())
@@ -216,7 +238,8 @@ impl RunConfig {
             .map_err(|e| InputError::file(path, format!("cannot read run config: {e}")))?;
         let cfg: RunConfig = serde_json::from_str(&text)
             .map_err(|e| InputError::file(path, format!("not a valid vqib run config: {e}")))?;
-        cfg.validate().map_err(|e| InputError::file(path, e.to_string()))?;
+        cfg.validate()
+            .map_err(|e| InputError::file(path, e.to_string()))?;
         Ok(cfg)
     }
 }

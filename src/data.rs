@@ -65,7 +65,11 @@ impl ImageSet {
         let len = self.image_len();
         let mut out = Vec::with_capacity(indices.len() * len);
         for &i in indices {
-            out.extend(self.pixels[i * len..(i + 1) * len].iter().map(|&p| p as f32 / 255.0));
+            out.extend(
+                self.pixels[i * len..(i + 1) * len]
+                    .iter()
+                    .map(|&p| p as f32 / 255.0),
+            );
         }
         out
     }
@@ -104,10 +108,16 @@ pub struct DataSpec {
 pub fn load(spec: &DataSpec) -> Result<Dataset, InputError> {
     let dir = || -> Result<&Path, InputError> {
         let dir = spec.dir.as_deref().ok_or_else(|| {
-            InputError::config(format!("--data-dir is required for dataset {:?}", spec.kind))
+            InputError::config(format!(
+                "--data-dir is required for dataset {:?}",
+                spec.kind
+            ))
         })?;
         if !dir.is_dir() {
-            return Err(InputError::file(dir, "data directory does not exist or is not a directory"));
+            return Err(InputError::file(
+                dir,
+                "data directory does not exist or is not a directory",
+            ));
         }
         Ok(dir)
     };
@@ -137,7 +147,8 @@ pub fn load(spec: &DataSpec) -> Result<Dataset, InputError> {
 
 /// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, InputError> {
-    let raw = std::fs::read(path).map_err(|e| InputError::file(path, format!("cannot read: {e}")))?;
+    let raw =
+        std::fs::read(path).map_err(|e| InputError::file(path, format!("cannot read: {e}")))?;
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
@@ -154,18 +165,32 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Checks the magic number (first) and that the header of `header_len` bytes is complete.
-fn check_idx_header(path: &Path, b: &[u8], want: u32, header_len: usize, what: &str) -> Result<(), InputError> {
+fn check_idx_header(
+    path: &Path,
+    b: &[u8],
+    want: u32,
+    header_len: usize,
+    what: &str,
+) -> Result<(), InputError> {
     if b.len() >= 4 {
         let magic = be_u32(b, 0);
         if magic != want {
             return Err(InputError::file(
                 path,
-                format!("wrong IDX magic {magic:#010x} for {what} file (expected {want:#010x} = {want})"),
+                format!(
+                    "wrong IDX magic {magic:#010x} for {what} file (expected {want:#010x} = {want})"
+                ),
             ));
         }
     }
     if b.len() < header_len {
-        return Err(InputError::file(path, format!("truncated IDX header ({} bytes, need {header_len})", b.len())));
+        return Err(InputError::file(
+            path,
+            format!(
+                "truncated IDX header ({} bytes, need {header_len})",
+                b.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -174,8 +199,15 @@ fn check_idx_header(path: &Path, b: &[u8], want: u32, header_len: usize, what: &
 pub fn read_idx_images(path: &Path) -> Result<ImageSet, InputError> {
     let b = read_maybe_gz(path)?;
     check_idx_header(path, &b, 2051, 16, "an image")?;
-    let (n, rows, cols) = (be_u32(&b, 4) as usize, be_u32(&b, 8) as usize, be_u32(&b, 12) as usize);
-    let want = n.checked_mul(rows).and_then(|v| v.checked_mul(cols)).unwrap_or(usize::MAX);
+    let (n, rows, cols) = (
+        be_u32(&b, 4) as usize,
+        be_u32(&b, 8) as usize,
+        be_u32(&b, 12) as usize,
+    );
+    let want = n
+        .checked_mul(rows)
+        .and_then(|v| v.checked_mul(cols))
+        .unwrap_or(usize::MAX);
     if b.len() - 16 != want {
         return Err(InputError::file(
             path,
@@ -185,7 +217,14 @@ pub fn read_idx_images(path: &Path) -> Result<ImageSet, InputError> {
             ),
         ));
     }
-    Ok(ImageSet { pixels: b[16..].to_vec(), labels: None, n, channels: 1, height: rows, width: cols })
+    Ok(ImageSet {
+        pixels: b[16..].to_vec(),
+        labels: None,
+        n,
+        channels: 1,
+        height: rows,
+        width: cols,
+    })
 }
 
 /// IDX label file: magic 2049, count, then `count` bytes.
@@ -196,7 +235,10 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, InputError> {
     if b.len() - 8 != n {
         return Err(InputError::file(
             path,
-            format!("truncated or oversized: header says {n} labels, file holds {}", b.len() - 8),
+            format!(
+                "truncated or oversized: header says {n} labels, file holds {}",
+                b.len() - 8
+            ),
         ));
     }
     Ok(b[8..].to_vec())
@@ -211,7 +253,10 @@ fn find_file(dir: &Path, stems: &[&str]) -> Result<PathBuf, InputError> {
             }
         }
     }
-    Err(InputError::file(dir.join(format!("{}.gz", stems[0])), "file not found (also tried without .gz)"))
+    Err(InputError::file(
+        dir.join(format!("{}.gz", stems[0])),
+        "file not found (also tried without .gz)",
+    ))
 }
 
 fn idx_split(dir: &Path, images: &[&str], labels: &[&str]) -> Result<ImageSet, InputError> {
@@ -222,7 +267,12 @@ fn idx_split(dir: &Path, images: &[&str], labels: &[&str]) -> Result<ImageSet, I
     if lab.len() != set.n {
         return Err(InputError::file(
             &lpath,
-            format!("{} labels but {} holds {} images", lab.len(), ipath.display(), set.n),
+            format!(
+                "{} labels but {} holds {} images",
+                lab.len(),
+                ipath.display(),
+                set.n
+            ),
         ));
     }
     set.labels = Some(lab);
@@ -242,7 +292,10 @@ pub fn load_mnist_dir(dir: &Path) -> Result<Dataset, InputError> {
         &["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"],
     )?;
     if (train.height, train.width) != (test.height, test.width) {
-        return Err(InputError::file(dir, "train and test images differ in size"));
+        return Err(InputError::file(
+            dir,
+            "train and test images differ in size",
+        ));
     }
     Ok(Dataset { train, test })
 }
@@ -258,7 +311,10 @@ pub fn read_cifar_batch(path: &Path) -> Result<ImageSet, InputError> {
     if b.is_empty() || b.len() % CIFAR_RECORD != 0 {
         return Err(InputError::file(
             path,
-            format!("size {} is not a positive multiple of the CIFAR-10 record size {CIFAR_RECORD}; truncated?", b.len()),
+            format!(
+                "size {} is not a positive multiple of the CIFAR-10 record size {CIFAR_RECORD}; truncated?",
+                b.len()
+            ),
         ));
     }
     let n = b.len() / CIFAR_RECORD;
@@ -266,12 +322,22 @@ pub fn read_cifar_batch(path: &Path) -> Result<ImageSet, InputError> {
     let mut labels = Vec::with_capacity(n);
     for (i, rec) in b.chunks_exact(CIFAR_RECORD).enumerate() {
         if rec[0] > 9 {
-            return Err(InputError::file(path, format!("record {i} has label {} (expected 0..9)", rec[0])));
+            return Err(InputError::file(
+                path,
+                format!("record {i} has label {} (expected 0..9)", rec[0]),
+            ));
         }
         labels.push(rec[0]);
         pixels.extend_from_slice(&rec[1..]);
     }
-    Ok(ImageSet { pixels, labels: Some(labels), n, channels: 3, height: 32, width: 32 })
+    Ok(ImageSet {
+        pixels,
+        labels: Some(labels),
+        n,
+        channels: 3,
+        height: 32,
+        width: 32,
+    })
 }
 
 fn concat(sets: Vec<ImageSet>) -> ImageSet {
@@ -301,14 +367,18 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<Dataset, InputError> {
     if !tp.is_file() {
         return Err(InputError::file(&tp, "file not found"));
     }
-    Ok(Dataset { train: concat(parts), test: read_cifar_batch(&tp)? })
+    Ok(Dataset {
+        train: concat(parts),
+        test: read_cifar_batch(&tp)?,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Folder of images
 
 fn list_images(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| InputError::file(dir, format!("cannot list: {e}")))?;
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| InputError::file(dir, format!("cannot list: {e}")))?;
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -324,7 +394,11 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
 
 /// Decodes the images; channels are those of the first image (1 for grey, 3 for colour), the
 /// size is `size` (resized) or that of the first image (others must match).
-fn read_images(files: &[PathBuf], size: Option<usize>, channels: Option<usize>) -> Result<ImageSet, InputError> {
+fn read_images(
+    files: &[PathBuf],
+    size: Option<usize>,
+    channels: Option<usize>,
+) -> Result<ImageSet, InputError> {
     let mut pixels = Vec::new();
     let (mut c, mut h, mut w) = (channels.unwrap_or(0), 0usize, 0usize);
     for (i, f) in files.iter().enumerate() {
@@ -366,28 +440,47 @@ fn read_images(files: &[PathBuf], size: Option<usize>, channels: Option<usize>) 
             }
         }
     }
-    Ok(ImageSet { pixels, labels: None, n: files.len(), channels: c, height: h, width: w })
+    Ok(ImageSet {
+        pixels,
+        labels: None,
+        n: files.len(),
+        channels: c,
+        height: h,
+        width: w,
+    })
 }
 
 /// A folder of images: `train/` and `test/` subfolders if both exist, otherwise every image in
 /// `dir` with the last tenth (sorted by name, at least one) held out as the test split.
 pub fn load_folder(dir: &Path, size: Option<usize>) -> Result<Dataset, InputError> {
     let (train_files, test_files) = if dir.join("train").is_dir() && dir.join("test").is_dir() {
-        (list_images(&dir.join("train"))?, list_images(&dir.join("test"))?)
+        (
+            list_images(&dir.join("train"))?,
+            list_images(&dir.join("test"))?,
+        )
     } else {
         let mut all = list_images(dir)?;
         if all.len() < 2 {
-            return Err(InputError::file(dir, format!("found {} PNG/JPEG images; need at least 2", all.len())));
+            return Err(InputError::file(
+                dir,
+                format!("found {} PNG/JPEG images; need at least 2", all.len()),
+            ));
         }
         let n_test = (all.len() / 10).max(1);
         let test = all.split_off(all.len() - n_test);
         (all, test)
     };
     if train_files.is_empty() {
-        return Err(InputError::file(dir, "no PNG/JPEG images found for the training split"));
+        return Err(InputError::file(
+            dir,
+            "no PNG/JPEG images found for the training split",
+        ));
     }
     if test_files.is_empty() {
-        return Err(InputError::file(dir, "no PNG/JPEG images found for the test split"));
+        return Err(InputError::file(
+            dir,
+            "no PNG/JPEG images found for the test split",
+        ));
     }
     let train = read_images(&train_files, size, None)?;
     let size = size.or(Some(train.height).filter(|&h| h == train.width));
@@ -450,7 +543,8 @@ pub fn shapes(n_train: usize, n_test: usize, seed: u64) -> Dataset {
                     _ => {
                         dx.abs() < r
                             && dy.abs() < r
-                            && (((dx + r) / (r / 2.0)) as i32 + ((dy + r) / (r / 2.0)) as i32) % 2 == 0
+                            && (((dx + r) / (r / 2.0)) as i32 + ((dy + r) / (r / 2.0)) as i32) % 2
+                                == 0
                     }
                 }
             };
@@ -469,9 +563,19 @@ pub fn shapes(n_train: usize, n_test: usize, seed: u64) -> Dataset {
             }
             labels.push(class);
         }
-        ImageSet { pixels, labels: Some(labels), n, channels: 1, height: s, width: s }
+        ImageSet {
+            pixels,
+            labels: Some(labels),
+            n,
+            channels: 1,
+            height: s,
+            width: s,
+        }
     };
-    Dataset { train: gen_set(n_train, 1), test: gen_set(n_test, 2) }
+    Dataset {
+        train: gen_set(n_train, 1),
+        test: gen_set(n_test, 2),
+    }
 }
 
 #[cfg(test)]
@@ -528,12 +632,20 @@ mod tests {
         let e = read_idx_images(&p).unwrap_err().to_string();
         assert!(e.contains("truncated"), "{e}");
         std::fs::write(&p, &idx_images(3, 4, 5, 0)[..10]).unwrap();
-        assert!(read_idx_images(&p).unwrap_err().to_string().contains("header"));
+        assert!(
+            read_idx_images(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("header")
+        );
         // A gzip stream cut short.
         let z = gz(&idx_images(300, 28, 28, 0));
         std::fs::write(&p, &z[..z.len() / 2]).unwrap();
         let e = read_idx_images(&p).unwrap_err().to_string();
-        assert!(e.contains("imgs") && (e.contains("gzip") || e.contains("truncated")), "{e}");
+        assert!(
+            e.contains("imgs") && (e.contains("gzip") || e.contains("truncated")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -545,7 +657,10 @@ mod tests {
         w("t10k-images-idx3-ubyte.gz", idx_images(2, 28, 28, 0));
         w("t10k-labels-idx1-ubyte.gz", idx_labels(3));
         let e = load_mnist_dir(d.path()).unwrap_err().to_string();
-        assert!(e.contains("t10k-labels") && e.contains("3 labels") && e.contains("2 images"), "{e}");
+        assert!(
+            e.contains("t10k-labels") && e.contains("3 labels") && e.contains("2 images"),
+            "{e}"
+        );
         w("t10k-labels-idx1-ubyte.gz", idx_labels(2));
         let ds = load_mnist_dir(d.path()).unwrap();
         assert_eq!((ds.train.n, ds.test.n), (5, 2));
@@ -569,10 +684,18 @@ mod tests {
         assert_eq!(s.labels.unwrap(), vec![0, 1, 2]);
         std::fs::write(&p, &b[..b.len() - 1]).unwrap();
         let e = read_cifar_batch(&p).unwrap_err().to_string();
-        assert!(e.contains("data_batch_1.bin") && e.contains("record size"), "{e}");
+        assert!(
+            e.contains("data_batch_1.bin") && e.contains("record size"),
+            "{e}"
+        );
         b[0] = 42;
         std::fs::write(&p, &b).unwrap();
-        assert!(read_cifar_batch(&p).unwrap_err().to_string().contains("label 42"));
+        assert!(
+            read_cifar_batch(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("label 42")
+        );
     }
 
     #[test]
@@ -583,7 +706,10 @@ mod tests {
             img.save(d.path().join(format!("img{i:02}.png"))).unwrap();
         }
         let ds = load_folder(d.path(), None).unwrap();
-        assert_eq!((ds.train.n, ds.test.n, ds.train.channels, ds.train.height), (9, 1, 1, 8));
+        assert_eq!(
+            (ds.train.n, ds.test.n, ds.train.channels, ds.train.height),
+            (9, 1, 1, 8)
+        );
         assert_eq!(ds.train.pixels[1], 30);
         let odd = image::RgbImage::from_pixel(12, 8, image::Rgb([1, 2, 3]));
         odd.save(d.path().join("img05.png")).unwrap();

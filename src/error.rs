@@ -17,7 +17,10 @@ pub enum InputError {
 
 impl InputError {
     pub fn file(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
-        InputError::File { path: path.as_ref().to_path_buf(), problem: problem.into() }
+        InputError::File {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
     }
     pub fn config(problem: impl Into<String>) -> Self {
         InputError::Config(problem.into())

@@ -17,7 +17,10 @@
 
 /// Entropy in nats of a probability vector; zero entries contribute 0 (0 log 0 = 0).
 pub fn entropy(p: &[f64]) -> f64 {
-    -p.iter().filter(|&&q| q > 0.0).map(|&q| q * q.ln()).sum::<f64>()
+    -p.iter()
+        .filter(|&&q| q > 0.0)
+        .map(|&q| q * q.ln())
+        .sum::<f64>()
 }
 
 /// Streaming histogram of hard code assignments.
@@ -122,7 +125,14 @@ impl InfoAccumulator {
     /// With prior `log_r` (log r(z), length K).
     pub fn new(log_r: Vec<f64>) -> Self {
         let k = log_r.len();
-        Self { log_r, sum_p: vec![0.0; k], argmax_counts: vec![0; k], sum_h: 0.0, sum_ce: 0.0, n: 0 }
+        Self {
+            log_r,
+            sum_p: vec![0.0; k],
+            argmax_counts: vec![0; k],
+            sum_h: 0.0,
+            sum_ce: 0.0,
+            n: 0,
+        }
     }
 
     /// With the uniform prior r(z) = 1/K.
@@ -173,7 +183,16 @@ impl InfoAccumulator {
 
     /// Adds points given by rows of p(z|i) (`[N*K]`).
     pub fn add_probs(&mut self, p: &[f64]) {
-        let lp: Vec<f32> = p.iter().map(|&q| if q > 0.0 { q.ln() as f32 } else { f32::NEG_INFINITY }).collect();
+        let lp: Vec<f32> = p
+            .iter()
+            .map(|&q| {
+                if q > 0.0 {
+                    q.ln() as f32
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+            .collect();
         self.add_log_probs(&lp);
     }
 
@@ -215,7 +234,10 @@ impl InfoAccumulator {
 /// * L_VIB  = distortion + beta * latents * KL(p(Z|I) || r)   (eq. 18)
 pub fn objectives(distortion: f64, info: &InfoSummary, beta: f64, latents: usize) -> (f64, f64) {
     let l = latents as f64;
-    (distortion + beta * l * info.cross_entropy, distortion + beta * l * info.kl)
+    (
+        distortion + beta * l * info.cross_entropy,
+        distortion + beta * l * info.kl,
+    )
 }
 
 /// Gaussian negative log-likelihood of an image of `pixels` values with squared error `sse`
@@ -339,7 +361,10 @@ mod tests {
         close(s.kl, kl, 1e-6);
         close(s.cross_entropy, ce, 1e-6);
         close(s.kl, s.cross_entropy - s.h_z_given_i, 1e-6);
-        assert!(s.cross_entropy > 0.0, "the cross entropy carries its minus sign");
+        assert!(
+            s.cross_entropy > 0.0,
+            "the cross entropy carries its minus sign"
+        );
     }
 
     #[test]
@@ -353,9 +378,27 @@ mod tests {
     #[test]
     fn gaussian_nll_closed_form() {
         // sigma = 1, one pixel, zero error: 0.5 log(2 pi).
-        close(gaussian_nll(0.0, 1, 1.0), 0.5 * (2.0 * std::f64::consts::PI).ln(), 1e-12);
-        close(gaussian_nll(4.0, 2, 2.0) - gaussian_nll(0.0, 2, 2.0), 0.5, 1e-12);
-        let info = InfoSummary { n: 1, h_z: 0.0, h_z_miller_madow: 0.0, perplexity: 1.0, codes_used: 1, h_z_given_i: 0.5, mutual_info: 0.0, cross_entropy: 2.0, kl: 1.5 };
+        close(
+            gaussian_nll(0.0, 1, 1.0),
+            0.5 * (2.0 * std::f64::consts::PI).ln(),
+            1e-12,
+        );
+        close(
+            gaussian_nll(4.0, 2, 2.0) - gaussian_nll(0.0, 2, 2.0),
+            0.5,
+            1e-12,
+        );
+        let info = InfoSummary {
+            n: 1,
+            h_z: 0.0,
+            h_z_miller_madow: 0.0,
+            perplexity: 1.0,
+            codes_used: 1,
+            h_z_given_i: 0.5,
+            mutual_info: 0.0,
+            cross_entropy: 2.0,
+            kl: 1.5,
+        };
         let (vdib, vib) = objectives(10.0, &info, 0.5, 4);
         close(vdib, 14.0, 1e-12);
         close(vib, 13.0, 1e-12);

@@ -6,16 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
+use vqib::config::{PriorKind, RateKind};
 use vqib::data::DatasetKind;
 use vqib::error::{InputError, NonFiniteError};
 use vqib::report::table;
-use vqib::train::{self, TrainOptions};
-use vqib::config::{PriorKind, RateKind};
 use vqib::report::table3;
+use vqib::train::{self, TrainOptions};
 use vqib::{CodebookInit, DeviceKind, QuantizerKind, RunConfig};
 
 #[derive(Parser)]
-#[command(name = "vqib", version, about = "Train and study VQ-VAEs as information bottlenecks")]
+#[command(
+    name = "vqib",
+    version,
+    about = "Train and study VQ-VAEs as information bottlenecks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -38,7 +42,12 @@ enum Cmd {
     /// resumed, so rerunning the command continues an interrupted comparison.
     Compare {
         /// Quantizers to compare, comma-separated.
-        #[arg(long, value_enum, value_delimiter = ',', default_value = "vq,vq-ema,soft-em")]
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "vq,vq-ema,soft-em"
+        )]
         quantizers: Vec<QuantizerKind>,
         /// Number of seeds (1..=N).
         #[arg(long, default_value_t = 3)]
@@ -167,7 +176,9 @@ struct TrainArgs {
 }
 
 fn value_name<T: clap::ValueEnum>(v: &T) -> String {
-    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn default_out(dataset: DatasetKind, q: QuantizerKind) -> PathBuf {
@@ -194,9 +205,19 @@ fn config_from(a: &TrainArgs) -> RunConfig {
         quantizer: a.quantizer,
         codebook_size: a.codebook_size,
         code_dim: a.code_dim,
-        hidden: a.hidden.unwrap_or(if a.dataset == DatasetKind::Cifar10 { 256 } else { 128 }),
+        hidden: a.hidden.unwrap_or(if a.dataset == DatasetKind::Cifar10 {
+            256
+        } else {
+            128
+        }),
         beta: a.beta,
-        ema_decay: a.ema_decay.unwrap_or(if a.quantizer == QuantizerKind::SoftEm { 0.999 } else { 0.99 }),
+        ema_decay: a
+            .ema_decay
+            .unwrap_or(if a.quantizer == QuantizerKind::SoftEm {
+                0.999
+            } else {
+                0.99
+            }),
         ema_epsilon: a.ema_epsilon,
         init: a.init,
         dead_code_steps: a.dead_code_steps,
@@ -219,11 +240,17 @@ fn config_from(a: &TrainArgs) -> RunConfig {
 
 /// Flags of `train` given on the command line (not defaults).
 fn explicit_train_flags(m: &clap::ArgMatches) -> Vec<String> {
-    let Some((name @ ("train" | "compare"), sub)) = m.subcommand() else { return Vec::new() };
+    let Some((name @ ("train" | "compare"), sub)) = m.subcommand() else {
+        return Vec::new();
+    };
     let cmd = <Cli as clap::CommandFactory>::command();
     let args: Vec<String> = cmd
         .find_subcommand(name)
-        .map(|t| t.get_arguments().map(|a| a.get_id().as_str().to_string()).collect())
+        .map(|t| {
+            t.get_arguments()
+                .map(|a| a.get_id().as_str().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     sub.ids()
         .filter(|id| args.iter().any(|a| a == id.as_str()))
@@ -238,7 +265,12 @@ const RESUME_FLAGS: &[&str] = &["resume", "epochs", "data_dir", "no_progress", "
 fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Train(a) => {
-            let opts = TrainOptions { progress: !a.no_progress, stop: stop.clone(), max_steps: a.max_steps, print_summary: true };
+            let opts = TrainOptions {
+                progress: !a.no_progress,
+                stop: stop.clone(),
+                max_steps: a.max_steps,
+                print_summary: true,
+            };
             let outcome = match &a.resume {
                 Some(dir) => {
                     let fixed: Vec<String> = explicit
@@ -256,12 +288,19 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
                     }
                     let given = |f: &str| explicit.iter().any(|e| e == f);
                     let epochs = given("epochs").then_some(a.epochs);
-                    let data_dir = if given("data_dir") { a.data_dir.clone() } else { None };
+                    let data_dir = if given("data_dir") {
+                        a.data_dir.clone()
+                    } else {
+                        None
+                    };
                     train::resume(dir, epochs, data_dir, &opts)?
                 }
                 None => {
                     let cfg = config_from(&a);
-                    let out = a.out.clone().unwrap_or_else(|| default_out(a.dataset, a.quantizer));
+                    let out = a
+                        .out
+                        .clone()
+                        .unwrap_or_else(|| default_out(a.dataset, a.quantizer));
                     train::train_new(cfg, &out, &opts)?
                 }
             };
@@ -270,7 +309,11 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
             }
             Ok(())
         }
-        Cmd::Compare { quantizers, seeds, train: a } => {
+        Cmd::Compare {
+            quantizers,
+            seeds,
+            train: a,
+        } => {
             for flag in ["resume", "quantizer", "seed"] {
                 if explicit.iter().any(|e| e == flag) {
                     return Err(InputError::config(format!(
@@ -282,7 +325,10 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
             if seeds == 0 {
                 return Err(InputError::config("--seeds must be at least 1").into());
             }
-            let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs/compare"));
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs/compare"));
             let spec = vqib::compare::CompareSpec {
                 base: config_from(&a),
                 quantizers,
@@ -291,7 +337,12 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
                 ema_decay: a.ema_decay,
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
-            let opts = TrainOptions { progress: !a.no_progress, stop: stop.clone(), max_steps: a.max_steps, print_summary: true };
+            let opts = TrainOptions {
+                progress: !a.no_progress,
+                stop: stop.clone(),
+                max_steps: a.max_steps,
+                print_summary: true,
+            };
             vqib::compare::run(&spec, &opts)?;
             println!("{}", std::fs::read_to_string(out.join("report.md"))?);
             println!("report: {}", out.join("report.html").display());
@@ -305,7 +356,12 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
             println!("saved {}", run.join("eval.json").display());
             Ok(())
         }
-        Cmd::Reconstruct { run, out, n, data_dir } => {
+        Cmd::Reconstruct {
+            run,
+            out,
+            n,
+            data_dir,
+        } => {
             train::reconstruct_grid(&run, &out, n, data_dir)?;
             println!("wrote {}", out.display());
             Ok(())

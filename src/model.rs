@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 
 use burn::module::{Module, Param, ParamId};
-use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
@@ -128,15 +128,28 @@ pub struct VqVae {
 pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn tensor_values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
-    t.to_data().try_into_vec_as::<f32>().expect("f32 tensor data")
+    t.to_data()
+        .try_into_vec_as::<f32>()
+        .expect("f32 tensor data")
 }
 
-fn export_conv(out: &mut NamedTensors, name: &str, w: &Param<Tensor<4>>, b: &Option<Param<Tensor<1>>>) {
+fn export_conv(
+    out: &mut NamedTensors,
+    name: &str,
+    w: &Param<Tensor<4>>,
+    b: &Option<Param<Tensor<1>>>,
+) {
     let wt = w.val();
-    out.insert(format!("{name}.weight"), (wt.dims().to_vec(), tensor_values(&wt)));
+    out.insert(
+        format!("{name}.weight"),
+        (wt.dims().to_vec(), tensor_values(&wt)),
+    );
     if let Some(b) = b {
         let bt = b.val();
-        out.insert(format!("{name}.bias"), (bt.dims().to_vec(), tensor_values(&bt)));
+        out.insert(
+            format!("{name}.bias"),
+            (bt.dims().to_vec(), tensor_values(&bt)),
+        );
     }
 }
 
@@ -155,7 +168,9 @@ fn import_param<const D: usize>(
     if *shape != want {
         return Err(InputError::file(
             origin,
-            format!("tensor `{name}` has shape {shape:?}, the model expects {want:?} (does the run config match?)"),
+            format!(
+                "tensor `{name}` has shape {shape:?}, the model expects {want:?} (does the run config match?)"
+            ),
         ));
     }
     let require_grad = p.val().is_require_grad();
@@ -214,22 +229,63 @@ impl VqVae {
         export_conv(&mut out, "encoder.conv1", &e.conv1.weight, &e.conv1.bias);
         export_conv(&mut out, "encoder.conv2", &e.conv2.weight, &e.conv2.bias);
         for (n, r) in [("encoder.res1", &e.res1), ("encoder.res2", &e.res2)] {
-            export_conv(&mut out, &format!("{n}.conv3x3"), &r.conv3x3.weight, &r.conv3x3.bias);
-            export_conv(&mut out, &format!("{n}.conv1x1"), &r.conv1x1.weight, &r.conv1x1.bias);
+            export_conv(
+                &mut out,
+                &format!("{n}.conv3x3"),
+                &r.conv3x3.weight,
+                &r.conv3x3.bias,
+            );
+            export_conv(
+                &mut out,
+                &format!("{n}.conv1x1"),
+                &r.conv1x1.weight,
+                &r.conv1x1.bias,
+            );
         }
         export_conv(&mut out, "encoder.pre_vq", &e.pre_vq.weight, &e.pre_vq.bias);
         let d = &self.decoder;
-        export_conv(&mut out, "decoder.conv_in", &d.conv_in.weight, &d.conv_in.bias);
+        export_conv(
+            &mut out,
+            "decoder.conv_in",
+            &d.conv_in.weight,
+            &d.conv_in.bias,
+        );
         for (n, r) in [("decoder.res1", &d.res1), ("decoder.res2", &d.res2)] {
-            export_conv(&mut out, &format!("{n}.conv3x3"), &r.conv3x3.weight, &r.conv3x3.bias);
-            export_conv(&mut out, &format!("{n}.conv1x1"), &r.conv1x1.weight, &r.conv1x1.bias);
+            export_conv(
+                &mut out,
+                &format!("{n}.conv3x3"),
+                &r.conv3x3.weight,
+                &r.conv3x3.bias,
+            );
+            export_conv(
+                &mut out,
+                &format!("{n}.conv1x1"),
+                &r.conv1x1.weight,
+                &r.conv1x1.bias,
+            );
         }
-        export_conv(&mut out, "decoder.deconv1", &d.deconv1.weight, &d.deconv1.bias);
-        export_conv(&mut out, "decoder.deconv2", &d.deconv2.weight, &d.deconv2.bias);
+        export_conv(
+            &mut out,
+            "decoder.deconv1",
+            &d.deconv1.weight,
+            &d.deconv1.bias,
+        );
+        export_conv(
+            &mut out,
+            "decoder.deconv2",
+            &d.deconv2.weight,
+            &d.deconv2.bias,
+        );
         let cb = self.codebook.val();
-        out.insert("quantizer.codebook".into(), (cb.dims().to_vec(), tensor_values(&cb)));
+        out.insert(
+            "quantizer.codebook".into(),
+            (cb.dims().to_vec(), tensor_values(&cb)),
+        );
         let pl = self.prior_logits.val();
-        out.insert("prior.logits".into(), (pl.dims().to_vec(), tensor_values(&pl)));
+        out.insert(
+            "prior.logits".into(),
+            (pl.dims().to_vec(), tensor_values(&pl)),
+        );
         out
     }
 
@@ -242,7 +298,13 @@ impl VqVae {
     ) -> Result<(), InputError> {
         macro_rules! conv {
             ($c:expr, $name:expr) => {{
-                import_param(&mut $c.weight, &format!("{}.weight", $name), src, device, origin)?;
+                import_param(
+                    &mut $c.weight,
+                    &format!("{}.weight", $name),
+                    src,
+                    device,
+                    origin,
+                )?;
                 if let Some(b) = $c.bias.as_mut() {
                     import_param(b, &format!("{}.bias", $name), src, device, origin)?;
                 }
@@ -264,7 +326,13 @@ impl VqVae {
         conv!(d.res2.conv1x1, "decoder.res2.conv1x1");
         conv!(d.deconv1, "decoder.deconv1");
         conv!(d.deconv2, "decoder.deconv2");
-        import_param(&mut self.codebook, "quantizer.codebook", src, device, origin)?;
+        import_param(
+            &mut self.codebook,
+            "quantizer.codebook",
+            src,
+            device,
+            origin,
+        )?;
         import_param(&mut self.prior_logits, "prior.logits", src, device, origin)?;
         Ok(())
     }
@@ -332,7 +400,10 @@ mod tests {
         let z = Tensor::<4>::random([2, 3, 4, 5], Distribution::Default, &dev);
         let v = to_vectors(z.clone());
         // Row (b=1, y=2, x=3) holds z[1, :, 2, 3].
-        let row = v.clone().slice([1 * 20 + 2 * 5 + 3..1 * 20 + 2 * 5 + 4, 0..3]).reshape([3]);
+        let row = v
+            .clone()
+            .slice([1 * 20 + 2 * 5 + 3..1 * 20 + 2 * 5 + 4, 0..3])
+            .reshape([3]);
         let col = z.clone().slice([1..2, 0..3, 2..3, 3..4]).reshape([3]);
         assert_eq!(row.to_data(), col.to_data());
         assert_eq!(from_vectors(v, 2, 4, 5).to_data(), z.to_data());

@@ -54,7 +54,13 @@ pub fn quantize(z_e: Tensor<2>, e: Tensor<2>) -> Quantized {
     let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
     let commitment_loss = (z_e.clone() - z_q.clone().detach()).square().mean();
     let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
-    Quantized { z_st, z_q, indices, codebook_loss, commitment_loss }
+    Quantized {
+        z_st,
+        z_q,
+        indices,
+        codebook_loss,
+        commitment_loss,
+    }
 }
 
 /// log p(z|i) = log softmax_z(-||z_i - e_z||^2 / tau) (seed eq. 28 with a temperature), `[N, K]`,
@@ -114,7 +120,13 @@ pub struct SoftQuantized {
     pub samples: Vec<u32>,
 }
 
-pub fn soft_quantize(z_e: Tensor<2>, e: Tensor<2>, tau: f64, m: usize, rng: &mut impl Rng) -> SoftQuantized {
+pub fn soft_quantize(
+    z_e: Tensor<2>,
+    e: Tensor<2>,
+    tau: f64,
+    m: usize,
+    rng: &mut impl Rng,
+) -> SoftQuantized {
     let [n, d] = z_e.dims();
     let k = e.dims()[0];
     let device = z_e.device();
@@ -123,10 +135,18 @@ pub fn soft_quantize(z_e: Tensor<2>, e: Tensor<2>, tau: f64, m: usize, rng: &mut
     let log_probs: Vec<f32> = lp.into_data().try_into_vec_as::<f32>().expect("f32 data");
     let samples = sample_codes(&log_probs, k, m, rng);
     let idx = Tensor::<1, Int>::from_data(
-        burn::tensor::TensorData::new(samples.iter().map(|&s| s as i64).collect::<Vec<_>>(), [n * m]),
+        burn::tensor::TensorData::new(
+            samples.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+            [n * m],
+        ),
         &device,
     );
-    let z_q = e.clone().select(0, idx).reshape([n, m, d]).mean_dim(1).reshape([n, d]);
+    let z_q = e
+        .clone()
+        .select(0, idx)
+        .reshape([n, m, d])
+        .mean_dim(1)
+        .reshape([n, d]);
     let best = argmax_rows(&log_probs, k);
     let indices = Tensor::<1, Int>::from_data(
         burn::tensor::TensorData::new(best.iter().map(|&s| s as i64).collect::<Vec<_>>(), [n]),
@@ -135,14 +155,29 @@ pub fn soft_quantize(z_e: Tensor<2>, e: Tensor<2>, tau: f64, m: usize, rng: &mut
     let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
     let commitment_loss = (z_e.clone() - z_q.clone()).square().mean();
     let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
-    SoftQuantized { q: Quantized { z_st, z_q, indices, codebook_loss, commitment_loss }, log_probs, samples }
+    SoftQuantized {
+        q: Quantized {
+            z_st,
+            z_q,
+            indices,
+            codebook_loss,
+            commitment_loss,
+        },
+        log_probs,
+        samples,
+    }
 }
 
 /// The rate terms of the seed, per point, with p(z|i) = softmax(-d^2 / tau) differentiable in
 /// z_e and the codebook and a prior log r(z) (`[K]`, differentiable when learned):
 /// returns (H(p(Z|I), r), H(Z|I)) = (-(1/N) sum_i sum_z p log r, -(1/N) sum_i sum_z p log p).
 /// KL(p(Z|I) || r) is their difference (eq. 26).
-pub fn rate_terms(z_e: Tensor<2>, e: Tensor<2>, tau: f64, log_r: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
+pub fn rate_terms(
+    z_e: Tensor<2>,
+    e: Tensor<2>,
+    tau: f64,
+    log_r: Tensor<1>,
+) -> (Tensor<1>, Tensor<1>) {
     let lp = soft_log_probs(z_e, e, tau);
     let p = lp.clone().exp();
     let k = log_r.dims()[0];
@@ -172,7 +207,15 @@ pub struct EmaCodebook {
 
 impl EmaCodebook {
     pub fn new(k: usize, d: usize, decay: f64, epsilon: f64) -> Self {
-        Self { k, d, decay, epsilon, count_hidden: vec![0.0; k], sum_hidden: vec![0.0; k * d], updates: 0 }
+        Self {
+            k,
+            d,
+            decay,
+            epsilon,
+            count_hidden: vec![0.0; k],
+            sum_hidden: vec![0.0; k * d],
+            updates: 0,
+        }
     }
 
     /// One update from a batch: `z` is `[N*D]` row-major, `idx` the assigned codes. Returns the
@@ -239,7 +282,11 @@ impl EmaCodebook {
             let smoothed = (counts[c] + self.epsilon) / (n + k as f64 * self.epsilon) * n;
             for j in 0..d {
                 let m = self.sum_hidden[c * d + j] / db;
-                out[c * d + j] = if smoothed > 0.0 { (m / smoothed) as f32 } else { 0.0 };
+                out[c * d + j] = if smoothed > 0.0 {
+                    (m / smoothed) as f32
+                } else {
+                    0.0
+                };
             }
         }
         out
@@ -249,7 +296,10 @@ impl EmaCodebook {
     pub fn reseed(&mut self, c: usize, v: &[f32]) {
         let db = self.debias();
         self.count_hidden[c] = db;
-        for (h, &x) in self.sum_hidden[self.d * c..self.d * (c + 1)].iter_mut().zip(v) {
+        for (h, &x) in self.sum_hidden[self.d * c..self.d * (c + 1)]
+            .iter_mut()
+            .zip(v)
+        {
             *h = x as f64 * db;
         }
     }
@@ -338,7 +388,11 @@ pub struct DeadCodeTracker {
 
 impl DeadCodeTracker {
     pub fn new(k: usize, patience: u64, step: u64) -> Self {
-        Self { patience, last_used: vec![step; k], restarts: 0 }
+        Self {
+            patience,
+            last_used: vec![step; k],
+            restarts: 0,
+        }
     }
 
     pub fn observe(&mut self, idx: &[u32], step: u64) {
@@ -352,7 +406,9 @@ impl DeadCodeTracker {
         if self.patience == 0 {
             return Vec::new();
         }
-        (0..self.last_used.len()).filter(|&c| step.saturating_sub(self.last_used[c]) > self.patience).collect()
+        (0..self.last_used.len())
+            .filter(|&c| step.saturating_sub(self.last_used[c]) > self.patience)
+            .collect()
     }
 
     /// Re-seeds dead codes in `codebook` (`[K*D]`) from random rows of `z` (`[N*D]`); returns the
@@ -408,7 +464,10 @@ mod tests {
             let mut best = (0usize, f32::INFINITY);
             for j in 0..k {
                 let bf = dist2(&zv[i * d..(i + 1) * d], &ev[j * d..(j + 1) * d]);
-                assert!((dist[i * k + j] - bf).abs() < 1e-4 * (1.0 + bf), "d[{i},{j}]");
+                assert!(
+                    (dist[i * k + j] - bf).abs() < 1e-4 * (1.0 + bf),
+                    "d[{i},{j}]"
+                );
                 if bf < best.1 {
                     best = (j, bf);
                 }
@@ -430,14 +489,19 @@ mod tests {
         let g = loss.backward();
         let g_ze = values(z_e.grad(&g).expect("z_e gets the gradient"));
         // The same loss as a function of z_q itself, differentiated at z_q.
-        let zq_leaf = Tensor::<2>::from_data(q.z_q.clone().detach().into_data(), &dev).require_grad();
+        let zq_leaf =
+            Tensor::<2>::from_data(q.z_q.clone().detach().into_data(), &dev).require_grad();
         let g2 = (zq_leaf.clone() * w).tanh().sum().backward();
         let g_zq = values(zq_leaf.grad(&g2).unwrap());
         for (a, b) in g_ze.iter().zip(&g_zq) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
         // The reconstruction path gives the codebook nothing.
-        assert!(e.grad(&g).map(|t| values(t).iter().all(|&v| v == 0.0)).unwrap_or(true));
+        assert!(
+            e.grad(&g)
+                .map(|t| values(t).iter().all(|&v| v == 0.0))
+                .unwrap_or(true)
+        );
         // In value z_st is z_q.
         let (st, zq) = (values(q.z_st), values(q.z_q));
         for (a, b) in st.iter().zip(&zq) {
@@ -451,17 +515,29 @@ mod tests {
         let (n, k, d) = (16, 4, 3);
         let z_e = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
         let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
-        let nonzero = |t: Option<Tensor<2>>| t.map(|t| values(t).iter().any(|&v| v != 0.0)).unwrap_or(false);
+        let nonzero = |t: Option<Tensor<2>>| {
+            t.map(|t| values(t).iter().any(|&v| v != 0.0))
+                .unwrap_or(false)
+        };
 
         let q = quantize(z_e.clone(), e.clone());
         let g = q.codebook_loss.backward();
         assert!(nonzero(e.grad(&g)), "codebook term must reach the codebook");
-        assert!(!nonzero(z_e.grad(&g)), "codebook term must not reach the encoder");
+        assert!(
+            !nonzero(z_e.grad(&g)),
+            "codebook term must not reach the encoder"
+        );
 
         let q = quantize(z_e.clone(), e.clone());
         let g = q.commitment_loss.backward();
-        assert!(nonzero(z_e.grad(&g)), "commitment term must reach the encoder");
-        assert!(!nonzero(e.grad(&g)), "commitment term must not reach the codebook");
+        assert!(
+            nonzero(z_e.grad(&g)),
+            "commitment term must reach the encoder"
+        );
+        assert!(
+            !nonzero(e.grad(&g)),
+            "commitment term must not reach the codebook"
+        );
 
         // The commitment gradient is 2 (z_e - z_q) / (N D): check against the closed form.
         let q = quantize(z_e.clone(), e.clone());
@@ -483,10 +559,15 @@ mod tests {
         // codebook does not change any assignment (the loss is smooth there).
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let e0: Vec<f32> = vec![0.0, 0.0, 3.0, 0.0, 0.0, 3.0, 3.0, 3.0];
-        let z: Vec<f32> = (0..n).flat_map(|i| {
-            let c = i % k;
-            [e0[2 * c] + rng.gen_range(-0.5..0.5f32), e0[2 * c + 1] + rng.gen_range(-0.5..0.5f32)]
-        }).collect();
+        let z: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let c = i % k;
+                [
+                    e0[2 * c] + rng.gen_range(-0.5..0.5f32),
+                    e0[2 * c + 1] + rng.gen_range(-0.5..0.5f32),
+                ]
+            })
+            .collect();
         let ad = dev.clone().autodiff();
         let loss_at = |ev: &[f32]| -> f32 {
             let zt = Tensor::<2>::from_data(TensorData::new(z.clone(), [n, d]), &dev);
@@ -555,7 +636,9 @@ mod tests {
         }
         let got = kmeans_pp(&data, 2, 4, 5, &mut rng);
         for c in centres {
-            let best = (0..4).map(|j| dist2(&c, &got[j * 2..j * 2 + 2])).fold(f32::INFINITY, f32::min);
+            let best = (0..4)
+                .map(|j| dist2(&c, &got[j * 2..j * 2 + 2]))
+                .fold(f32::INFINITY, f32::min);
             assert!(best < 0.1, "no centre near {c:?}: {got:?}");
         }
         // More centres than rows still works.
@@ -596,7 +679,11 @@ mod tests {
         for &c in &s {
             counts[c as usize] += 1.0;
         }
-        let chi2: f64 = counts.iter().zip(&p).map(|(o, q)| (o - q * n as f64).powi(2) / (q * n as f64)).sum();
+        let chi2: f64 = counts
+            .iter()
+            .zip(&p)
+            .map(|(o, q)| (o - q * n as f64).powi(2) / (q * n as f64))
+            .sum();
         // 4 degrees of freedom: P(chi2 > 18.47) = 0.001.
         assert!(chi2 < 18.47, "chi-square {chi2} for counts {counts:?}");
     }
@@ -605,8 +692,14 @@ mod tests {
     fn soft_log_probs_are_normalised_and_stable() {
         let dev = Device::flex();
         // Far-away points: a naive softmax of -d^2 would underflow to 0/0.
-        let z = Tensor::<2>::from_data(TensorData::new(vec![1000.0f32, 0.0, 1001.0, 1.0], [2, 2]), &dev);
-        let e = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 0.0, 1.0, 0.0, 0.0, 1.0], [3, 2]), &dev);
+        let z = Tensor::<2>::from_data(
+            TensorData::new(vec![1000.0f32, 0.0, 1001.0, 1.0], [2, 2]),
+            &dev,
+        );
+        let e = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, 0.0, 1.0, 0.0, 0.0, 1.0], [3, 2]),
+            &dev,
+        );
         let lp = values(soft_log_probs(z, e, 1.0));
         for row in lp.chunks(3) {
             assert!(row.iter().all(|v| v.is_finite()), "{row:?}");
@@ -623,7 +716,10 @@ mod tests {
         let cb = ema.update_samples(&z, &[0, 1, 1, 1], 2);
         // Code 0: weight 1/2 on row 0 -> mean (1, 2). Code 1: weights 1/2 (row 0) + 1 (row 1).
         let w = [0.5f64, 1.0];
-        let want1 = [(w[0] * 1.0 + w[1] * 3.0) / 1.5, (w[0] * 2.0 + w[1] * 6.0) / 1.5];
+        let want1 = [
+            (w[0] * 1.0 + w[1] * 3.0) / 1.5,
+            (w[0] * 2.0 + w[1] * 6.0) / 1.5,
+        ];
         for (a, b) in cb[..4].iter().zip([1.0, 2.0, want1[0], want1[1]]) {
             assert!((*a as f64 - b).abs() < 1e-5, "{cb:?}");
         }
@@ -640,7 +736,10 @@ mod tests {
         let hard = quantize(z.clone(), e.clone());
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let soft = soft_quantize(z.clone(), e.clone(), 1e-6, 1, &mut rng);
-        let idx: Vec<u32> = values(hard.indices.float()).iter().map(|&v| v as u32).collect();
+        let idx: Vec<u32> = values(hard.indices.float())
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
         assert_eq!(soft.samples, idx);
         assert_eq!(values(soft.q.z_q), values(hard.z_q));
         // And the M-steps agree.
@@ -658,7 +757,12 @@ mod tests {
         let zv: Vec<f32> = (0..n * d).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let ev: Vec<f32> = (0..k * d).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let rv: Vec<f32> = vec![0.1, 0.2, 0.3, 0.4];
-        let log_r = |dev: &Device| Tensor::<1>::from_data(TensorData::new(rv.iter().map(|r| r.ln()).collect::<Vec<f32>>(), [k]), dev);
+        let log_r = |dev: &Device| {
+            Tensor::<1>::from_data(
+                TensorData::new(rv.iter().map(|r| r.ln()).collect::<Vec<f32>>(), [k]),
+                dev,
+            )
+        };
         let eval = |zz: &[f32], which: usize| -> f64 {
             let z = Tensor::<2>::from_data(TensorData::new(zz.to_vec(), [n, d]), &dev);
             let e = Tensor::<2>::from_data(TensorData::new(ev.clone(), [k, d]), &dev);
@@ -679,7 +783,11 @@ mod tests {
                 p[i] += step;
                 m[i] -= step;
                 let fd = (eval(&p, which) - eval(&m, which)) / (2.0 * step as f64);
-                assert!((fd - g[i] as f64).abs() < 2e-3 + 2e-2 * fd.abs(), "term {which} coord {i}: fd {fd} vs {}", g[i]);
+                assert!(
+                    (fd - g[i] as f64).abs() < 2e-3 + 2e-2 * fd.abs(),
+                    "term {which} coord {i}: fd {fd} vs {}",
+                    g[i]
+                );
             }
         }
     }
@@ -695,13 +803,20 @@ mod tests {
         let dev = Device::flex().autodiff();
         let k = 4;
         // A fixed assignment of 3 points.
-        let p = vec![0.7f32, 0.2, 0.1, 0.0, 0.1, 0.1, 0.8, 0.0, 0.25, 0.25, 0.25, 0.25];
-        let marginal: Vec<f32> = (0..k).map(|z| (p[z] + p[k + z] + p[2 * k + z]) / 3.0).collect();
+        let p = vec![
+            0.7f32, 0.2, 0.1, 0.0, 0.1, 0.1, 0.8, 0.0, 0.25, 0.25, 0.25, 0.25,
+        ];
+        let marginal: Vec<f32> = (0..k)
+            .map(|z| (p[z] + p[k + z] + p[2 * k + z]) / 3.0)
+            .collect();
         let pt = Tensor::<2>::from_data(TensorData::new(p, [3, k]), &dev);
-        let mut prior = Prior { logits: Param::from_tensor(Tensor::zeros([k], &dev)) };
+        let mut prior = Prior {
+            logits: Param::from_tensor(Tensor::zeros([k], &dev)),
+        };
         let mut optim = AdamConfig::new().init();
         for _ in 0..600 {
-            let log_r = burn::tensor::activation::log_softmax(prior.logits.val(), 0).reshape([1, k]);
+            let log_r =
+                burn::tensor::activation::log_softmax(prior.logits.val(), 0).reshape([1, k]);
             let ce = (pt.clone() * log_r).sum_dim(1).mean().neg();
             let g = GradientsParams::from_grads(ce.backward(), &prior);
             prior = optim.step(0.05, prior, g);

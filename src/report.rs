@@ -145,7 +145,10 @@ impl MetricsLog {
         let cp = Self::csv_path(run);
         let mut kept: Vec<Record> = Vec::new();
         if let Some(step) = keep_up_to {
-            kept = read_records(&jp)?.into_iter().filter(|r| r.step <= step).collect();
+            kept = read_records(&jp)?
+                .into_iter()
+                .filter(|r| r.step <= step)
+                .collect();
         }
         let mut j = String::new();
         let mut c = format!("{CSV_HEADER}\n");
@@ -158,7 +161,10 @@ impl MetricsLog {
         write_atomic(&jp, j.as_bytes())?;
         write_atomic(&cp, c.as_bytes())?;
         let open = |p: &Path| std::fs::OpenOptions::new().append(true).open(p);
-        Ok(Self { jsonl: open(&jp)?, csv: open(&cp)? })
+        Ok(Self {
+            jsonl: open(&jp)?,
+            csv: open(&cp)?,
+        })
     }
 
     pub fn write(&mut self, r: &Record) -> anyhow::Result<()> {
@@ -181,7 +187,10 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// A two-column table, aligned.
@@ -202,7 +211,12 @@ pub fn table3(rows: &[(String, String, String)]) -> String {
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0);
-    let line = format!("+-{}-+-{}-+-{}-+\n", "-".repeat(w0), "-".repeat(w1), "-".repeat(w2));
+    let line = format!(
+        "+-{}-+-{}-+-{}-+\n",
+        "-".repeat(w0),
+        "-".repeat(w1),
+        "-".repeat(w2)
+    );
     let (head, body): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.0.is_empty());
     let mut s = line.clone();
     for (a, b, c) in head.into_iter().chain(body) {
@@ -230,7 +244,8 @@ pub fn write_grid(
     let cell_h = h * scale + pad;
     let width = cols * cell_w + pad;
     let height = groups * 2 * cell_h + pad + groups.saturating_sub(1) * pad * 2;
-    let mut img = image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([40, 40, 48]));
+    let mut img =
+        image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([40, 40, 48]));
     let len = c * h * w;
     for i in 0..n {
         let (g, col) = (i / cols, i % cols);
@@ -240,11 +255,21 @@ pub fn write_grid(
             let im = &src[i * len..(i + 1) * len];
             for y in 0..h {
                 for x in 0..w {
-                    let px = |ch: usize| (im[ch * h * w + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8;
-                    let rgb = if c == 1 { [px(0); 3] } else { [px(0), px(1), px(2)] };
+                    let px = |ch: usize| {
+                        (im[ch * h * w + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8
+                    };
+                    let rgb = if c == 1 {
+                        [px(0); 3]
+                    } else {
+                        [px(0), px(1), px(2)]
+                    };
                     for sy in 0..scale {
                         for sx in 0..scale {
-                            img.put_pixel((ox + x * scale + sx) as u32, (oy + y * scale + sy) as u32, image::Rgb(rgb));
+                            img.put_pixel(
+                                (ox + x * scale + sx) as u32,
+                                (oy + y * scale + sy) as u32,
+                                image::Rgb(rgb),
+                            );
                         }
                     }
                 }
@@ -252,7 +277,10 @@ pub fn write_grid(
         }
     }
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
     write_atomic(path, &bytes)?;
     Ok(())
 }
@@ -266,20 +294,38 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut log = MetricsLog::open(d.path(), None).unwrap();
         for step in 1..=5 {
-            log.write(&Record { kind: "train".into(), step, loss: Some(step as f64), ..Default::default() }).unwrap();
+            log.write(&Record {
+                kind: "train".into(),
+                step,
+                loss: Some(step as f64),
+                ..Default::default()
+            })
+            .unwrap();
         }
         log.flush().unwrap();
         drop(log);
         let mut log = MetricsLog::open(d.path(), Some(3)).unwrap();
-        log.write(&Record { kind: "train".into(), step: 4, loss: Some(0.5), ..Default::default() }).unwrap();
+        log.write(&Record {
+            kind: "train".into(),
+            step: 4,
+            loss: Some(0.5),
+            ..Default::default()
+        })
+        .unwrap();
         log.flush().unwrap();
         let recs = read_records(&MetricsLog::jsonl_path(d.path())).unwrap();
-        assert_eq!(recs.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            recs.iter().map(|r| r.step).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
         assert_eq!(recs[3].loss, Some(0.5));
         let csv = std::fs::read_to_string(MetricsLog::csv_path(d.path())).unwrap();
         assert_eq!(csv.lines().count(), 5);
         assert!(csv.starts_with("kind,step,epoch"));
-        assert_eq!(csv.lines().nth(4).unwrap().split(',').count(), CSV_HEADER.split(',').count());
+        assert_eq!(
+            csv.lines().nth(4).unwrap().split(',').count(),
+            CSV_HEADER.split(',').count()
+        );
     }
 
     #[test]

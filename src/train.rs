@@ -26,7 +26,8 @@ use crate::error::{InputError, NonFiniteError};
 use crate::info::{CodeHistogram, InfoAccumulator, InfoSummary, gaussian_nll, objectives};
 use crate::model::{VqVae, from_vectors, to_vectors};
 use crate::quantizer::{
-    DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize, rate_terms, soft_log_probs, soft_quantize,
+    DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize, rate_terms, soft_log_probs,
+    soft_quantize,
 };
 use crate::report::{MetricsLog, Record, table, write_grid};
 
@@ -93,8 +94,18 @@ pub fn load_data(cfg: &RunConfig) -> Result<Dataset, InputError> {
 /// A fresh model for a config (the codebook uniform in [-1/K, 1/K]).
 pub fn new_model(cfg: &RunConfig, channels: usize, device: &Device) -> VqVae {
     device.seed(cfg.seed);
-    let VqVae { encoder, decoder, codebook, prior_logits } =
-        VqVae::new(channels, cfg.hidden, cfg.codebook_size, cfg.code_dim, device);
+    let VqVae {
+        encoder,
+        decoder,
+        codebook,
+        prior_logits,
+    } = VqVae::new(
+        channels,
+        cfg.hidden,
+        cfg.codebook_size,
+        cfg.code_dim,
+        device,
+    );
     VqVae {
         encoder,
         decoder,
@@ -122,14 +133,26 @@ pub fn forward(cfg: &RunConfig, model: &VqVae, x: Tensor<4>, rng: &mut StdRng) -
     let z_e = to_vectors(z);
     let (q, soft) = match cfg.quantizer {
         QuantizerKind::SoftEm => {
-            let s = soft_quantize(z_e.clone(), model.codebook.val(), cfg.temperature, cfg.samples, rng);
+            let s = soft_quantize(
+                z_e.clone(),
+                model.codebook.val(),
+                cfg.temperature,
+                cfg.samples,
+                rng,
+            );
             (s.q, Some((s.log_probs, s.samples)))
         }
         _ => (quantize(z_e.clone(), model.codebook.val()), None),
     };
     let x_hat = model.decoder.forward(from_vectors(q.z_st.clone(), b, h, w));
     let recon = (x_hat.clone() - x).square().mean();
-    Forward { x_hat, z_e, q, soft, recon }
+    Forward {
+        x_hat,
+        z_e,
+        q,
+        soft,
+        recon,
+    }
 }
 
 /// The training loss and its explicit rate term (when `--rate` is not `none`).
@@ -149,7 +172,12 @@ pub fn loss(cfg: &RunConfig, model: &VqVae, f: &Forward) -> Loss {
     let rate = match cfg.rate {
         RateKind::None => None,
         kind => {
-            let (ce, h) = rate_terms(f.z_e.clone(), model.codebook.val(), cfg.temperature, model.log_prior());
+            let (ce, h) = rate_terms(
+                f.z_e.clone(),
+                model.codebook.val(),
+                cfg.temperature,
+                model.log_prior(),
+            );
             Some(if kind == RateKind::Vdib { ce } else { ce - h })
         }
     };
@@ -163,7 +191,10 @@ pub fn loss(cfg: &RunConfig, model: &VqVae, f: &Forward) -> Loss {
 /// A batch of images as a tensor `[B, C, H, W]` in [0, 1].
 pub fn batch_tensor(set: &ImageSet, idx: &[usize], device: &Device) -> Tensor<4> {
     let v = set.batch_f32(idx);
-    Tensor::from_data(TensorData::new(v, [idx.len(), set.channels, set.height, set.width]), device)
+    Tensor::from_data(
+        TensorData::new(v, [idx.len(), set.channels, set.height, set.width]),
+        device,
+    )
 }
 
 fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -171,7 +202,12 @@ fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 fn host_u32(t: Tensor<1, burn::tensor::Int>) -> Vec<u32> {
-    t.into_data().try_into_vec_as::<i64>().expect("int data").into_iter().map(|v| v as u32).collect()
+    t.into_data()
+        .try_into_vec_as::<i64>()
+        .expect("int data")
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
 }
 
 /// Metrics over a whole evaluation set.
@@ -212,10 +248,19 @@ pub struct EvalMetrics {
 
 /// Evaluates `model` (inference mode) on `set` in batches of `batch`. Soft-EM samples are drawn
 /// from a fixed seed, so an evaluation is deterministic.
-pub fn evaluate(cfg: &RunConfig, model: &VqVae, set: &ImageSet, batch: usize, device: &Device) -> anyhow::Result<EvalMetrics> {
+pub fn evaluate(
+    cfg: &RunConfig,
+    model: &VqVae,
+    set: &ImageSet,
+    batch: usize,
+    device: &Device,
+) -> anyhow::Result<EvalMetrics> {
     let model = model.valid();
     let k = model.k();
-    let log_r: Vec<f64> = host_f32(model.log_prior()).into_iter().map(|v| v as f64).collect();
+    let log_r: Vec<f64> = host_f32(model.log_prior())
+        .into_iter()
+        .map(|v| v as f64)
+        .collect();
     let mut assigned = InfoAccumulator::new(log_r.clone());
     let mut soft = InfoAccumulator::new(log_r);
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
@@ -225,7 +270,10 @@ pub fn evaluate(cfg: &RunConfig, model: &VqVae, set: &ImageSet, batch: usize, de
         let x = batch_tensor(set, chunk, device);
         let f = forward(cfg, &model, x, &mut rng);
         let n_vec = f.z_e.dims()[0];
-        let scalars = host_f32(Tensor::cat(vec![f.recon, f.q.codebook_loss, f.q.commitment_loss], 0));
+        let scalars = host_f32(Tensor::cat(
+            vec![f.recon, f.q.codebook_loss, f.q.commitment_loss],
+            0,
+        ));
         let n_px = chunk.len() * set.image_len();
         sse += scalars[0] as f64 * n_px as f64;
         cb += scalars[1] as f64 * n_vec as f64;
@@ -234,7 +282,11 @@ pub fn evaluate(cfg: &RunConfig, model: &VqVae, set: &ImageSet, batch: usize, de
         vecs += n_vec;
         let lp = match f.soft {
             Some((lp, _)) => lp,
-            None => host_f32(soft_log_probs(f.z_e.clone(), model.codebook.val(), cfg.temperature)),
+            None => host_f32(soft_log_probs(
+                f.z_e.clone(),
+                model.codebook.val(),
+                cfg.temperature,
+            )),
         };
         match cfg.quantizer {
             QuantizerKind::SoftEm => assigned.add_log_probs(&lp),
@@ -277,7 +329,13 @@ pub fn evaluate(cfg: &RunConfig, model: &VqVae, set: &ImageSet, batch: usize, de
 }
 
 /// Reconstructions of the images at `idx`, `[n, c, h, w]` flattened.
-pub fn reconstruct(cfg: &RunConfig, model: &VqVae, set: &ImageSet, idx: &[usize], device: &Device) -> Vec<f32> {
+pub fn reconstruct(
+    cfg: &RunConfig,
+    model: &VqVae,
+    set: &ImageSet,
+    idx: &[usize],
+    device: &Device,
+) -> Vec<f32> {
     let model = model.valid();
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
     host_f32(forward(cfg, &model, batch_tensor(set, idx, device), &mut rng).x_hat)
@@ -298,7 +356,12 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { progress: false, stop: Arc::new(AtomicBool::new(false)), max_steps: None, print_summary: false }
+        Self {
+            progress: false,
+            stop: Arc::new(AtomicBool::new(false)),
+            max_steps: None,
+            print_summary: false,
+        }
     }
 }
 
@@ -328,12 +391,24 @@ struct Run {
 
 impl Run {
     fn save(&self) -> anyhow::Result<PathBuf> {
-        checkpoint::save(&self.dir, &self.cfg, &self.model.export(), self.ema.as_ref(), &self.optim, &self.state, 2)
+        checkpoint::save(
+            &self.dir,
+            &self.cfg,
+            &self.model.export(),
+            self.ema.as_ref(),
+            &self.optim,
+            &self.state,
+            2,
+        )
     }
 }
 
 /// Trains a new run in `dir` (which must not already hold a run).
-pub fn train_new(mut cfg: RunConfig, dir: &Path, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+pub fn train_new(
+    mut cfg: RunConfig,
+    dir: &Path,
+    opts: &TrainOptions,
+) -> anyhow::Result<TrainOutcome> {
     cfg.validate()?;
     if dir.join("config.json").exists() {
         return Err(InputError::file(
@@ -347,19 +422,40 @@ pub fn train_new(mut cfg: RunConfig, dir: &Path, opts: &TrainOptions) -> anyhow:
     cfg.image_shape = Some(data.image_shape());
     let base = device(cfg.device)?;
     let dev = base.clone().autodiff();
-    std::fs::create_dir_all(dir).map_err(|e| InputError::file(dir, format!("cannot create run directory: {e}")))?;
-    write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| InputError::file(dir, format!("cannot create run directory: {e}")))?;
+    write_atomic(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg)?.as_bytes(),
+    )?;
     let model = new_model(&cfg, c, &dev);
-    let ema = (cfg.quantizer != QuantizerKind::Vq)
-        .then(|| EmaCodebook::new(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, cfg.ema_epsilon));
+    let ema = (cfg.quantizer != QuantizerKind::Vq).then(|| {
+        EmaCodebook::new(
+            cfg.codebook_size,
+            cfg.code_dim,
+            cfg.ema_decay,
+            cfg.ema_epsilon,
+        )
+    });
     let state = TrainState {
-        dead_codes: (cfg.dead_code_steps > 0).then(|| DeadCodeTracker::new(cfg.codebook_size, cfg.dead_code_steps, 0)),
+        dead_codes: (cfg.dead_code_steps > 0)
+            .then(|| DeadCodeTracker::new(cfg.codebook_size, cfg.dead_code_steps, 0)),
         codebook_initialised: cfg.init == CodebookInit::Uniform,
         ..Default::default()
     };
     let optim = AdamConfig::new().with_epsilon(1e-8).init();
     let log = MetricsLog::open(dir, None)?;
-    let run = Run { cfg, dir: dir.to_path_buf(), device: dev, model, optim, ema, state, log, data };
+    let run = Run {
+        cfg,
+        dir: dir.to_path_buf(),
+        device: dev,
+        model,
+        optim,
+        ema,
+        state,
+        log,
+        data,
+    };
     run_loop(run, opts)
 }
 
@@ -375,7 +471,10 @@ pub fn resume(
 ) -> anyhow::Result<TrainOutcome> {
     let ck = checkpoint::load_latest(dir)?;
     let mut cfg = ck.config.clone();
-    let changed = epochs.is_some_and(|e| e != cfg.epochs) || data_dir.as_ref().is_some_and(|d| Some(d) != cfg.data_dir.as_ref());
+    let changed = epochs.is_some_and(|e| e != cfg.epochs)
+        || data_dir
+            .as_ref()
+            .is_some_and(|d| Some(d) != cfg.data_dir.as_ref());
     if let Some(e) = epochs {
         cfg.epochs = e;
     }
@@ -383,7 +482,10 @@ pub fn resume(
         cfg.data_dir = data_dir;
     }
     if changed {
-        write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+        write_atomic(
+            &dir.join("config.json"),
+            serde_json::to_string_pretty(&cfg)?.as_bytes(),
+        )?;
     }
     let data = load_data(&cfg)?;
     let base = device(cfg.device)?;
@@ -399,16 +501,31 @@ pub fn resume(
         .load(&op)
         .map_err(|e| InputError::file(&op, format!("cannot load optimizer state: {e:?}")))?;
     if cfg.quantizer != QuantizerKind::Vq && ck.ema.is_none() {
-        return Err(InputError::file(&st_path, "checkpoint lacks the EMA state its quantizer needs").into());
+        return Err(InputError::file(
+            &st_path,
+            "checkpoint lacks the EMA state its quantizer needs",
+        )
+        .into());
     }
     let log = MetricsLog::open(dir, Some(ck.state.step))?;
-    let run = Run { cfg, dir: dir.to_path_buf(), device: dev, model, optim, ema: ck.ema, state: ck.state, log, data };
+    let run = Run {
+        cfg,
+        dir: dir.to_path_buf(),
+        device: dev,
+        model,
+        optim,
+        ema: ck.ema,
+        state: ck.state,
+        log,
+        data,
+    };
     run_loop(run, opts)
 }
 
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+    let mut rng =
+        StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
     idx.shuffle(&mut rng);
     idx
 }
@@ -465,19 +582,43 @@ pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
     let (a, s) = (&m.assigned, &m.soft);
     vec![
         row("H(Z) plug-in (nats)", a.h_z, s.h_z),
-        row("H(Z) Miller-Madow (nats)", a.h_z_miller_madow, s.h_z_miller_madow),
+        row(
+            "H(Z) Miller-Madow (nats)",
+            a.h_z_miller_madow,
+            s.h_z_miller_madow,
+        ),
         row("perplexity exp(H(Z))", a.perplexity, s.perplexity),
-        ("codes used".into(), a.codes_used.to_string(), s.codes_used.to_string()),
+        (
+            "codes used".into(),
+            a.codes_used.to_string(),
+            s.codes_used.to_string(),
+        ),
         row("H(Z|I) (nats)", a.h_z_given_i, s.h_z_given_i),
         row("I(I;Z) (nats)", a.mutual_info, s.mutual_info),
         row("H(p(Z|I), r) (nats)", a.cross_entropy, s.cross_entropy),
         row("KL(p(Z|I) || r) (nats)", a.kl, s.kl),
         row("I(I;Z) (bits)", a.bits().mutual_info, s.bits().mutual_info),
-        row("distortion -log q(x|z) per image", m.distortion, m.distortion),
+        row(
+            "distortion -log q(x|z) per image",
+            m.distortion,
+            m.distortion,
+        ),
         row("MSE", m.mse, m.mse),
-        row(&format!("L_VDIB per image (beta {})", m.beta), m.l_vdib, m.soft_l_vdib),
-        row(&format!("L_VIB per image (beta {})", m.beta), m.l_vib, m.soft_l_vib),
-        ("".into(), "assigned p(z|i)".into(), format!("softmax(-d^2/{tau})")),
+        row(
+            &format!("L_VDIB per image (beta {})", m.beta),
+            m.l_vdib,
+            m.soft_l_vdib,
+        ),
+        row(
+            &format!("L_VIB per image (beta {})", m.beta),
+            m.l_vib,
+            m.soft_l_vib,
+        ),
+        (
+            "".into(),
+            "assigned p(z|i)".into(),
+            format!("softmax(-d^2/{tau})"),
+        ),
     ]
 }
 
@@ -519,7 +660,9 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
 
             if !r.state.codebook_initialised {
                 // k-means++ on the first batch of encoder outputs.
-                let z = host_f32(to_vectors(r.model.valid().encoder.forward(x.clone().inner())));
+                let z = host_f32(to_vectors(
+                    r.model.valid().encoder.forward(x.clone().inner()),
+                ));
                 let mut rng = StdRng::seed_from_u64(r.cfg.seed ^ 0x6b6d_6561_6e73);
                 let centres = kmeans_pp(&z, r.cfg.code_dim, r.cfg.codebook_size, 10, &mut rng);
                 if let Some(e) = r.ema.as_mut() {
@@ -527,17 +670,26 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
                     e.updates = 1;
                     let a = 1.0 - e.decay;
                     e.count_hidden.iter_mut().for_each(|c| *c = a);
-                    e.sum_hidden.iter_mut().zip(&centres).for_each(|(s, &v)| *s = a * v as f64);
+                    e.sum_hidden
+                        .iter_mut()
+                        .zip(&centres)
+                        .for_each(|(s, &v)| *s = a * v as f64);
                 }
                 r.model.set_codebook(centres, &r.device);
                 r.state.codebook_initialised = true;
             }
 
             let step = r.state.step + 1;
-            let mut rng = StdRng::seed_from_u64(r.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng =
+                StdRng::seed_from_u64(r.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let f = forward(&r.cfg, &r.model, x, &mut rng);
             let Loss { total: l, rate } = loss(&r.cfg, &r.model, &f);
-            let mut parts = vec![l.clone().detach(), f.recon.clone().detach(), f.q.codebook_loss.clone().detach(), f.q.commitment_loss.clone().detach()];
+            let mut parts = vec![
+                l.clone().detach(),
+                f.recon.clone().detach(),
+                f.q.codebook_loss.clone().detach(),
+                f.q.commitment_loss.clone().detach(),
+            ];
             if let Some(rt) = &rate {
                 parts.push(rt.clone().detach());
             }
@@ -562,7 +714,11 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
             }
             let indices = host_u32(f.q.indices.clone());
             let need_z = r.ema.is_some() || r.state.dead_codes.is_some();
-            let z_host = if need_z { host_f32(f.z_e.clone().detach()) } else { Vec::new() };
+            let z_host = if need_z {
+                host_f32(f.z_e.clone().detach())
+            } else {
+                Vec::new()
+            };
 
             let grads = GradientsParams::from_grads(l.backward(), &r.model);
             r.model = r.optim.step(r.cfg.lr, r.model.clone(), grads);
@@ -579,7 +735,14 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
                 t.observe(&indices, step);
                 if !t.dead(step).is_empty() {
                     let mut cb = codebook.take().unwrap_or_else(|| r.model.codebook_values());
-                    t.restart(step, &mut cb, &z_host, r.cfg.code_dim, r.ema.as_mut(), &mut rng);
+                    t.restart(
+                        step,
+                        &mut cb,
+                        &z_host,
+                        r.cfg.code_dim,
+                        r.ema.as_mut(),
+                        &mut rng,
+                    );
                     codebook = Some(cb);
                 }
             }
@@ -620,8 +783,17 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
                     ..Default::default()
                 })?;
             }
-            if r.cfg.eval_every > 0 && step % r.cfg.eval_every == 0 && r.state.batch_in_epoch < batches.len() {
-                let m = evaluate(&r.cfg, &r.model, &r.data.test, bs.max(256), &r.device.clone().inner())?;
+            if r.cfg.eval_every > 0
+                && step % r.cfg.eval_every == 0
+                && r.state.batch_in_epoch < batches.len()
+            {
+                let m = evaluate(
+                    &r.cfg,
+                    &r.model,
+                    &r.data.test,
+                    bs.max(256),
+                    &r.device.clone().inner(),
+                )?;
                 let rec = eval_record(&r, &m);
                 r.log.write(&rec)?;
             }
@@ -633,7 +805,13 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
         // End of epoch: evaluate on the test set and checkpoint.
         r.state.epoch += 1;
         r.state.batch_in_epoch = 0;
-        let m = evaluate(&r.cfg, &r.model, &r.data.test, bs.max(256), &r.device.clone().inner())?;
+        let m = evaluate(
+            &r.cfg,
+            &r.model,
+            &r.data.test,
+            bs.max(256),
+            &r.device.clone().inner(),
+        )?;
         let mut rec = eval_record(&r, &m);
         rec.epoch = r.state.epoch - 1;
         r.log.write(&rec)?;
@@ -649,35 +827,60 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
     let completed = !stopped;
     if completed {
         if let Some(m) = &last_eval {
-            write_atomic(&r.dir.join("eval.json"), serde_json::to_string_pretty(m)?.as_bytes())?;
+            write_atomic(
+                &r.dir.join("eval.json"),
+                serde_json::to_string_pretty(m)?.as_bytes(),
+            )?;
         }
     }
     if opts.print_summary {
         if let Some(m) = &last_eval {
             let mut rows = summary_rows(m, r.cfg.codebook_size);
-            rows.insert(0, ("quantizer", format!("{:?}", r.cfg.quantizer).to_lowercase()));
+            rows.insert(
+                0,
+                ("quantizer", format!("{:?}", r.cfg.quantizer).to_lowercase()),
+            );
             rows.insert(1, ("steps", r.state.step.to_string()));
-            rows.insert(2, ("training time (s)", format!("{:.1}", r.state.wall_time)));
+            rows.insert(
+                2,
+                ("training time (s)", format!("{:.1}", r.state.wall_time)),
+            );
             println!("{}", table(&rows));
         }
         if stopped {
-            println!("stopped at step {} (checkpoint saved); continue with: vqib train --resume {}", r.state.step, r.dir.display());
+            println!(
+                "stopped at step {} (checkpoint saved); continue with: vqib train --resume {}",
+                r.state.step,
+                r.dir.display()
+            );
         }
         println!("run directory: {}", r.dir.display());
     }
-    Ok(TrainOutcome { run_dir: r.dir, step: r.state.step, completed, eval: last_eval, last_checkpoint: last_ckpt })
+    Ok(TrainOutcome {
+        run_dir: r.dir,
+        step: r.state.step,
+        completed,
+        eval: last_eval,
+        last_checkpoint: last_ckpt,
+    })
 }
 
 /// Loads a run's latest checkpoint into an inference model, on the run's device (the CPU when
 /// that device is not available here). `data_dir` replaces the data directory of the config.
-pub fn load_run(run: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<(RunConfig, VqVae, Device)> {
+pub fn load_run(
+    run: &Path,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<(RunConfig, VqVae, Device)> {
     let ck = checkpoint::load_latest(run)?;
     let mut cfg = ck.config;
     if data_dir.is_some() {
         cfg.data_dir = data_dir;
     }
     let st = ck.dir.join("model.safetensors");
-    let c = cfg.image_shape.map(|s| s[0]).ok_or_else(|| InputError::file(&st, "checkpoint config lacks the image shape"))?;
+    let c = cfg
+        .image_shape
+        .map(|s| s[0])
+        .ok_or_else(|| InputError::file(&st, "checkpoint config lacks the image shape"))?;
     let dev = device(cfg.device).unwrap_or_else(|e| {
         eprintln!("warning: {e}; using the CPU");
         Device::flex()
@@ -689,7 +892,12 @@ pub fn load_run(run: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<(RunCon
 
 /// `vqib reconstruct`: writes a PNG grid of the first `n` test images above their
 /// reconstructions.
-pub fn reconstruct_grid(run: &Path, out: &Path, n: usize, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn reconstruct_grid(
+    run: &Path,
+    out: &Path,
+    n: usize,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let (cfg, model, dev) = load_run(run, data_dir)?;
     let data = load_data(&cfg)?;
     let n = n.clamp(1, data.test.n);
@@ -706,7 +914,10 @@ pub fn eval_run(run: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<(RunCon
     let (cfg, model, dev) = load_run(run, data_dir)?;
     let data = load_data(&cfg)?;
     let m = evaluate(&cfg, &model, &data.test, 256, &dev)?;
-    write_atomic(&run.join("eval.json"), serde_json::to_string_pretty(&m)?.as_bytes())?;
+    write_atomic(
+        &run.join("eval.json"),
+        serde_json::to_string_pretty(&m)?.as_bytes(),
+    )?;
     Ok((cfg, m))
 }
 
@@ -717,15 +928,31 @@ mod tests {
     /// Every parameter that should learn moves in one optimizer step; the EMA codebook does not.
     #[test]
     fn one_step_updates_the_right_parameters() {
-        for q in [QuantizerKind::Vq, QuantizerKind::VqEma, QuantizerKind::SoftEm] {
-            let cfg = RunConfig { quantizer: q, codebook_size: 8, code_dim: 4, hidden: 8, lr: 1e-2, ..Default::default() };
+        for q in [
+            QuantizerKind::Vq,
+            QuantizerKind::VqEma,
+            QuantizerKind::SoftEm,
+        ] {
+            let cfg = RunConfig {
+                quantizer: q,
+                codebook_size: 8,
+                code_dim: 4,
+                hidden: 8,
+                lr: 1e-2,
+                ..Default::default()
+            };
             let dev = Device::flex().autodiff();
             let model = new_model(&cfg, 1, &dev);
             let before = model.export();
             let data = data::shapes(16, 4, 1);
             let idx: Vec<usize> = (0..16).collect();
             let mut rng = StdRng::seed_from_u64(1);
-            let f = forward(&cfg, &model, batch_tensor(&data.train, &idx, &dev), &mut rng);
+            let f = forward(
+                &cfg,
+                &model,
+                batch_tensor(&data.train, &idx, &dev),
+                &mut rng,
+            );
             let l = loss(&cfg, &model, &f).total;
             let mut optim = AdamConfig::new().init();
             let grads = GradientsParams::from_grads(l.backward(), &model);
@@ -733,7 +960,8 @@ mod tests {
             let after = model.export();
             for (name, (_, v0)) in &before {
                 let moved = v0.iter().zip(&after[name].1).any(|(a, b)| a != b);
-                let should = !(name == "quantizer.codebook" && q != QuantizerKind::Vq) && name != "prior.logits";
+                let should = !(name == "quantizer.codebook" && q != QuantizerKind::Vq)
+                    && name != "prior.logits";
                 assert_eq!(moved, should, "{q:?}: parameter {name} moved={moved}");
             }
         }
@@ -744,7 +972,14 @@ mod tests {
     fn same_seed_same_initialisation_across_quantizers() {
         let dev = Device::flex();
         let mk = |q, seed| {
-            let cfg = RunConfig { quantizer: q, seed, codebook_size: 8, code_dim: 4, hidden: 8, ..Default::default() };
+            let cfg = RunConfig {
+                quantizer: q,
+                seed,
+                codebook_size: 8,
+                code_dim: 4,
+                hidden: 8,
+                ..Default::default()
+            };
             new_model(&cfg, 1, &dev).export()
         };
         assert_eq!(mk(QuantizerKind::Vq, 1), mk(QuantizerKind::SoftEm, 1));
@@ -776,12 +1011,29 @@ mod tests {
             let data = data::shapes(16, 4, 1);
             let idx: Vec<usize> = (0..16).collect();
             let mut rng = StdRng::seed_from_u64(1);
-            let f = forward(&cfg, &model, batch_tensor(&data.train, &idx, &dev), &mut rng);
+            let f = forward(
+                &cfg,
+                &model,
+                batch_tensor(&data.train, &idx, &dev),
+                &mut rng,
+            );
             let l = loss(&cfg, &model, &f);
-            let plain = loss(&RunConfig { rate: RateKind::None, ..cfg.clone() }, &model, &f).total;
+            let plain = loss(
+                &RunConfig {
+                    rate: RateKind::None,
+                    ..cfg.clone()
+                },
+                &model,
+                &f,
+            )
+            .total;
             let r = l.rate.clone().unwrap().into_scalar::<f32>();
             let diff = l.total.clone().into_scalar::<f32>() - plain.into_scalar::<f32>();
-            assert!((diff - 0.5 * r).abs() < 1e-5, "{rate:?}: {diff} vs {}", 0.5 * r);
+            assert!(
+                (diff - 0.5 * r).abs() < 1e-5,
+                "{rate:?}: {diff} vs {}",
+                0.5 * r
+            );
             if rate == RateKind::Vdib {
                 // Uniform logits at the start: H(p, r) = log K.
                 assert!((r - (8f32).ln()).abs() < 1e-4, "{r}");
@@ -790,8 +1042,14 @@ mod tests {
             let grads = GradientsParams::from_grads(l.total.backward(), &model);
             let model = AdamConfig::new().init().step(cfg.lr, model, grads);
             let after = model.export();
-            assert_ne!(before["prior.logits"].1, after["prior.logits"].1, "{rate:?}: prior did not learn");
-            assert_eq!(before["quantizer.codebook"].1, after["quantizer.codebook"].1);
+            assert_ne!(
+                before["prior.logits"].1, after["prior.logits"].1,
+                "{rate:?}: prior did not learn"
+            );
+            assert_eq!(
+                before["quantizer.codebook"].1,
+                after["quantizer.codebook"].1
+            );
         }
     }
 }

@@ -14,13 +14,31 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A small but real training configuration on the generated shapes data.
 const TINY: &[&str] = &[
-    "train", "--shapes-train", "96", "--shapes-test", "40", "--batch-size", "16", "--hidden", "16",
-    "--codebook-size", "32", "--code-dim", "8", "--log-every", "1", "--no-progress",
+    "train",
+    "--shapes-train",
+    "96",
+    "--shapes-test",
+    "40",
+    "--batch-size",
+    "16",
+    "--hidden",
+    "16",
+    "--codebook-size",
+    "32",
+    "--code-dim",
+    "8",
+    "--log-every",
+    "1",
+    "--no-progress",
 ];
 
 fn tiny(out: &Path, extra: &[&str]) -> Output {
@@ -44,7 +62,9 @@ fn latest(run: &Path) -> PathBuf {
 }
 
 fn state_step(run: &Path) -> u64 {
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(latest(run).join("state.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest(run).join("state.json")).unwrap())
+            .unwrap();
     s["step"].as_u64().unwrap()
 }
 
@@ -55,9 +75,13 @@ fn train_writes_the_promised_files() {
     let o = tiny(&out, &["--epochs", "2"]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("perplexity") && t.contains("run directory"), "summary missing: {t}");
+    assert!(
+        t.contains("perplexity") && t.contains("run directory"),
+        "summary missing: {t}"
+    );
 
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["codebook_size"], 32);
     assert_eq!(cfg["quantizer"], "vq");
 
@@ -67,15 +91,34 @@ fn train_writes_the_promised_files() {
     let eval: Vec<_> = recs.iter().filter(|r| r["kind"] == "eval").collect();
     assert_eq!(train.len(), 12);
     assert_eq!(eval.len(), 2);
-    for key in ["loss", "recon_mse", "codebook_loss", "commitment_loss", "batch_perplexity", "batch_codes_used", "wall_time"] {
+    for key in [
+        "loss",
+        "recon_mse",
+        "codebook_loss",
+        "commitment_loss",
+        "batch_perplexity",
+        "batch_codes_used",
+        "wall_time",
+    ] {
         assert!(train[0].get(key).is_some(), "train record lacks {key}");
     }
-    for key in ["perplexity", "codes_used", "dead_codes", "psnr", "recon_mse"] {
+    for key in [
+        "perplexity",
+        "codes_used",
+        "dead_codes",
+        "psnr",
+        "recon_mse",
+    ] {
         assert!(eval[0].get(key).is_some(), "eval record lacks {key}");
     }
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 14);
-    assert!(csv.lines().next().unwrap().starts_with("kind,step,epoch,wall_time,loss"));
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .starts_with("kind,step,epoch,wall_time,loss")
+    );
 
     let ck = latest(&out);
     assert!(ck.ends_with("step-00000012"), "{}", ck.display());
@@ -85,8 +128,14 @@ fn train_writes_the_promised_files() {
     // The safetensors names and PyTorch layouts as documented.
     let bytes = std::fs::read(ck.join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(st.tensor("encoder.conv1.weight").unwrap().shape(), &[16, 1, 4, 4]);
-    assert_eq!(st.tensor("decoder.deconv2.weight").unwrap().shape(), &[16, 1, 4, 4]);
+    assert_eq!(
+        st.tensor("encoder.conv1.weight").unwrap().shape(),
+        &[16, 1, 4, 4]
+    );
+    assert_eq!(
+        st.tensor("decoder.deconv2.weight").unwrap().shape(),
+        &[16, 1, 4, 4]
+    );
     assert_eq!(st.tensor("quantizer.codebook").unwrap().shape(), &[32, 8]);
     assert!(out.join("eval.json").is_file());
     // No temporary files left anywhere.
@@ -99,11 +148,26 @@ fn train_writes_the_promised_files() {
     let o = run(&["eval", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("reconstruction MSE"));
-    for q in ["H(Z|I)", "I(I;Z)", "KL(p(Z|I) || r)", "L_VIB", "L_VDIB", "Miller-Madow", "softmax(-d^2/1)"] {
+    for q in [
+        "H(Z|I)",
+        "I(I;Z)",
+        "KL(p(Z|I) || r)",
+        "L_VIB",
+        "L_VDIB",
+        "Miller-Madow",
+        "softmax(-d^2/1)",
+    ] {
         assert!(text(&o).contains(q), "eval lacks {q}: {}", text(&o));
     }
     let grid = d.path().join("grid.png");
-    let o = run(&["reconstruct", out.to_str().unwrap(), "--out", grid.to_str().unwrap(), "--n", "8"]);
+    let o = run(&[
+        "reconstruct",
+        out.to_str().unwrap(),
+        "--out",
+        grid.to_str().unwrap(),
+        "--n",
+        "8",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let img = image::open(&grid).unwrap();
     assert!(img.height() > 2 * 28 && img.width() > 8 * 28);
@@ -129,14 +193,32 @@ fn resume_continues_the_step_count_and_matches_an_uninterrupted_run() {
     let o = run(&["train", "--resume", b.to_str().unwrap(), "--no-progress"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(state_step(&b), 12);
-    let steps: Vec<u64> = jsonl(&b).iter().filter(|r| r["kind"] == "train").map(|r| r["step"].as_u64().unwrap()).collect();
+    let steps: Vec<u64> = jsonl(&b)
+        .iter()
+        .filter(|r| r["kind"] == "train")
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(steps, (1..=12).collect::<Vec<_>>());
     // Same seed, same data order, optimizer state restored: the same final losses.
-    let last = |p: &Path| jsonl(p).iter().rev().find(|r| r["kind"] == "eval").unwrap()["recon_mse"].as_f64().unwrap();
+    let last = |p: &Path| {
+        jsonl(p).iter().rev().find(|r| r["kind"] == "eval").unwrap()["recon_mse"]
+            .as_f64()
+            .unwrap()
+    };
     let (la, lb) = (last(&a), last(&b));
-    assert!((la - lb).abs() <= 1e-4 * la.abs().max(1e-6), "uninterrupted {la} vs resumed {lb}");
+    assert!(
+        (la - lb).abs() <= 1e-4 * la.abs().max(1e-6),
+        "uninterrupted {la} vs resumed {lb}"
+    );
     // Extending a finished run with more epochs continues from its step.
-    let o = run(&["train", "--resume", b.to_str().unwrap(), "--epochs", "3", "--no-progress"]);
+    let o = run(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--no-progress",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(state_step(&b), 18);
 }
@@ -147,14 +229,22 @@ fn ctrl_c_saves_a_checkpoint() {
     let out = d.path().join("run");
     let mut args: Vec<&str> = TINY.to_vec();
     args.extend(["--out", out.to_str().unwrap(), "--epochs", "1000"]);
-    let child = vqib().args(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = vqib()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until training is under way.
     let t0 = std::time::Instant::now();
     while jsonl_len(&out) < 3 {
         assert!(t0.elapsed().as_secs() < 120, "training did not start");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
@@ -163,7 +253,9 @@ fn ctrl_c_saves_a_checkpoint() {
 }
 
 fn jsonl_len(run: &Path) -> usize {
-    std::fs::read_to_string(run.join("metrics.jsonl")).map(|t| t.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -176,7 +268,11 @@ fn non_finite_loss_stops_with_a_clear_message() {
     // The last good checkpoint (end of an epoch, if one was reached) is intact and loadable.
     if out.join("checkpoints/latest").exists() {
         let o = run(&["eval", out.to_str().unwrap()]);
-        assert!(o.status.success() || text(&o).contains("non-finite"), "{}", text(&o));
+        assert!(
+            o.status.success() || text(&o).contains("non-finite"),
+            "{}",
+            text(&o)
+        );
     }
 }
 
@@ -215,13 +311,26 @@ fn write_mnist(dir: &Path, train_imgs: Vec<u8>, train_labels: Vec<u8>) {
     };
     std::fs::write(dir.join("train-images-idx3-ubyte.gz"), gz(&train_imgs)).unwrap();
     std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), gz(&train_labels)).unwrap();
-    std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gz(&idx_images(4, 28, 28))).unwrap();
+    std::fs::write(
+        dir.join("t10k-images-idx3-ubyte.gz"),
+        gz(&idx_images(4, 28, 28)),
+    )
+    .unwrap();
     std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&idx_labels(4))).unwrap();
 }
 
 fn train_mnist(dir: &Path, out: &Path) -> Output {
     let mut args: Vec<&str> = TINY.to_vec();
-    args.extend(["--dataset", "mnist", "--data-dir", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "1"]);
+    args.extend([
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
     run(&args)
 }
 
@@ -232,41 +341,73 @@ fn bad_inputs_exit_2_naming_the_file() {
 
     // Missing directory.
     let missing = d.path().join("no-such-dir");
-    expect_input_error(&train_mnist(&missing, &out), &["no-such-dir", "does not exist"]);
+    expect_input_error(
+        &train_mnist(&missing, &out),
+        &["no-such-dir", "does not exist"],
+    );
 
     // Wrong IDX magic: a label file where the images belong.
     let m = d.path().join("magic");
     write_mnist(&m, idx_labels(8), idx_labels(8));
-    expect_input_error(&train_mnist(&m, &out), &["train-images-idx3-ubyte.gz", "magic"]);
+    expect_input_error(
+        &train_mnist(&m, &out),
+        &["train-images-idx3-ubyte.gz", "magic"],
+    );
 
     // Truncated image file.
     let t = d.path().join("trunc");
     let mut imgs = idx_images(8, 28, 28);
     imgs.truncate(imgs.len() - 100);
     write_mnist(&t, imgs, idx_labels(8));
-    expect_input_error(&train_mnist(&t, &out), &["train-images-idx3-ubyte.gz", "truncated"]);
+    expect_input_error(
+        &train_mnist(&t, &out),
+        &["train-images-idx3-ubyte.gz", "truncated"],
+    );
 
     // Image and label counts disagree.
     let c = d.path().join("counts");
     write_mnist(&c, idx_images(8, 28, 28), idx_labels(7));
-    expect_input_error(&train_mnist(&c, &out), &["train-labels-idx1-ubyte.gz", "7 labels", "8 images"]);
+    expect_input_error(
+        &train_mnist(&c, &out),
+        &["train-labels-idx1-ubyte.gz", "7 labels", "8 images"],
+    );
 
     // An image of the wrong size in a folder data set.
     let f = d.path().join("folder");
     std::fs::create_dir_all(&f).unwrap();
     for i in 0..6 {
-        image::GrayImage::from_pixel(28, 28, image::Luma([i * 20])).save(f.join(format!("a{i}.png"))).unwrap();
+        image::GrayImage::from_pixel(28, 28, image::Luma([i * 20]))
+            .save(f.join(format!("a{i}.png")))
+            .unwrap();
     }
-    image::GrayImage::from_pixel(20, 28, image::Luma([9])).save(f.join("a3.png")).unwrap();
+    image::GrayImage::from_pixel(20, 28, image::Luma([9]))
+        .save(f.join("a3.png"))
+        .unwrap();
     let mut args: Vec<&str> = TINY.to_vec();
-    args.extend(["--dataset", "folder", "--data-dir", f.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    args.extend([
+        "--dataset",
+        "folder",
+        "--data-dir",
+        f.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     expect_input_error(&run(&args), &["a3.png", "20x28"]);
 
     // K = 0 and D = 0.
     let o = out.to_str().unwrap();
-    expect_input_error(&run(&["train", "--no-progress", "--out", o, "--codebook-size", "0"]), &["codebook size K"]);
-    expect_input_error(&run(&["train", "--no-progress", "--out", o, "--code-dim", "0"]), &["code dimension D"]);
-    assert!(!out.exists(), "a rejected configuration must not create the run directory");
+    expect_input_error(
+        &run(&["train", "--no-progress", "--out", o, "--codebook-size", "0"]),
+        &["codebook size K"],
+    );
+    expect_input_error(
+        &run(&["train", "--no-progress", "--out", o, "--code-dim", "0"]),
+        &["code dimension D"],
+    );
+    assert!(
+        !out.exists(),
+        "a rejected configuration must not create the run directory"
+    );
 
     // An unreadable checkpoint.
     let r = d.path().join("run");
@@ -275,12 +416,27 @@ fn bad_inputs_exit_2_naming_the_file() {
     let st = latest(&r).join("model.safetensors");
     std::fs::write(&st, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
     expect_input_error(&run(&["eval", r.to_str().unwrap()]), &["model.safetensors"]);
-    expect_input_error(&run(&["train", "--resume", r.to_str().unwrap()]), &["model.safetensors"]);
+    expect_input_error(
+        &run(&["train", "--resume", r.to_str().unwrap()]),
+        &["model.safetensors"],
+    );
     // compare takes --quantizers and --seeds, not --quantizer and --seed.
     let cmp = d.path().join("cmp");
-    expect_input_error(&run(&["compare", "--quantizer", "vq", "--out", cmp.to_str().unwrap()]), &["--quantizer", "--quantizers"]);
+    expect_input_error(
+        &run(&[
+            "compare",
+            "--quantizer",
+            "vq",
+            "--out",
+            cmp.to_str().unwrap(),
+        ]),
+        &["--quantizer", "--quantizers"],
+    );
     // A run directory that does not exist.
-    expect_input_error(&run(&["eval", d.path().join("nothing").to_str().unwrap()]), &["nothing", "does not exist"]);
+    expect_input_error(
+        &run(&["eval", d.path().join("nothing").to_str().unwrap()]),
+        &["nothing", "does not exist"],
+    );
 }
 
 #[test]
@@ -289,7 +445,15 @@ fn resume_refuses_flags_the_run_config_fixes() {
     let r = d.path().join("run");
     let o = tiny(&r, &["--epochs", "1"]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = run(&["train", "--resume", r.to_str().unwrap(), "--lr", "0.1", "--quantizer", "vq-ema"]);
+    let o = run(&[
+        "train",
+        "--resume",
+        r.to_str().unwrap(),
+        "--lr",
+        "0.1",
+        "--quantizer",
+        "vq-ema",
+    ]);
     expect_input_error(&o, &["--lr", "--quantizer", "config.json"]);
 }
 
@@ -313,31 +477,67 @@ fn trains_on_cifar10_files_and_an_rgb_image_folder() {
     std::fs::write(c.join("test_batch.bin"), batch(9)).unwrap();
     let out = d.path().join("cifar-run");
     let mut args: Vec<&str> = TINY.to_vec();
-    args.extend(["--dataset", "cifar10", "--data-dir", c.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "1"]);
+    args.extend([
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        c.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
     let o = run(&args);
     assert!(o.status.success(), "{}", text(&o));
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["image_shape"], serde_json::json!([3, 32, 32]));
     let bytes = std::fs::read(latest(&out).join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(st.tensor("encoder.conv1.weight").unwrap().shape(), &[16, 3, 4, 4]);
-    assert_eq!(st.tensor("decoder.deconv2.weight").unwrap().shape(), &[16, 3, 4, 4]);
+    assert_eq!(
+        st.tensor("encoder.conv1.weight").unwrap().shape(),
+        &[16, 3, 4, 4]
+    );
+    assert_eq!(
+        st.tensor("decoder.deconv2.weight").unwrap().shape(),
+        &[16, 3, 4, 4]
+    );
 
     // A folder of RGB JPEGs of mixed sizes, resized to 16x16.
     let f = d.path().join("photos");
     std::fs::create_dir_all(&f).unwrap();
     for i in 0..12u32 {
         let (w, h) = if i % 2 == 0 { (40, 30) } else { (20, 20) };
-        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 20) as u8]));
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 6) as u8, (y * 8) as u8, (i * 20) as u8])
+        });
         img.save(f.join(format!("p{i:02}.jpg"))).unwrap();
     }
     let out = d.path().join("folder-run");
     let mut args: Vec<&str> = TINY.to_vec();
-    args.extend(["--dataset", "folder", "--data-dir", f.to_str().unwrap(), "--image-size", "16", "--out", out.to_str().unwrap(), "--epochs", "1"]);
+    args.extend([
+        "--dataset",
+        "folder",
+        "--data-dir",
+        f.to_str().unwrap(),
+        "--image-size",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
     let o = run(&args);
     assert!(o.status.success(), "{}", text(&o));
     let grid = d.path().join("g.png");
-    let o = run(&["reconstruct", out.to_str().unwrap(), "--out", grid.to_str().unwrap(), "--n", "1"]);
+    let o = run(&[
+        "reconstruct",
+        out.to_str().unwrap(),
+        "--out",
+        grid.to_str().unwrap(),
+        "--n",
+        "1",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
 }
 
@@ -345,19 +545,50 @@ fn trains_on_cifar10_files_and_an_rgb_image_folder() {
 fn soft_em_with_a_vib_rate_and_learned_prior_trains_saves_and_resumes() {
     let d = tempfile::tempdir().unwrap();
     let r = d.path().join("run");
-    let o = tiny(&r, &["--quantizer", "soft-em", "--samples", "4", "--rate", "vib", "--rate-weight", "0.1", "--prior", "learned", "--epochs", "2", "--max-steps", "7"]);
+    let o = tiny(
+        &r,
+        &[
+            "--quantizer",
+            "soft-em",
+            "--samples",
+            "4",
+            "--rate",
+            "vib",
+            "--rate-weight",
+            "0.1",
+            "--prior",
+            "learned",
+            "--epochs",
+            "2",
+            "--max-steps",
+            "7",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let o = run(&["train", "--resume", r.to_str().unwrap(), "--no-progress"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(state_step(&r), 12);
     let recs = jsonl(&r);
-    assert!(recs.iter().filter(|x| x["kind"] == "train").all(|x| x["rate"].as_f64().is_some_and(|v| v.is_finite())));
+    assert!(
+        recs.iter()
+            .filter(|x| x["kind"] == "train")
+            .all(|x| x["rate"].as_f64().is_some_and(|v| v.is_finite()))
+    );
     let ev = recs.iter().rev().find(|x| x["kind"] == "eval").unwrap();
-    assert!(ev["h_z_given_i"].as_f64().unwrap() > 0.0, "soft EM spreads its posterior");
+    assert!(
+        ev["h_z_given_i"].as_f64().unwrap() > 0.0,
+        "soft EM spreads its posterior"
+    );
     let bytes = std::fs::read(latest(&r).join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let logits = st.tensor("prior.logits").unwrap();
     assert_eq!(logits.shape(), &[32]);
-    assert!(logits.data().chunks(4).any(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) != 0.0), "the learned prior moved");
+    assert!(
+        logits
+            .data()
+            .chunks(4)
+            .any(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) != 0.0),
+        "the learned prior moved"
+    );
     assert!(st.tensor("quantizer.ema_sum_hidden").is_ok());
 }

@@ -15,7 +15,11 @@ fn mnist_dir() -> PathBuf {
     let dir = std::env::var_os("VQIB_MNIST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
-    assert!(dir.join("train-images-idx3-ubyte.gz").is_file(), "MNIST not found in {}", dir.display());
+    assert!(
+        dir.join("train-images-idx3-ubyte.gz").is_file(),
+        "MNIST not found in {}",
+        dir.display()
+    );
     dir
 }
 
@@ -23,7 +27,14 @@ fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM") {
         return Some(PathBuf::from(p));
     }
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].iter().map(PathBuf::from).find(|p| p.is_file())
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
 }
 
 fn dump_dom(browser: &Path, page: &Path) -> String {
@@ -46,16 +57,25 @@ fn dump_dom(browser: &Path, page: &Path) -> String {
         .arg(format!("file://{}", page.display()))
         .output()
         .expect("chromium runs");
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// `data-rendered="WxH elements=N img=WxH"` of the element with `id`.
 fn rendered(dom: &str, id: &str) -> (u32, u32, usize, (u32, u32)) {
-    let at = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no element {id}"));
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element {id}"));
     let tag_end = at + dom[at..].find('>').unwrap();
     let tag = &dom[at..tag_end];
-    let r = tag.split("data-rendered=\"").nth(1).unwrap_or_else(|| panic!("{id} was not rendered: {tag}"));
+    let r = tag
+        .split("data-rendered=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{id} was not rendered: {tag}"));
     let r = &r[..r.find('"').unwrap()];
     let parts: Vec<&str> = r.split(' ').collect();
     let wh = |s: &str| {
@@ -99,7 +119,13 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
     assert_eq!(results.len(), 4);
     for r in &results {
         // Both quantizers learn: test MSE well below the pixel variance of MNIST (about 0.095).
-        assert!(r.eval.mse < 0.05, "{:?} seed {}: MSE {}", r.quantizer, r.seed, r.eval.mse);
+        assert!(
+            r.eval.mse < 0.05,
+            "{:?} seed {}: MSE {}",
+            r.quantizer,
+            r.seed,
+            r.eval.mse
+        );
         assert!(r.curve.len() >= 3, "curve has {} points", r.curve.len());
         // The identity I = H(Z) - H(Z|I) and KL = CE - H(Z|I) in what was reported.
         let a = &r.eval.assigned;
@@ -113,7 +139,10 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
     }
     assert_eq!(verdicts.len(), 2);
     for v in &verdicts {
-        assert!(v.contains("HOLDS") && v.contains("soft-em") && v.chars().any(|c| c.is_ascii_digit()), "{v}");
+        assert!(
+            v.contains("HOLDS") && v.contains("soft-em") && v.chars().any(|c| c.is_ascii_digit()),
+            "{v}"
+        );
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| vq |") && md.contains("| soft-em |") && md.contains("Claim 1"));
@@ -133,18 +162,32 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
         return;
     };
     let dom = dump_dom(&browser, &out.join("report.html"));
-    assert!(dom.contains("data-ready=\"1\""), "the page's load handler did not run");
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page's load handler did not run"
+    );
     let table = &dom[dom.find("id=\"summary\"").expect("summary table")..];
     let table = &table[..table.find("</table>").unwrap()];
     assert_eq!(table.matches("<tr>").count(), 3, "header + 2 quantizers");
     assert!(table.contains("<td>vq</td>") && table.contains("<td>soft-em</td>"));
-    for id in ["curve-perplexity", "curve-h-z-given-i", "curve-mutual-info", "curve-l-vib", "curve-recon", "hist-vq", "hist-soft-em"] {
+    for id in [
+        "curve-perplexity",
+        "curve-h-z-given-i",
+        "curve-mutual-info",
+        "curve-l-vib",
+        "curve-recon",
+        "hist-vq",
+        "hist-soft-em",
+    ] {
         let (w, h, n, _) = rendered(&dom, id);
         assert!(w > 100 && h > 100, "{id} is {w}x{h}");
         assert!(n > 20, "{id} draws only {n} elements");
     }
     for id in ["grid-vq", "grid-soft-em"] {
         let (w, h, _, (iw, ih)) = rendered(&dom, id);
-        assert!(w > 100 && h > 50 && iw > 100 && ih > 50, "{id}: box {w}x{h}, image {iw}x{ih}");
+        assert!(
+            w > 100 && h > 50 && iw > 100 && ih > 50,
+            "{id}: box {w}x{h}, image {iw}x{ih}"
+        );
     }
 }

@@ -52,16 +52,27 @@ fn vq_and_vq_ema_learn_on_mnist() {
         let cfg = config(q);
         let before = untrained_mse(&cfg);
         let d = tempfile::tempdir().unwrap();
-        let out = train::train_new(cfg.clone(), &d.path().join("run"), &TrainOptions::default()).unwrap();
+        let out =
+            train::train_new(cfg.clone(), &d.path().join("run"), &TrainOptions::default()).unwrap();
         assert_eq!(out.step, 300);
         let m = out.eval.unwrap();
-        eprintln!("{q:?}: test MSE {before:.4} -> {:.4}, perplexity {:.1}, codes used {}", m.mse, m.perplexity, m.codes_used);
-        assert!(m.mse < 0.35 * before, "{q:?}: test MSE {} not well below untrained {before}", m.mse);
+        eprintln!(
+            "{q:?}: test MSE {before:.4} -> {:.4}, perplexity {:.1}, codes used {}",
+            m.mse, m.perplexity, m.codes_used
+        );
+        assert!(
+            m.mse < 0.35 * before,
+            "{q:?}: test MSE {} not well below untrained {before}",
+            m.mse
+        );
         assert!(m.perplexity >= 1.0 && m.perplexity <= cfg.codebook_size as f64);
         // The training loss fell: last logged reconstruction error well below the first.
         let recs = vqib::report::read_records(&out.run_dir.join("metrics.jsonl")).unwrap();
         let train: Vec<_> = recs.iter().filter(|r| r.kind == "train").collect();
-        let (first, last) = (train[0].recon_mse.unwrap(), train.last().unwrap().recon_mse.unwrap());
+        let (first, last) = (
+            train[0].recon_mse.unwrap(),
+            train.last().unwrap().recon_mse.unwrap(),
+        );
         assert!(last < 0.5 * first, "{q:?}: train recon {first} -> {last}");
     }
 }
@@ -72,12 +83,21 @@ fn kmeans_init_and_dead_code_restart_use_more_than_a_fifth_of_the_codes() {
     cfg.init = CodebookInit::Kmeans;
     cfg.dead_code_steps = 20;
     let d = tempfile::tempdir().unwrap();
-    let out = train::train_new(cfg.clone(), &d.path().join("run"), &TrainOptions::default()).unwrap();
+    let out =
+        train::train_new(cfg.clone(), &d.path().join("run"), &TrainOptions::default()).unwrap();
     let m = out.eval.unwrap();
     let recs = vqib::report::read_records(&out.run_dir.join("metrics.jsonl")).unwrap();
     let restarts = recs.iter().filter_map(|r| r.restarts).max().unwrap_or(0);
-    eprintln!("kmeans+restart: codes used {} / {}, perplexity {:.1}, restarts {restarts}", m.codes_used, cfg.codebook_size, m.perplexity);
-    assert!(m.codes_used * 5 > cfg.codebook_size, "only {} of {} codes used", m.codes_used, cfg.codebook_size);
+    eprintln!(
+        "kmeans+restart: codes used {} / {}, perplexity {:.1}, restarts {restarts}",
+        m.codes_used, cfg.codebook_size, m.perplexity
+    );
+    assert!(
+        m.codes_used * 5 > cfg.codebook_size,
+        "only {} of {} codes used",
+        m.codes_used,
+        cfg.codebook_size
+    );
     // Restarts are counted in the metrics.
     assert!(recs.iter().any(|r| r.restarts.is_some()));
 }

@@ -18,10 +18,17 @@ fn steps(cfg: &RunConfig, mut model: VqVae, dev: &Device, n: usize) -> Vec<[f32;
         let idx: Vec<usize> = (s * 8..s * 8 + 8).collect();
         let f = train::forward(&model, train::batch_tensor(&data.train, &idx, dev));
         let l = train::loss(cfg, &f);
-        let v: Vec<f32> = Tensor::cat(vec![l.clone().detach(), f.recon.clone().detach(), f.q.commitment_loss.clone().detach()], 0)
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .unwrap();
+        let v: Vec<f32> = Tensor::cat(
+            vec![
+                l.clone().detach(),
+                f.recon.clone().detach(),
+                f.q.commitment_loss.clone().detach(),
+            ],
+            0,
+        )
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .unwrap();
         out.push([v[0], v[1], v[2]]);
         let g = GradientsParams::from_grads(l.backward(), &model);
         model = optim.step(cfg.lr, model, g);
@@ -41,12 +48,21 @@ fn wgpu_training_steps_match_flex() {
             return;
         }
     };
-    let cfg = RunConfig { quantizer: QuantizerKind::Vq, codebook_size: 16, code_dim: 4, hidden: 8, lr: 1e-3, ..Default::default() };
+    let cfg = RunConfig {
+        quantizer: QuantizerKind::Vq,
+        codebook_size: 16,
+        code_dim: 4,
+        hidden: 8,
+        lr: 1e-3,
+        ..Default::default()
+    };
     let cpu = Device::flex().autodiff();
     let m_cpu = train::new_model(&cfg, 1, &cpu);
     let gpu = wgpu.autodiff();
     let mut m_gpu = train::new_model(&cfg, 1, &gpu);
-    m_gpu.import(&m_cpu.export(), &gpu, std::path::Path::new("<cpu model>")).unwrap();
+    m_gpu
+        .import(&m_cpu.export(), &gpu, std::path::Path::new("<cpu model>"))
+        .unwrap();
     let a = steps(&cfg, m_cpu, &cpu, 4);
     let b = steps(&cfg, m_gpu, &gpu, 4);
     eprintln!("flex: {a:?}\nwgpu: {b:?}");
