@@ -6,22 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::mnist_dir;
 use vqib::compare::{self, CompareSpec};
 use vqib::config::{QuantizerKind, RunConfig};
 use vqib::data::DatasetKind;
 use vqib::train::TrainOptions;
-
-fn mnist_dir() -> PathBuf {
-    let dir = std::env::var_os("VQIB_MNIST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
-    assert!(
-        dir.join("train-images-idx3-ubyte.gz").is_file(),
-        "MNIST not found in {}",
-        dir.display()
-    );
-    dir
-}
 
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM") {

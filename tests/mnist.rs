@@ -1,23 +1,11 @@
 //! Training on a slice of the real MNIST files (`../shared/data/mnist`, or `$VQIB_MNIST_DIR`).
 
-use std::path::PathBuf;
-
 use burn::tensor::Device;
+mod common;
+use common::mnist_dir;
 use vqib::config::{CodebookInit, QuantizerKind, RunConfig};
 use vqib::data::DatasetKind;
 use vqib::train::{self, TrainOptions};
-
-fn mnist_dir() -> PathBuf {
-    let dir = std::env::var_os("VQIB_MNIST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
-    assert!(
-        dir.join("train-images-idx3-ubyte.gz").is_file(),
-        "MNIST not found in {} (set VQIB_MNIST_DIR)",
-        dir.display()
-    );
-    dir
-}
 
 fn config(quantizer: QuantizerKind) -> RunConfig {
     RunConfig {
@@ -43,7 +31,9 @@ fn untrained_mse(cfg: &RunConfig) -> f64 {
     let data = train::load_data(cfg).unwrap();
     let dev = Device::flex();
     let model = train::new_model(cfg, 1, &dev);
-    train::evaluate(&model, &data.test, 250, &dev).unwrap().mse
+    train::evaluate(cfg, &model, &data.test, 250, &dev)
+        .unwrap()
+        .mse
 }
 
 #[test]

@@ -16,8 +16,14 @@ fn steps(cfg: &RunConfig, mut model: VqVae, dev: &Device, n: usize) -> Vec<[f32;
     let mut out = Vec::new();
     for s in 0..n {
         let idx: Vec<usize> = (s * 8..s * 8 + 8).collect();
-        let f = train::forward(&model, train::batch_tensor(&data.train, &idx, dev));
-        let l = train::loss(cfg, &f);
+        let mut rng = rand::SeedableRng::seed_from_u64(s as u64);
+        let f = train::forward(
+            cfg,
+            &model,
+            train::batch_tensor(&data.train, &idx, dev),
+            &mut rng,
+        );
+        let l = train::loss(cfg, &model, &f).total;
         let v: Vec<f32> = Tensor::cat(
             vec![
                 l.clone().detach(),
@@ -48,7 +54,12 @@ fn wgpu_training_steps_match_flex() {
             return;
         }
     };
+    // vq with the VIB rate term and a learned prior: nearest-codeword search, straight-through,
+    // both loss terms, the log-sum-exp soft posterior and the prior, forward and backward.
     let cfg = RunConfig {
+        rate: vqib::config::RateKind::Vib,
+        prior: vqib::config::PriorKind::Learned,
+        rate_weight: 0.1,
         quantizer: QuantizerKind::Vq,
         codebook_size: 16,
         code_dim: 4,
