@@ -343,7 +343,12 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
                 max_steps: a.max_steps,
                 print_summary: true,
             };
-            vqib::compare::run(&spec, &opts)?;
+            if let Err(e) = vqib::compare::run(&spec, &opts) {
+                if stop.load(Ordering::SeqCst) {
+                    anyhow::bail!(Interrupted(out));
+                }
+                return Err(e);
+            }
             println!("{}", std::fs::read_to_string(out.join("report.md"))?);
             println!("report: {}", out.join("report.html").display());
             Ok(())
