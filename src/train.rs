@@ -597,7 +597,15 @@ pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
         row("I(I;Z) (nats)", a.mutual_info, s.mutual_info),
         row("H(p(Z|I), r) (nats)", a.cross_entropy, s.cross_entropy),
         row("KL(p(Z|I) || r) (nats)", a.kl, s.kl),
+        row("H(Z) (bits)", a.bits().h_z, s.bits().h_z),
+        row("H(Z|I) (bits)", a.bits().h_z_given_i, s.bits().h_z_given_i),
         row("I(I;Z) (bits)", a.bits().mutual_info, s.bits().mutual_info),
+        row(
+            "H(p(Z|I), r) (bits)",
+            a.bits().cross_entropy,
+            s.bits().cross_entropy,
+        ),
+        row("KL(p(Z|I) || r) (bits)", a.bits().kl, s.bits().kl),
         row(
             "distortion -log q(x|z) per image",
             m.distortion,
