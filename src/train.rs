@@ -420,6 +420,9 @@ pub fn train_new(
     let data = load_data(&cfg)?;
     let [c, _, _] = data.image_shape();
     cfg.image_shape = Some(data.image_shape());
+    // Record where the data is as an absolute path, so that resume and eval work from any
+    // directory (--data-dir overrides it if the data moves).
+    cfg.data_dir = cfg.data_dir.map(|d| std::fs::canonicalize(&d).unwrap_or(d));
     let base = device(cfg.device)?;
     let dev = base.clone().autodiff();
     std::fs::create_dir_all(dir)
