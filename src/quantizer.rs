@@ -27,10 +27,42 @@ pub fn squared_distances(z: Tensor<2>, e: Tensor<2>) -> Tensor<2> {
     z2 + e2 - z.matmul(e.transpose()).mul_scalar(2.0)
 }
 
-/// Index of the nearest codeword for each row of `z` (seed eq. 27), `[N]`.
+/// Most distance-matrix elements [`nearest`] holds at once (64 MiB of f32).
+pub const DISTANCE_BUDGET: usize = 1 << 24;
+
+/// Index of the nearest codeword for each row of `z` (seed eq. 27), `[N]`. The N x K distance
+/// matrix is never held whole when it would exceed [`DISTANCE_BUDGET`] elements: the codebook is
+/// scanned in chunks, keeping a running minimum (ties go to the lower index, as in one argmin).
 pub fn nearest(z: Tensor<2>, e: Tensor<2>) -> Tensor<1, Int> {
     let n = z.dims()[0];
-    squared_distances(z, e).argmin(1).reshape([n])
+    let chunk = (DISTANCE_BUDGET / n.max(1)).max(1);
+    nearest_chunked(z, e, chunk).reshape([n])
+}
+
+/// [`nearest`] scanning the codebook `chunk` codewords at a time; `[N, 1]`.
+pub fn nearest_chunked(z: Tensor<2>, e: Tensor<2>, chunk: usize) -> Tensor<2, Int> {
+    let [k, d] = e.dims();
+    if k <= chunk {
+        return squared_distances(z, e).argmin(1);
+    }
+    let mut best: Option<(Tensor<2>, Tensor<2, Int>)> = None;
+    for start in (0..k).step_by(chunk.max(1)) {
+        let end = (start + chunk).min(k);
+        let dist = squared_distances(z.clone(), e.clone().slice([start..end, 0..d]));
+        let (dmin, imin) = dist.min_dim_with_indices(1);
+        let imin = imin.add_scalar(start as i64);
+        best = Some(match best {
+            None => (dmin, imin),
+            Some((bd, bi)) => {
+                let better = dmin.clone().lower(bd.clone());
+                (
+                    bd.mask_where(better.clone(), dmin),
+                    bi.mask_where(better, imin),
+                )
+            }
+        });
+    }
+    best.expect("k > chunk >= 1").1
 }
 
 /// One structured result of a hard quantization, as sonnet's `VectorQuantizer` returns it.
@@ -825,5 +857,34 @@ mod tests {
         for (a, b) in r.iter().zip(&marginal) {
             assert!((a - b).abs() < 0.02, "r {r:?} vs marginal {marginal:?}");
         }
+    }
+
+    #[test]
+    fn chunked_nearest_matches_the_whole_distance_matrix() {
+        let dev = Device::flex();
+        dev.seed(8);
+        let (n, k, d) = (300, 100, 5);
+        let z = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
+        let mut e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev);
+        // Duplicate codewords across chunk boundaries: ties must go to the lower index.
+        e = e
+            .clone()
+            .slice_assign([37..38, 0..d], e.clone().slice([3..4, 0..d]));
+        let whole: Vec<i64> = squared_distances(z.clone(), e.clone())
+            .argmin(1)
+            .into_data()
+            .try_into_vec_as::<i64>()
+            .unwrap();
+        for chunk in [1, 7, 32, 99, 100, 1000] {
+            let got: Vec<i64> = nearest_chunked(z.clone(), e.clone(), chunk)
+                .into_data()
+                .try_into_vec_as::<i64>()
+                .unwrap();
+            assert_eq!(got, whole, "chunk {chunk}");
+        }
+        assert!(
+            !whole.contains(&37),
+            "code 37 duplicates code 3 and must never win"
+        );
     }
 }
