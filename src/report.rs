@@ -65,7 +65,15 @@ pub struct Record {
     pub l_vdib: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l_vib: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h_z_miller_madow: Option<f64>,
     /// Eval records: under the soft posterior softmax(-d^2/tau).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_h_z: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_cross_entropy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_l_vdib: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub soft_perplexity: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,7 +86,7 @@ pub struct Record {
     pub soft_l_vib: Option<f64>,
 }
 
-const CSV_HEADER: &str = "kind,step,epoch,wall_time,loss,recon_mse,codebook_loss,commitment_loss,batch_perplexity,batch_codes_used,restarts,perplexity,entropy_nats,codes_used,dead_codes,psnr,rate,h_z_given_i,mutual_info,cross_entropy,kl,distortion,l_vdib,l_vib,soft_perplexity,soft_h_z_given_i,soft_mutual_info,soft_kl,soft_l_vib";
+const CSV_HEADER: &str = "kind,step,epoch,wall_time,loss,recon_mse,codebook_loss,commitment_loss,batch_perplexity,batch_codes_used,restarts,perplexity,entropy_nats,codes_used,dead_codes,psnr,rate,h_z_given_i,mutual_info,cross_entropy,kl,distortion,l_vdib,l_vib,soft_perplexity,soft_h_z_given_i,soft_mutual_info,soft_kl,soft_l_vib,h_z_miller_madow,soft_h_z,soft_cross_entropy,soft_l_vdib";
 
 impl Record {
     fn csv_line(&self) -> String {
@@ -118,6 +126,10 @@ impl Record {
             f(self.soft_mutual_info),
             f(self.soft_kl),
             f(self.soft_l_vib),
+            f(self.h_z_miller_madow),
+            f(self.soft_h_z),
+            f(self.soft_cross_entropy),
+            f(self.soft_l_vdib),
         ]
         .join(",")
     }

@@ -560,6 +560,10 @@ fn eval_record(r: &Run, m: &EvalMetrics) -> Record {
         soft_mutual_info: Some(m.soft.mutual_info),
         soft_kl: Some(m.soft.kl),
         soft_l_vib: Some(m.soft_l_vib),
+        h_z_miller_madow: Some(m.assigned.h_z_miller_madow),
+        soft_h_z: Some(m.soft.h_z),
+        soft_cross_entropy: Some(m.soft.cross_entropy),
+        soft_l_vdib: Some(m.soft_l_vdib),
         ..Default::default()
     }
 }
