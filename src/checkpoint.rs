@@ -227,12 +227,18 @@ pub fn save(
         serde_json::to_string_pretty(state)?.as_bytes(),
     )?;
     let fin = root.join(&name);
+    // A checkpoint of the same step (end of epoch, then Ctrl-C) is moved aside, not deleted,
+    // until the new one is in place.
+    let old = root.join(format!(".{name}.old-{}", std::process::id()));
     if fin.exists() {
-        std::fs::remove_dir_all(&fin)?;
+        std::fs::rename(&fin, &old)?;
     }
     std::fs::rename(&tmp, &fin)
         .with_context(|| format!("renaming checkpoint into {}", fin.display()))?;
     write_atomic(&root.join("latest"), name.as_bytes())?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
     // Prune old checkpoints.
     let mut all: Vec<PathBuf> = std::fs::read_dir(&root)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -261,13 +267,41 @@ pub fn latest_dir(run: &Path) -> Result<PathBuf, InputError> {
     let name = std::fs::read_to_string(&latest)
         .map_err(|e| InputError::file(&latest, format!("no checkpoint to load ({e})")))?;
     let dir = checkpoints_dir(run).join(name.trim());
-    if !dir.is_dir() {
-        return Err(InputError::file(
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    // Interrupted between moving a checkpoint aside and putting its successor in place: fall
+    // back to the newest complete checkpoint.
+    let complete = |p: &Path| {
+        ["model.safetensors", "optimizer.bpk", "state.json"]
+            .iter()
+            .all(|f| p.join(f).is_file())
+    };
+    let mut all: Vec<PathBuf> = std::fs::read_dir(checkpoints_dir(run))
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    all.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("step-"))
+            && complete(p)
+    });
+    all.sort();
+    match all.pop() {
+        Some(p) => {
+            eprintln!(
+                "warning: {} names {}, which is missing; using {}",
+                latest.display(),
+                dir.display(),
+                p.display()
+            );
+            Ok(p)
+        }
+        None => Err(InputError::file(
             &latest,
             format!("names checkpoint {} which does not exist", dir.display()),
-        ));
+        )),
     }
-    Ok(dir)
 }
 
 /// Loads the newest checkpoint of a run (weights, EMA state, training state; not the optimizer).
@@ -358,5 +392,31 @@ mod tests {
         assert!(e.contains("nope") && e.contains("does not exist"), "{e}");
         let e = load_latest(d.path()).unwrap_err().to_string();
         assert!(e.contains("latest") && e.contains("no checkpoint"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_latest_falls_back_to_the_newest_complete_checkpoint() {
+        let d = tempfile::tempdir().unwrap();
+        let root = checkpoints_dir(d.path());
+        for (name, complete) in [
+            ("step-00000005", true),
+            ("step-00000009", true),
+            ("step-00000012", false),
+        ] {
+            let p = root.join(name);
+            std::fs::create_dir_all(&p).unwrap();
+            let files: &[&str] = if complete {
+                &["model.safetensors", "optimizer.bpk", "state.json"]
+            } else {
+                &["state.json"]
+            };
+            for f in files {
+                std::fs::write(p.join(f), b"x").unwrap();
+            }
+        }
+        write_atomic(&root.join("latest"), b"step-00000010").unwrap();
+        assert_eq!(latest_dir(d.path()).unwrap(), root.join("step-00000009"));
+        write_atomic(&root.join("latest"), b"step-00000005").unwrap();
+        assert_eq!(latest_dir(d.path()).unwrap(), root.join("step-00000005"));
     }
 }
