@@ -225,57 +225,27 @@ impl VqVae {
     /// All weights under their checkpoint names, in PyTorch layouts.
     pub fn export(&self) -> NamedTensors {
         let mut out = NamedTensors::new();
-        let e = &self.encoder;
-        export_conv(&mut out, "encoder.conv1", &e.conv1.weight, &e.conv1.bias);
-        export_conv(&mut out, "encoder.conv2", &e.conv2.weight, &e.conv2.bias);
-        for (n, r) in [("encoder.res1", &e.res1), ("encoder.res2", &e.res2)] {
-            export_conv(
-                &mut out,
-                &format!("{n}.conv3x3"),
-                &r.conv3x3.weight,
-                &r.conv3x3.bias,
-            );
-            export_conv(
-                &mut out,
-                &format!("{n}.conv1x1"),
-                &r.conv1x1.weight,
-                &r.conv1x1.bias,
-            );
+        macro_rules! conv {
+            ($c:expr, $name:expr) => {
+                export_conv(&mut out, $name, &$c.weight, &$c.bias)
+            };
         }
-        export_conv(&mut out, "encoder.pre_vq", &e.pre_vq.weight, &e.pre_vq.bias);
-        let d = &self.decoder;
-        export_conv(
-            &mut out,
-            "decoder.conv_in",
-            &d.conv_in.weight,
-            &d.conv_in.bias,
-        );
-        for (n, r) in [("decoder.res1", &d.res1), ("decoder.res2", &d.res2)] {
-            export_conv(
-                &mut out,
-                &format!("{n}.conv3x3"),
-                &r.conv3x3.weight,
-                &r.conv3x3.bias,
-            );
-            export_conv(
-                &mut out,
-                &format!("{n}.conv1x1"),
-                &r.conv1x1.weight,
-                &r.conv1x1.bias,
-            );
+        let (e, d) = (&self.encoder, &self.decoder);
+        conv!(e.conv1, "encoder.conv1");
+        conv!(e.conv2, "encoder.conv2");
+        conv!(e.pre_vq, "encoder.pre_vq");
+        conv!(d.conv_in, "decoder.conv_in");
+        conv!(d.deconv1, "decoder.deconv1");
+        conv!(d.deconv2, "decoder.deconv2");
+        for (n, r) in [
+            ("encoder.res1", &e.res1),
+            ("encoder.res2", &e.res2),
+            ("decoder.res1", &d.res1),
+            ("decoder.res2", &d.res2),
+        ] {
+            conv!(r.conv3x3, &format!("{n}.conv3x3"));
+            conv!(r.conv1x1, &format!("{n}.conv1x1"));
         }
-        export_conv(
-            &mut out,
-            "decoder.deconv1",
-            &d.deconv1.weight,
-            &d.deconv1.bias,
-        );
-        export_conv(
-            &mut out,
-            "decoder.deconv2",
-            &d.deconv2.weight,
-            &d.deconv2.bias,
-        );
         let cb = self.codebook.val();
         out.insert(
             "quantizer.codebook".into(),
