@@ -500,6 +500,82 @@ pub fn run_dir(out: &Path, q: QuantizerKind, seed: u64) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f64) -> RunResult {
+        let info = crate::info::InfoSummary {
+            n: 1,
+            h_z: perplexity.ln(),
+            h_z_miller_madow: perplexity.ln(),
+            perplexity,
+            codes_used: 1,
+            h_z_given_i: 0.0,
+            mutual_info: perplexity.ln(),
+            cross_entropy: 1.0,
+            kl: 1.0,
+        };
+        let eval = EvalMetrics {
+            images: 1,
+            latents: 1,
+            mse: 0.01,
+            psnr: 20.0,
+            distortion: 1.0,
+            entropy_nats: perplexity.ln(),
+            perplexity,
+            codes_used: 1,
+            dead_codes: 0,
+            codebook_loss: 0.0,
+            commitment_loss: 0.0,
+            assigned: info.clone(),
+            soft: info,
+            l_vdib: l_vib,
+            l_vib,
+            soft_l_vdib: l_vib,
+            soft_l_vib: l_vib,
+            beta: 0.25,
+            histogram: vec![1],
+        };
+        RunResult {
+            quantizer: q,
+            seed,
+            dir: PathBuf::new(),
+            eval,
+            curve: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_measurements() {
+        use QuantizerKind::*;
+        let holds = [
+            result(Vq, 1, 5.0, 800.0),
+            result(Vq, 2, 7.0, 802.0),
+            result(SoftEm, 1, 50.0, 740.0),
+            result(SoftEm, 2, 70.0, 744.0),
+        ];
+        let v = verdicts(&holds);
+        assert!(
+            v[0].contains(": HOLDS")
+                && v[0].contains("60.00 ± 14.14")
+                && v[0].contains("6.00 ± 1.41"),
+            "{}",
+            v[0]
+        );
+        assert!(
+            v[1].contains(": HOLDS") && v[1].contains("742.00") && v[1].contains("801.00"),
+            "{}",
+            v[1]
+        );
+        // Soft EM with the lower perplexity and the higher L_VIB: both claims fail, and say so.
+        let fails = [result(Vq, 1, 50.0, 700.0), result(SoftEm, 1, 5.0, 800.0)];
+        let v = verdicts(&fails);
+        assert!(
+            v[0].contains("DOES NOT HOLD") && v[1].contains("DOES NOT HOLD"),
+            "{v:?}"
+        );
+        // Without both quantizers there is nothing to decide.
+        let v = verdicts(&[result(VqEma, 1, 5.0, 800.0)]);
+        assert!(v.len() == 1 && v[0].contains("not evaluated"), "{v:?}");
+    }
+
     #[test]
     fn mean_and_sample_sd() {
         let (m, s) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
