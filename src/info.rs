@@ -181,6 +181,36 @@ impl InfoAccumulator {
         }
     }
 
+    /// Adds one point whose p(z|i) = w_z * `inv_sum` (`w` unnormalised weights, `inv_sum` = 1 /
+    /// sum w), with its entropy H(p(.|i)) = `h` and most probable code `argmax` computed by the
+    /// caller (the soft-assignment kernel has them from its log-sum-exp pass).
+    pub fn add_weights(&mut self, w: &[f32], inv_sum: f64, h: f64, argmax: usize) {
+        let mut ce = 0.0f64;
+        for ((s, &lr), &wz) in self.sum_p.iter_mut().zip(&self.log_r).zip(w) {
+            let p = wz as f64 * inv_sum;
+            *s += p;
+            ce -= p * lr;
+        }
+        self.argmax_counts[argmax] += 1;
+        self.sum_h += h;
+        self.sum_ce += ce;
+        self.n += 1;
+    }
+
+    /// Adds the points of `other` (accumulated under the same prior).
+    pub fn merge(&mut self, other: &InfoAccumulator) {
+        assert_eq!(self.k(), other.k(), "accumulators over different codebooks");
+        for (a, b) in self.sum_p.iter_mut().zip(&other.sum_p) {
+            *a += b;
+        }
+        for (a, b) in self.argmax_counts.iter_mut().zip(&other.argmax_counts) {
+            *a += b;
+        }
+        self.sum_h += other.sum_h;
+        self.sum_ce += other.sum_ce;
+        self.n += other.n;
+    }
+
     /// Adds points given by rows of p(z|i) (`[N*K]`).
     pub fn add_probs(&mut self, p: &[f64]) {
         let lp: Vec<f32> = p

@@ -6,6 +6,9 @@
 //!
 //! * [`info`]: H(Z), perplexity, H(Z|I), I(I;Z), H(p(Z|I), r), KL and the objectives L_VIB and
 //!   L_VDIB over a whole data set (eq. 13-26).
+//! * [`assign`]: the fused, tiled kernels of the hard and soft assignment (eq. 27, 28) on the
+//!   host: the N x K distance matrix is never held whole.
+//! * [`bench`]: benchmark workloads (`cargo bench`, `vqib bench`, `bench/compare`).
 //! * [`quantizer`]: nearest-codeword assignment (eq. 27), straight-through estimator, the
 //!   codebook and commitment terms (eq. 24), EMA codebook, soft EM (eq. 28), the rate terms,
 //!   k-means++ init, dead-code restart.
@@ -17,6 +20,8 @@
 //! * [`compare`]: the seed's experiment across quantizers and seeds, and its HTML report.
 //! * [`config`]: the run configuration.
 
+pub mod assign;
+pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;

@@ -1,4 +1,4 @@
-//! The `vqib` command line: `train`, `eval`, `reconstruct`.
+//! The `vqib` command line: `train`, `eval`, `compare`, `reconstruct`, `bench`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +55,9 @@ enum Cmd {
         #[command(flatten)]
         train: TrainArgs,
     },
+    /// Measure one benchmark case in this process and print one JSON line: throughput, seconds a
+    /// run, achieved GFLOP/s and peak memory (bench/compare runs it beside the PyTorch reference).
+    Bench(BenchArgs),
     /// Write a PNG grid: test images (top rows) above their reconstructions.
     Reconstruct {
         /// The run directory.
@@ -69,6 +72,44 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchCase {
+    /// Hard assignment: distances, argmin, gather (N = 8192, D = 64).
+    Assign,
+    /// Soft-EM E-step and its expected counts and sums (N = 8192, D = 64, m = 10).
+    Estep,
+    /// One training step (forward, backward, Adam, EMA / M-step).
+    Train,
+    /// Evaluation: inference and the information quantities.
+    Eval,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, value_enum)]
+    case: BenchCase,
+    /// Codebook size (assign, estep).
+    #[arg(long, default_value_t = 512)]
+    k: usize,
+    /// Architecture (train, eval).
+    #[arg(long, value_enum, default_value = "mnist")]
+    model: vqib::bench::ModelCase,
+    /// Quantizer (train, eval).
+    #[arg(long, value_enum, default_value = "vq")]
+    quantizer: QuantizerKind,
+    /// Batch size (train) or number of images (eval).
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Timed runs (after the warm-up runs).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Device (train, eval).
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceKind,
 }
 
 #[derive(Args)]
@@ -361,6 +402,7 @@ fn run(cli: Cli, explicit: Vec<String>, stop: Arc<AtomicBool>) -> anyhow::Result
             println!("saved {}", run.join("eval.json").display());
             Ok(())
         }
+        Cmd::Bench(b) => bench(&b),
         Cmd::Reconstruct {
             run,
             out,
@@ -382,6 +424,70 @@ impl std::fmt::Display for Interrupted {
     }
 }
 impl std::error::Error for Interrupted {}
+
+fn bench(b: &BenchArgs) -> anyhow::Result<()> {
+    use vqib::assign::Codebook;
+    use vqib::bench::{self, CODE_DIM, N_VECTORS, SAMPLES};
+    let (rss0, _) = bench::rss_mib();
+    let threads = rayon::current_num_threads();
+    let (name, secs, items, unit, flops) = match b.case {
+        BenchCase::Assign | BenchCase::Estep => {
+            let z = bench::normal(N_VECTORS * CODE_DIM, 1);
+            let e = bench::normal(b.k * CODE_DIM, 2);
+            let cb = Codebook::new(&e, CODE_DIM);
+            let flops = 2.0 * (N_VECTORS * b.k * CODE_DIM) as f64;
+            let secs = if b.case == BenchCase::Assign {
+                bench::time_it(b.warmup, b.iters, || {
+                    std::hint::black_box(bench::assign_case(&z, &cb));
+                })
+            } else {
+                let mut seed = 0;
+                bench::time_it(b.warmup, b.iters, || {
+                    seed += 1;
+                    std::hint::black_box(bench::estep_case(&z, &cb, SAMPLES, seed));
+                })
+            };
+            let name = if b.case == BenchCase::Assign { "assign" } else { "estep" };
+            (format!("{name} K={}", b.k), secs, N_VECTORS, "vectors", flops)
+        }
+        BenchCase::Train => {
+            let dev = train::device(b.device)?.autodiff();
+            let mut t = bench::TrainBench::new(b.model, b.quantizer, b.batch, &dev);
+            let secs = bench::time_it(b.warmup, b.iters, || {
+                std::hint::black_box(t.step());
+            });
+            let flops = bench::train_flops(b.model, b.batch, t.cfg.codebook_size, CODE_DIM);
+            let q = format!("{:?}", b.quantizer).to_lowercase();
+            let m = format!("{:?}", b.model).to_lowercase();
+            (format!("train {m} {q}"), secs, b.batch, "images", flops)
+        }
+        BenchCase::Eval => {
+            let dev = train::device(b.device)?;
+            let t = bench::EvalBench::new(b.model, b.quantizer, b.batch, &dev);
+            let secs = bench::time_it(b.warmup, b.iters, || {
+                std::hint::black_box(t.run());
+            });
+            let flops = bench::eval_flops(b.model, t.images(), t.cfg.codebook_size, CODE_DIM);
+            let q = format!("{:?}", b.quantizer).to_lowercase();
+            let m = format!("{:?}", b.model).to_lowercase();
+            (format!("eval {m} {q}"), secs, t.images(), "images", flops)
+        }
+    };
+    let (_, peak) = bench::rss_mib();
+    let line = serde_json::json!({
+        "impl": "vqib",
+        "case": name,
+        "threads": threads,
+        "secs_per_run": secs,
+        "items_per_s": items as f64 / secs,
+        "unit": unit,
+        "gflops": flops / secs / 1e9,
+        "peak_rss_mib": peak,
+        "base_rss_mib": rss0,
+    });
+    println!("{line}");
+    Ok(())
+}
 
 fn main() -> ExitCode {
     // burn materialises loaded optimizer state on its default device, which prefers a GPU when one

@@ -16,8 +16,10 @@
 //! and moves the codebook by an EMA M-step on the expected counts and sums: the VIB side of the
 //! seed. [`rate_terms`] gives the explicit rate terms H(p(Z|I), r) and KL(p(Z|I) || r).
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::Rng;
+
+use crate::assign::{self, Codebook, SoftOptions};
 
 /// Squared Euclidean distances `[N, K]` between rows of `z` (`[N, D]`) and codewords `e`
 /// (`[K, D]`): ||z||^2 - 2 z e^T + ||e||^2.
@@ -30,11 +32,35 @@ pub fn squared_distances(z: Tensor<2>, e: Tensor<2>) -> Tensor<2> {
 /// Most distance-matrix elements [`nearest`] holds at once (64 MiB of f32).
 pub const DISTANCE_BUDGET: usize = 1 << 24;
 
-/// Index of the nearest codeword for each row of `z` (seed eq. 27), `[N]`. The N x K distance
-/// matrix is never held whole when it would exceed [`DISTANCE_BUDGET`] elements: the codebook is
-/// scanned in chunks, keeping a running minimum (ties go to the lower index, as in one argmin).
+/// Whether tensors on `device` live in host memory (burn's `flex` backend), where the fused
+/// kernels of [`crate::assign`] run on them directly.
+pub fn on_host(device: &Device) -> bool {
+    let flex = Device::flex();
+    *device == flex || *device == flex.autodiff()
+}
+
+fn host_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().expect("f32 data")
+}
+
+fn index_tensor(idx: &[u32], device: &Device) -> Tensor<1, Int> {
+    Tensor::<1, Int>::from_data(
+        TensorData::new(idx.iter().map(|&s| s as i64).collect::<Vec<_>>(), [idx.len()]),
+        device,
+    )
+}
+
+/// Index of the nearest codeword for each row of `z` (seed eq. 27), `[N]`. On the CPU this is the
+/// fused, tiled kernel [`assign::nearest`]; on other devices the codebook is scanned in chunks
+/// once the N x K distance matrix would exceed [`DISTANCE_BUDGET`] elements, keeping a running
+/// minimum. Either way ties go to the lower index, as in one argmin.
 pub fn nearest(z: Tensor<2>, e: Tensor<2>) -> Tensor<1, Int> {
-    let n = z.dims()[0];
+    let [n, d] = z.dims();
+    let device = z.device();
+    if on_host(&device) {
+        let (zv, ev) = (host_vec(z), host_vec(e));
+        return index_tensor(&assign::nearest(&zv, &Codebook::new(&ev, d)), &device);
+    }
     let chunk = (DISTANCE_BUDGET / n.max(1)).max(1);
     nearest_chunked(z, e, chunk).reshape([n])
 }
@@ -105,50 +131,15 @@ pub fn soft_log_probs(z: Tensor<2>, e: Tensor<2>, tau: f64) -> Tensor<2> {
     shifted - lse
 }
 
-/// Draws `m` codes per row from rows of log-probabilities (`[N*K]`) by inverse CDF; returns
-/// `[N*m]`, the m samples of row i at `i*m..(i+1)*m`.
-pub fn sample_codes(log_p: &[f32], k: usize, m: usize, rng: &mut impl Rng) -> Vec<u32> {
-    let mut out = Vec::with_capacity(log_p.len() / k * m);
-    let mut cdf = vec![0.0f64; k];
-    for row in log_p.chunks_exact(k) {
-        let mut acc = 0.0f64;
-        for (c, &lp) in cdf.iter_mut().zip(row) {
-            acc += (lp as f64).exp();
-            *c = acc;
-        }
-        for _ in 0..m {
-            let u = rng.r#gen::<f64>() * acc;
-            let j = cdf.partition_point(|&c| c <= u).min(k - 1);
-            out.push(j as u32);
-        }
-    }
-    out
-}
-
-/// Row-wise argmax of `[N*K]` values.
-pub fn argmax_rows(v: &[f32], k: usize) -> Vec<u32> {
-    v.chunks_exact(k)
-        .map(|row| {
-            let mut best = 0;
-            for (j, &x) in row.iter().enumerate() {
-                if x > row[best] {
-                    best = j;
-                }
-            }
-            best as u32
-        })
-        .collect()
-}
-
 /// Monte-Carlo soft-EM quantization (Roy et al. 2018; the seed's eq. 28): m codes are drawn
-/// from p(z|i), the decoder input is the mean of their codewords (straight-through to the
-/// encoder), and the commitment term is mean ||z_e - sg(z_q)||^2. The codebook gets no gradient:
-/// the M-step ([`EmaCodebook::update_samples`]) moves it. `indices` holds the most probable code
-/// of each row; `log_probs` (host, `[N*K]`) and `samples` (`[N*m]`) are returned for the M-step
-/// and the information quantities.
+/// from p(z|i) = softmax(-||z_e,i - e_z||^2 / tau) by the fused kernel [`assign::soft_assign`]
+/// (the N x K matrix of p is never held whole, nor copied off the device), the decoder input is
+/// the mean of their codewords (straight-through to the encoder), and the commitment term is
+/// mean ||z_e - sg(z_q)||^2. The codebook gets no gradient: the M-step
+/// ([`EmaCodebook::update_samples`]) moves it. `indices` holds the most probable code of each
+/// row; `samples` (`[N*m]`) is returned for the M-step.
 pub struct SoftQuantized {
     pub q: Quantized,
-    pub log_probs: Vec<f32>,
     pub samples: Vec<u32>,
 }
 
@@ -160,30 +151,25 @@ pub fn soft_quantize(
     rng: &mut impl Rng,
 ) -> SoftQuantized {
     let [n, d] = z_e.dims();
-    let k = e.dims()[0];
     let device = z_e.device();
     let e = e.detach();
-    let lp = soft_log_probs(z_e.clone().detach(), e.clone(), tau);
-    let log_probs: Vec<f32> = lp.into_data().try_into_vec_as::<f32>().expect("f32 data");
-    let samples = sample_codes(&log_probs, k, m, rng);
-    let idx = Tensor::<1, Int>::from_data(
-        burn::tensor::TensorData::new(
-            samples.iter().map(|&s| s as i64).collect::<Vec<_>>(),
-            [n * m],
-        ),
-        &device,
+    let (zv, ev) = (host_vec(z_e.clone().detach()), host_vec(e.clone()));
+    let s = assign::soft_assign(
+        &zv,
+        &Codebook::new(&ev, d),
+        &SoftOptions {
+            tau,
+            samples: m,
+            seed: rng.next_u64(),
+            log_r: None,
+        },
     );
     let z_q = e
-        .clone()
-        .select(0, idx)
+        .select(0, index_tensor(&s.samples, &device))
         .reshape([n, m, d])
         .mean_dim(1)
         .reshape([n, d]);
-    let best = argmax_rows(&log_probs, k);
-    let indices = Tensor::<1, Int>::from_data(
-        burn::tensor::TensorData::new(best.iter().map(|&s| s as i64).collect::<Vec<_>>(), [n]),
-        &device,
-    );
+    let indices = index_tensor(&s.argmax, &device);
     let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
     let commitment_loss = (z_e.clone() - z_q.clone()).square().mean();
     let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
@@ -195,8 +181,7 @@ pub fn soft_quantize(
             codebook_loss,
             commitment_loss,
         },
-        log_probs,
-        samples,
+        samples: s.samples,
     }
 }
 
@@ -270,19 +255,7 @@ impl EmaCodebook {
     /// its code's expected count and adds z_i / m to its expected sum. `z` is `[N*D]`,
     /// `samples` is `[N*m]`. Returns the new codebook `[K*D]`.
     pub fn update_samples(&mut self, z: &[f32], samples: &[u32], m: usize) -> Vec<f32> {
-        let (k, d) = (self.k, self.d);
-        let w = 1.0 / m as f64;
-        let mut counts = vec![0.0f64; k];
-        let mut sums = vec![0.0f64; k * d];
-        for (row, s) in z.chunks_exact(d).zip(samples.chunks_exact(m)) {
-            for &c in s {
-                let c = c as usize;
-                counts[c] += w;
-                for (acc, &v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
-                    *acc += w * v as f64;
-                }
-            }
-        }
+        let (counts, sums) = sample_statistics(z, samples, m, self.k, self.d);
         self.apply(&counts, &sums)
     }
 
@@ -335,6 +308,31 @@ impl EmaCodebook {
             *h = x as f64 * db;
         }
     }
+}
+
+/// The soft-EM M-step's statistics from Monte-Carlo samples: expected counts `[K]` and sums
+/// `[K*D]`, each of the m samples of row i counting 1/m towards its code and adding z_i / m to
+/// its sum. `z` is `[N*D]`, `samples` is `[N*m]`.
+pub fn sample_statistics(
+    z: &[f32],
+    samples: &[u32],
+    m: usize,
+    k: usize,
+    d: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let w = 1.0 / m as f64;
+    let mut counts = vec![0.0f64; k];
+    let mut sums = vec![0.0f64; k * d];
+    for (row, s) in z.chunks_exact(d).zip(samples.chunks_exact(m)) {
+        for &c in s {
+            let c = c as usize;
+            counts[c] += w;
+            for (acc, &v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+                *acc += w * v as f64;
+            }
+        }
+    }
+    (counts, sums)
 }
 
 /// Squared distance between two rows.
@@ -698,26 +696,6 @@ mod tests {
         }
         assert!(t.dead(4).is_empty());
         assert!(DeadCodeTracker::new(3, 0, 0).dead(100).is_empty());
-    }
-
-    #[test]
-    fn soft_samples_follow_p_chi_square() {
-        let p = [0.05f64, 0.1, 0.15, 0.3, 0.4];
-        let lp: Vec<f32> = p.iter().map(|q| q.ln() as f32).collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(2024);
-        let n = 20000;
-        let s = sample_codes(&lp, 5, n, &mut rng);
-        let mut counts = [0f64; 5];
-        for &c in &s {
-            counts[c as usize] += 1.0;
-        }
-        let chi2: f64 = counts
-            .iter()
-            .zip(&p)
-            .map(|(o, q)| (o - q * n as f64).powi(2) / (q * n as f64))
-            .sum();
-        // 4 degrees of freedom: P(chi2 > 18.47) = 0.001.
-        assert!(chi2 < 18.47, "chi-square {chi2} for counts {counts:?}");
     }
 
     #[test]

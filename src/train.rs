@@ -25,9 +25,9 @@ use crate::data::{self, DataSpec, Dataset, ImageSet};
 use crate::error::{InputError, NonFiniteError};
 use crate::info::{CodeHistogram, InfoAccumulator, InfoSummary, gaussian_nll, objectives};
 use crate::model::{VqVae, from_vectors, to_vectors};
+use crate::assign::{Codebook, SoftOptions, soft_assign};
 use crate::quantizer::{
-    DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize, rate_terms, soft_log_probs,
-    soft_quantize,
+    DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize, rate_terms, soft_quantize,
 };
 use crate::report::{MetricsLog, Record, table, write_grid};
 
@@ -120,8 +120,8 @@ pub struct Forward {
     pub x_hat: Tensor<4>,
     pub z_e: Tensor<2>,
     pub q: Quantized,
-    /// Soft EM: log p(z|i) (`[N*K]`) and the Monte-Carlo samples (`[N*m]`).
-    pub soft: Option<(Vec<f32>, Vec<u32>)>,
+    /// Soft EM: the Monte-Carlo samples (`[N*m]`).
+    pub soft: Option<Vec<u32>>,
     /// mean (x_hat - x)^2.
     pub recon: Tensor<1>,
 }
@@ -140,7 +140,7 @@ pub fn forward(cfg: &RunConfig, model: &VqVae, x: Tensor<4>, rng: &mut StdRng) -
                 cfg.samples,
                 rng,
             );
-            (s.q, Some((s.log_probs, s.samples)))
+            (s.q, Some(s.samples))
         }
         _ => (quantize(z_e.clone(), model.codebook.val()), None),
     };
@@ -261,8 +261,9 @@ pub fn evaluate(
         .into_iter()
         .map(|v| v as f64)
         .collect();
+    let codebook = model.codebook_values();
     let mut assigned = InfoAccumulator::new(log_r.clone());
-    let mut soft = InfoAccumulator::new(log_r);
+    let mut soft = InfoAccumulator::new(log_r.clone());
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
     let (mut sse, mut cb, mut cm, mut px, mut vecs) = (0.0f64, 0.0f64, 0.0f64, 0usize, 0usize);
     let idx: Vec<usize> = (0..set.n).collect();
@@ -280,19 +281,28 @@ pub fn evaluate(
         cm += scalars[2] as f64 * n_vec as f64;
         px += n_px;
         vecs += n_vec;
-        let lp = match f.soft {
-            Some((lp, _)) => lp,
-            None => host_f32(soft_log_probs(
-                f.z_e.clone(),
-                model.codebook.val(),
-                cfg.temperature,
-            )),
-        };
-        match cfg.quantizer {
-            QuantizerKind::SoftEm => assigned.add_log_probs(&lp),
-            _ => assigned.add_hard(&host_u32(f.q.indices)),
+        // The soft posterior of every model, by the fused kernel: never N x K at once.
+        let zv = host_f32(f.z_e.clone());
+        let part = soft_assign(
+            &zv,
+            &Codebook::new(&codebook, model.d()),
+            &SoftOptions {
+                tau: cfg.temperature,
+                samples: 0,
+                seed: 0,
+                log_r: Some(&log_r),
+            },
+        )
+        .info
+        .expect("asked for the information quantities");
+        soft.merge(&part);
+        if cfg.quantizer != QuantizerKind::SoftEm {
+            assigned.add_hard(&host_u32(f.q.indices));
         }
-        soft.add_log_probs(&lp);
+    }
+    // Soft EM's own posterior is the soft one.
+    if cfg.quantizer == QuantizerKind::SoftEm {
+        assigned = soft.clone();
     }
     let mse = sse / px.max(1) as f64;
     if !mse.is_finite() {
@@ -637,6 +647,78 @@ pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
     ]
 }
 
+/// What one optimizer step reports.
+pub struct StepOutput {
+    /// loss, recon, codebook, commitment, and the rate term when there is one.
+    pub scalars: Vec<f32>,
+    /// The assigned (most probable) code of each latent vector of the batch.
+    pub indices: Vec<u32>,
+}
+
+/// One optimizer step on the batch `x` (step number `step`, from 1): forward, loss, backward,
+/// Adam, then the codebook updates outside the gradient step (EMA / soft-EM M-step, dead-code
+/// restarts). A non-finite loss leaves the model untouched and returns the scalars as the error.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step(
+    cfg: &RunConfig,
+    model: &mut VqVae,
+    optim: &mut ModuleOptimizer,
+    ema: Option<&mut EmaCodebook>,
+    dead_codes: Option<&mut DeadCodeTracker>,
+    x: Tensor<4>,
+    step: u64,
+    device: &Device,
+) -> Result<StepOutput, Vec<f32>> {
+    let mut ema = ema;
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let f = forward(cfg, model, x, &mut rng);
+    let Loss { total: l, rate } = loss(cfg, model, &f);
+    let mut parts = vec![
+        l.clone().detach(),
+        f.recon.clone().detach(),
+        f.q.codebook_loss.clone().detach(),
+        f.q.commitment_loss.clone().detach(),
+    ];
+    if let Some(rt) = &rate {
+        parts.push(rt.clone().detach());
+    }
+    let scalars = host_f32(Tensor::cat(parts, 0));
+    if scalars.iter().any(|v| !v.is_finite()) {
+        return Err(scalars);
+    }
+    let indices = host_u32(f.q.indices.clone());
+    let need_z = ema.is_some() || dead_codes.is_some();
+    let z_host = if need_z {
+        host_f32(f.z_e.clone().detach())
+    } else {
+        Vec::new()
+    };
+
+    let grads = GradientsParams::from_grads(l.backward(), &*model);
+    *model = optim.step(cfg.lr, model.clone(), grads);
+
+    // Codebook state updates outside the gradient step.
+    let mut codebook: Option<Vec<f32>> = None;
+    if let Some(e) = ema.as_deref_mut() {
+        codebook = Some(match &f.soft {
+            Some(samples) => e.update_samples(&z_host, samples, cfg.samples),
+            None => e.update(&z_host, &indices),
+        });
+    }
+    if let Some(t) = dead_codes {
+        t.observe(&indices, step);
+        if !t.dead(step).is_empty() {
+            let mut cb = codebook.take().unwrap_or_else(|| model.codebook_values());
+            t.restart(step, &mut cb, &z_host, cfg.code_dim, ema, &mut rng);
+            codebook = Some(cb);
+        }
+    }
+    if let Some(cb) = codebook {
+        model.set_codebook(cb, device);
+    }
+    Ok(StepOutput { scalars, indices })
+}
+
 fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
     let n = r.data.train.n;
     let bs = r.cfg.batch_size;
@@ -695,75 +777,37 @@ fn run_loop(mut r: Run, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
             }
 
             let step = r.state.step + 1;
-            let mut rng =
-                StdRng::seed_from_u64(r.cfg.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let f = forward(&r.cfg, &r.model, x, &mut rng);
-            let Loss { total: l, rate } = loss(&r.cfg, &r.model, &f);
-            let mut parts = vec![
-                l.clone().detach(),
-                f.recon.clone().detach(),
-                f.q.codebook_loss.clone().detach(),
-                f.q.commitment_loss.clone().detach(),
-            ];
-            if let Some(rt) = &rate {
-                parts.push(rt.clone().detach());
-            }
-            let scalars = host_f32(Tensor::cat(parts, 0));
-            if scalars.iter().any(|v| !v.is_finite()) {
-                bar.abandon();
-                return Err(NonFiniteError {
-                    step,
-                    detail: format!(
-                        "loss={} recon={} codebook={} commitment={}; training stopped, the last good checkpoint is {}",
-                        scalars[0],
-                        scalars[1],
-                        scalars[2],
-                        scalars[3],
-                        last_ckpt
-                            .as_ref()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_else(|| "none (no checkpoint saved yet)".into())
-                    ),
-                }
-                .into());
-            }
-            let indices = host_u32(f.q.indices.clone());
-            let need_z = r.ema.is_some() || r.state.dead_codes.is_some();
-            let z_host = if need_z {
-                host_f32(f.z_e.clone().detach())
-            } else {
-                Vec::new()
-            };
-
-            let grads = GradientsParams::from_grads(l.backward(), &r.model);
-            r.model = r.optim.step(r.cfg.lr, r.model.clone(), grads);
-
-            // Codebook state updates outside the gradient step.
-            let mut codebook: Option<Vec<f32>> = None;
-            if let Some(e) = r.ema.as_mut() {
-                codebook = Some(match &f.soft {
-                    Some((_, samples)) => e.update_samples(&z_host, samples, r.cfg.samples),
-                    None => e.update(&z_host, &indices),
-                });
-            }
-            if let Some(t) = r.state.dead_codes.as_mut() {
-                t.observe(&indices, step);
-                if !t.dead(step).is_empty() {
-                    let mut cb = codebook.take().unwrap_or_else(|| r.model.codebook_values());
-                    t.restart(
+            let out = train_step(
+                &r.cfg,
+                &mut r.model,
+                &mut r.optim,
+                r.ema.as_mut(),
+                r.state.dead_codes.as_mut(),
+                x,
+                step,
+                &r.device,
+            );
+            let (scalars, indices) = match out {
+                Ok(o) => (o.scalars, o.indices),
+                Err(scalars) => {
+                    bar.abandon();
+                    return Err(NonFiniteError {
                         step,
-                        &mut cb,
-                        &z_host,
-                        r.cfg.code_dim,
-                        r.ema.as_mut(),
-                        &mut rng,
-                    );
-                    codebook = Some(cb);
+                        detail: format!(
+                            "loss={} recon={} codebook={} commitment={}; training stopped, the last good checkpoint is {}",
+                            scalars[0],
+                            scalars[1],
+                            scalars[2],
+                            scalars[3],
+                            last_ckpt
+                                .as_ref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_else(|| "none (no checkpoint saved yet)".into())
+                        ),
+                    }
+                    .into());
                 }
-            }
-            if let Some(cb) = codebook {
-                r.model.set_codebook(cb, &r.device);
-            }
+            };
 
             r.state.step = step;
             r.state.batch_in_epoch += 1;

@@ -1,0 +1,270 @@
+//! Benchmark workloads, shared by `cargo bench` (criterion, `benches/`) and `vqib bench` (one case
+//! a process, so that `bench/compare` can read its peak memory beside the PyTorch reference's).
+//!
+//! Cases, with their analytic flop counts (multiply-add = 2 flops):
+//! * `assign`: hard assignment of N vectors to K codewords (distances, argmin, gather of z_q):
+//!   2 N K D.
+//! * `estep`: the soft-EM E-step (log-softmax over K, m samples a vector) and the expected counts
+//!   and sums its M-step averages: 2 N K D.
+//! * `train`: one optimizer step (forward, backward, Adam, EMA / M-step) of the model on a batch:
+//!   3x the forward convolutions (the backward pass costs two forwards), plus 3x 2 N K D for the
+//!   distances.
+//! * `eval`: inference and the information quantities over a set of images: the forward
+//!   convolutions plus 2 N K D twice (assignment and the soft posterior).
+
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::assign::{self, Codebook, SoftOptions};
+use crate::config::{QuantizerKind, RunConfig};
+use crate::data::ImageSet;
+use crate::model::VqVae;
+use crate::quantizer::{EmaCodebook, sample_statistics};
+use crate::train;
+
+/// Latent vectors in the bottleneck cases: a batch of 128 images with 8x8 latents.
+pub const N_VECTORS: usize = 8192;
+/// Code dimension in the bottleneck cases.
+pub const CODE_DIM: usize = 64;
+/// Samples a vector in the E-step case (the CLI's default `--samples`).
+pub const SAMPLES: usize = 10;
+
+/// `n` values drawn from N(0, 1) (Box-Muller), deterministic in `seed`.
+pub fn normal(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let (u, v): (f64, f64) = (rng.gen_range(1e-12..1.0), rng.r#gen());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect()
+}
+
+/// Hard assignment: the nearest code of each row of `z` and the gathered codewords z_q.
+pub fn assign_case(z: &[f32], cb: &Codebook) -> (Vec<u32>, Vec<f32>) {
+    let idx = assign::nearest(z, cb);
+    let d = cb.d;
+    let mut zq = Vec::with_capacity(z.len());
+    for &j in &idx {
+        zq.extend_from_slice(&cb.e[j as usize * d..(j as usize + 1) * d]);
+    }
+    (idx, zq)
+}
+
+/// The soft-EM E-step and the expected counts `[K]` and sums `[K*D]` of its samples.
+pub fn estep_case(z: &[f32], cb: &Codebook, m: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let s = assign::soft_assign(
+        z,
+        cb,
+        &SoftOptions {
+            tau: 1.0,
+            samples: m,
+            seed,
+            log_r: None,
+        },
+    );
+    sample_statistics(z, &s.samples, m, cb.k, cb.d)
+}
+
+/// The two architectures benchmarked: MNIST-sized and CIFAR-10-sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelCase {
+    /// 28x28x1, hidden 128, K 512, D 64 (the CLI's MNIST defaults).
+    Mnist,
+    /// 32x32x3, hidden 256, K 512, D 64 (the CLI's CIFAR-10 defaults).
+    Cifar,
+}
+
+impl ModelCase {
+    /// (channels, height, width, hidden).
+    pub fn shape(self) -> (usize, usize, usize, usize) {
+        match self {
+            ModelCase::Mnist => (1, 28, 28, 128),
+            ModelCase::Cifar => (3, 32, 32, 256),
+        }
+    }
+
+    /// Forward flops of the convolutions for one image (see [`crate::model`] for the layers).
+    pub fn forward_flops(self, d: usize) -> f64 {
+        let (c, h, w, hid) = self.shape();
+        let (h2, w2, h4, w4) = ((h / 2) as f64, (w / 2) as f64, (h / 4) as f64, (w / 4) as f64);
+        let (c, hid, d) = (c as f64, hid as f64, d as f64);
+        let conv = |pixels: f64, cin: f64, cout: f64, taps: f64| 2.0 * pixels * cin * cout * taps;
+        let res = 2.0 * (conv(h4 * w4, hid, hid, 9.0) + conv(h4 * w4, hid, hid, 1.0));
+        let encoder = conv(h2 * w2, c, hid, 16.0)
+            + conv(h4 * w4, hid, hid, 16.0)
+            + res
+            + conv(h4 * w4, hid, d, 1.0);
+        // A transposed conv does the work of the conv it transposes (counted on its input grid).
+        let decoder = conv(h4 * w4, d, hid, 9.0)
+            + res
+            + conv(h4 * w4, hid, hid, 16.0)
+            + conv(h2 * w2, hid, c, 16.0);
+        encoder + decoder
+    }
+
+    /// Latent vectors an image.
+    pub fn latents(self) -> usize {
+        let (_, h, w, _) = self.shape();
+        (h / 4) * (w / 4)
+    }
+
+    /// The run configuration of the case.
+    pub fn config(self, quantizer: QuantizerKind, batch: usize) -> RunConfig {
+        let (_, _, _, hidden) = self.shape();
+        RunConfig {
+            quantizer,
+            hidden,
+            codebook_size: 512,
+            code_dim: CODE_DIM,
+            batch_size: batch,
+            ema_decay: if quantizer == QuantizerKind::SoftEm {
+                0.999
+            } else {
+                0.99
+            },
+            ..Default::default()
+        }
+    }
+
+    /// `n` random images of the case's shape.
+    pub fn images(self, n: usize, seed: u64) -> ImageSet {
+        let (c, h, w, _) = self.shape();
+        let mut rng = StdRng::seed_from_u64(seed);
+        ImageSet {
+            pixels: (0..n * c * h * w).map(|_| rng.r#gen()).collect(),
+            labels: None,
+            n,
+            channels: c,
+            height: h,
+            width: w,
+        }
+    }
+}
+
+/// Flops of one training step on `batch` images.
+pub fn train_flops(case: ModelCase, batch: usize, k: usize, d: usize) -> f64 {
+    let n = (batch * case.latents()) as f64;
+    3.0 * (batch as f64 * case.forward_flops(d) + 2.0 * n * k as f64 * d as f64)
+}
+
+/// Flops of evaluating `images` images.
+pub fn eval_flops(case: ModelCase, images: usize, k: usize, d: usize) -> f64 {
+    let n = (images * case.latents()) as f64;
+    images as f64 * case.forward_flops(d) + 2.0 * (2.0 * n * k as f64 * d as f64)
+}
+
+/// A model, its optimizer and one batch, stepped as the training loop steps them.
+pub struct TrainBench {
+    pub cfg: RunConfig,
+    model: VqVae,
+    optim: ModuleOptimizer,
+    ema: Option<EmaCodebook>,
+    x: Tensor<4>,
+    device: Device,
+    step: u64,
+}
+
+impl TrainBench {
+    /// `device` is the autodiff device the model trains on.
+    pub fn new(case: ModelCase, quantizer: QuantizerKind, batch: usize, device: &Device) -> Self {
+        let cfg = case.config(quantizer, batch);
+        let (c, h, w, _) = case.shape();
+        let model = train::new_model(&cfg, c, device);
+        let ema = (quantizer != QuantizerKind::Vq)
+            .then(|| EmaCodebook::new(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, 1e-5));
+        let set = case.images(batch, 7);
+        let idx: Vec<usize> = (0..batch).collect();
+        let x = Tensor::from_data(TensorData::new(set.batch_f32(&idx), [batch, c, h, w]), device);
+        Self {
+            cfg,
+            model,
+            optim: AdamConfig::new().with_epsilon(1e-8).init(),
+            ema,
+            x,
+            device: device.clone(),
+            step: 0,
+        }
+    }
+
+    /// One optimizer step; returns the loss.
+    pub fn step(&mut self) -> f32 {
+        self.step += 1;
+        let out = train::train_step(
+            &self.cfg,
+            &mut self.model,
+            &mut self.optim,
+            self.ema.as_mut(),
+            None,
+            self.x.clone(),
+            self.step,
+            &self.device,
+        );
+        match out {
+            Ok(o) => o.scalars[0],
+            Err(s) => panic!("benchmark loss became non-finite: {s:?}"),
+        }
+    }
+}
+
+/// A model and a set of images to evaluate.
+pub struct EvalBench {
+    pub cfg: RunConfig,
+    model: VqVae,
+    set: ImageSet,
+    device: Device,
+}
+
+impl EvalBench {
+    pub fn new(case: ModelCase, quantizer: QuantizerKind, images: usize, device: &Device) -> Self {
+        let cfg = case.config(quantizer, 128);
+        let (c, _, _, _) = case.shape();
+        Self {
+            model: train::new_model(&cfg, c, device),
+            cfg,
+            set: case.images(images, 8),
+            device: device.clone(),
+        }
+    }
+
+    /// One evaluation of the whole set; returns its MSE.
+    pub fn run(&self) -> f64 {
+        train::evaluate(&self.cfg, &self.model, &self.set, 256, &self.device)
+            .expect("evaluation")
+            .mse
+    }
+
+    pub fn images(&self) -> usize {
+        self.set.n
+    }
+}
+
+/// Resident set size of this process and its high-water mark, MiB (Linux; zeros elsewhere).
+pub fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Runs `f` `warmup` times, then `iters` times; returns the mean seconds a run.
+pub fn time_it(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let t = Instant::now();
+    for _ in 0..iters.max(1) {
+        f();
+    }
+    t.elapsed().as_secs_f64() / iters.max(1) as f64
+}
