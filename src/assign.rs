@@ -188,6 +188,7 @@ pub struct SoftAssignment {
 /// Per-worker state of [`soft_assign`].
 struct SoftWorker {
     tile: Vec<f32>,
+    blocks: Vec<f64>,
     uniforms: Vec<f64>,
     info: Option<InfoAccumulator>,
 }
@@ -219,6 +220,7 @@ pub fn soft_assign_tiled(
     let scale = (1.0 / opts.tau) as f32;
     let new_worker = || SoftWorker {
         tile: vec![0.0; rows * k],
+        blocks: Vec::with_capacity(k.div_ceil(BLOCK)),
         uniforms: vec![0.0; m],
         info: opts.log_r.map(|lr| InfoAccumulator::new(lr.to_vec())),
     };
@@ -232,12 +234,19 @@ pub fn soft_assign_tiled(
             dot_tile(zb, r, cb, 0, k, &mut w.tile);
             for i in 0..r {
                 let row = &mut w.tile[i * k..(i + 1) * k];
-                let st = row_softmax(row, &cb.e2, scale);
+                let st = row_softmax(row, &cb.e2, scale, &mut w.blocks);
                 ab[i] = st.argmax as u32;
                 let global = (block * rows + i) as u64;
                 if m > 0 {
                     let mut rng = SplitMix64::new(opts.seed, global);
-                    draw_sorted(row, st.sum, &mut rng, &mut w.uniforms, &mut sb[i * m..(i + 1) * m]);
+                    draw_sorted(
+                        row,
+                        &w.blocks,
+                        st.sum,
+                        &mut rng,
+                        &mut w.uniforms,
+                        &mut sb[i * m..(i + 1) * m],
+                    );
                 }
                 if let Some(acc) = w.info.as_mut() {
                     // H(p(.|i)) = log S - sum_j q_j b_j with b = a - max a, q = exp(b) / S.
@@ -276,23 +285,28 @@ struct RowStats {
 
 /// Turns the dot products `g` of one row into the weights exp(a_j - max a), a_j = (2 g_j -
 /// ||e_j||^2) * scale, in place.
-fn row_softmax(g: &mut [f32], e2: &[f32], scale: f32) -> RowStats {
+fn row_softmax(g: &mut [f32], e2: &[f32], scale: f32, blocks: &mut Vec<f64>) -> RowStats {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { row_softmax_avx2(g, e2, scale) };
+        return unsafe { row_softmax_avx2(g, e2, scale, blocks) };
     }
-    row_softmax_generic(g, e2, scale)
+    row_softmax_generic(g, e2, scale, blocks)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn row_softmax_avx2(g: &mut [f32], e2: &[f32], scale: f32) -> RowStats {
-    row_softmax_generic(g, e2, scale)
+fn row_softmax_avx2(g: &mut [f32], e2: &[f32], scale: f32, blocks: &mut Vec<f64>) -> RowStats {
+    row_softmax_generic(g, e2, scale, blocks)
 }
 
 #[inline(always)]
-fn row_softmax_generic(g: &mut [f32], e2: &[f32], scale: f32) -> RowStats {
+fn row_softmax_generic(
+    g: &mut [f32],
+    e2: &[f32],
+    scale: f32,
+    blocks: &mut Vec<f64>,
+) -> RowStats {
     // Pass 1: a_j and its maximum.
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut gc = g.chunks_exact_mut(8);
@@ -310,28 +324,40 @@ fn row_softmax_generic(g: &mut [f32], e2: &[f32], scale: f32) -> RowStats {
         max = max.max(*gv);
     }
     let argmax = g.iter().position(|&v| v == max).unwrap_or(0);
-    // Pass 2: b = a - max, w = exp(b), S = sum w, sum w b.
-    let (mut s, mut sb) = ([0.0f32; 8], [0.0f32; 8]);
-    let mut gc = g.chunks_exact_mut(8);
-    for gs in &mut gc {
-        for l in 0..8 {
-            let b = gs[l] - max;
-            let w = exp_nonpositive(b);
-            gs[l] = w;
-            s[l] += w;
-            sb[l] += w * b;
-        }
-    }
+    // Pass 2: b = a - max, w = exp(b), the sums of w over blocks of BLOCK codes (for the
+    // sampler), S = sum w, and sum w b.
+    blocks.clear();
     let (mut sum, mut pb) = (0.0f64, 0.0f64);
-    for gv in gc.into_remainder() {
-        let b = *gv - max;
-        let w = exp_nonpositive(b);
-        *gv = w;
-        sum += w as f64;
-        pb += (w * b) as f64;
+    let mut bc = g.chunks_exact_mut(BLOCK);
+    for blk in &mut bc {
+        let (mut s, mut sb) = ([0.0f32; 8], [0.0f32; 8]);
+        for gs in blk.chunks_exact_mut(8) {
+            for l in 0..8 {
+                let b = gs[l] - max;
+                let w = exp_nonpositive(b);
+                gs[l] = w;
+                s[l] += w;
+                sb[l] += w * b;
+            }
+        }
+        let bs: f32 = s.iter().sum();
+        blocks.push(bs as f64);
+        sum += bs as f64;
+        pb += sb.iter().sum::<f32>() as f64;
     }
-    sum += s.iter().map(|&v| v as f64).sum::<f64>();
-    pb += sb.iter().map(|&v| v as f64).sum::<f64>();
+    let rest = bc.into_remainder();
+    if !rest.is_empty() {
+        let mut bs = 0.0f64;
+        for gv in rest {
+            let b = *gv - max;
+            let w = exp_nonpositive(b);
+            *gv = w;
+            bs += w as f64;
+            pb += (w * b) as f64;
+        }
+        blocks.push(bs);
+        sum += bs;
+    }
     RowStats { sum, pb, argmax }
 }
 
@@ -358,28 +384,54 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     f32::from_bits(e as u32) * p
 }
 
-/// Draws `out.len()` codes from the weights `w` (total `sum`): sorted uniforms on [0, sum), one
-/// scan of the running sum. A uniform that rounding puts past the last weight takes the last
-/// code of positive weight.
-fn draw_sorted(w: &[f32], sum: f64, rng: &mut SplitMix64, u: &mut [f64], out: &mut [u32]) {
+/// Codes a block of the sampler's running sums.
+const BLOCK: usize = 64;
+
+/// Draws `out.len()` codes from the weights `w` (total `sum`, block sums `blocks` over runs of
+/// [`BLOCK`] codes): sorted uniforms on [0, sum), one scan over the block sums, and a scan inside
+/// the blocks that a uniform falls in. A uniform that rounding puts past the weights of its block
+/// takes the block's last code of positive weight (the row's, past the last block).
+fn draw_sorted(
+    w: &[f32],
+    blocks: &[f64],
+    sum: f64,
+    rng: &mut SplitMix64,
+    u: &mut [f64],
+    out: &mut [u32],
+) {
     for v in u.iter_mut() {
         *v = rng.next_f64() * sum;
     }
     u.sort_unstable_by(f64::total_cmp);
-    let (mut t, mut acc, mut last) = (0usize, 0.0f64, 0usize);
-    for (j, &wj) in w.iter().enumerate() {
-        if wj <= 0.0 {
-            continue;
-        }
-        last = j;
-        acc += wj as f64;
-        while t < u.len() && u[t] < acc {
-            out[t] = j as u32;
-            t += 1;
-        }
+    let (mut t, mut base, mut last) = (0usize, 0.0f64, 0usize);
+    for (b, &bs) in blocks.iter().enumerate() {
         if t == u.len() {
             return;
         }
+        let j0 = b * BLOCK;
+        let ws = &w[j0..(j0 + BLOCK).min(w.len())];
+        let end = base + bs;
+        if bs > 0.0 && u[t] < end {
+            let mut acc = base;
+            for (j, &wj) in ws.iter().enumerate() {
+                if wj <= 0.0 {
+                    continue;
+                }
+                last = j0 + j;
+                acc += wj as f64;
+                while t < u.len() && u[t] < acc {
+                    out[t] = last as u32;
+                    t += 1;
+                }
+            }
+            while t < u.len() && u[t] < end {
+                out[t] = last as u32;
+                t += 1;
+            }
+        } else if bs > 0.0 {
+            last = j0 + ws.iter().rposition(|&x| x > 0.0).unwrap_or(0);
+        }
+        base = end;
     }
     out[t..].fill(last as u32);
 }
