@@ -1,0 +1,97 @@
+"""Runs every benchmark case for vqib (`vqib bench`) and the PyTorch reference
+(bench/reference/vqvae.py), one process a case and side, and prints a Markdown table. Called by
+bench/compare, which installs torch and builds vqib first."""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (name, arguments common to both sides, timed runs, full / quick)
+CPU_CASES = [
+    *[(f"assign K={k}", ["--case", "assign", "--k", str(k)], (10, 3) if k < 65536 else (3, 1))
+      for k in (512, 8192, 65536)],
+    *[(f"estep K={k}", ["--case", "estep", "--k", str(k)], (10, 3) if k < 65536 else (3, 1))
+      for k in (512, 8192, 65536)],
+    *[(f"train {m} {q}", ["--case", "train", "--model", m, "--quantizer", q], (5, 2))
+      for m in ("mnist", "cifar") for q in ("vq", "vq-ema", "soft-em")],
+    *[(f"eval {m} vq", ["--case", "eval", "--model", m, "--batch", "1024"], (3, 1))
+      for m in ("mnist", "cifar")],
+]
+
+
+def run(cmd, env):
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine():
+    model, flags = "?", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "?":
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = "+".join(x for x in ("avx2", "fma", "avx512f") if x in flags) or platform.machine()
+    return f"{model}, {os.cpu_count()} logical CPUs, {isa}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vqib", required=True)
+    ap.add_argument("--python", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--gpu", action="store_true",
+                    help="vqib --device wgpu against PyTorch --device cuda (train, eval)")
+    ap.add_argument("--json", help="also write the raw results here")
+    a = ap.parse_args()
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    cases = [c for c in CPU_CASES if a.only in c[0]]
+    if a.gpu:
+        cases = [c for c in cases if c[1][1] in ("train", "eval")]
+    ref = os.path.join(HERE, "reference", "vqvae.py")
+    rows, raw = [], []
+    for name, args, (full, quick) in cases:
+        iters = str(quick if a.quick else full)
+        common = args + ["--iters", iters, "--warmup", "1"]
+        v_dev = ["--device", "wgpu"] if a.gpu else []
+        p_dev = ["--device", "cuda"] if a.gpu else []
+        v = run([a.vqib, "bench"] + common + v_dev, env)
+        p = run([a.python, ref, "--threads", str(a.threads)] + common + p_dev, env)
+        raw.append({"case": name, "vqib": v, "pytorch": p})
+        ratio = v["items_per_s"] / p["items_per_s"]
+        rows.append((name, v["unit"], v["items_per_s"], p["items_per_s"], ratio, v["gflops"],
+                     p["gflops"], v["peak_rss_mib"], p["peak_rss_mib"],
+                     v["peak_rss_mib"] - v["base_rss_mib"], p["peak_rss_mib"] - p["base_rss_mib"]))
+        print(f"{name}: vqib {v['items_per_s']:.1f}, pytorch {p['items_per_s']:.1f} "
+              f"{v['unit']}/s, ratio {ratio:.2f}", file=sys.stderr)
+    torch_impl = raw[0]["pytorch"]["impl"] if raw else "pytorch"
+    print(f"Measured {datetime.date.today()} on {machine()}; {a.threads} threads a side"
+          f"{' (GPU: vqib wgpu, PyTorch CUDA)' if a.gpu else ''}; {torch_impl}.\n")
+    print("| case | unit | vqib /s | PyTorch /s | vqib / PyTorch | vqib GFLOP/s "
+          "| PyTorch GFLOP/s | vqib peak MiB | PyTorch peak MiB | vqib MiB over start "
+          "| PyTorch MiB over start |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]:.0f} | {r[3]:.0f} | {r[4]:.2f}x | {r[5]:.1f} | "
+              f"{r[6]:.1f} | {r[7]:.0f} | {r[8]:.0f} | {r[9]:.0f} | {r[10]:.0f} |")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(raw, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

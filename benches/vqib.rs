@@ -1,0 +1,85 @@
+//! `cargo bench --features wgpu` (or without the feature): criterion benchmarks of the bottleneck
+//! kernels, one training step of both architectures, and evaluation. For the side-by-side
+//! comparison with PyTorch, with memory, see `bench/compare`.
+//!
+//! Groups: `assign/K` and `estep/K` (N = 8192 vectors, D = 64, K in {512, 8192, 65536}),
+//! `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), and, with the `wgpu` feature
+//! and a usable adapter, `train-wgpu/mnist-vq`.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+use vqib::assign::Codebook;
+use vqib::bench::{self, CODE_DIM, ModelCase, N_VECTORS, SAMPLES};
+use vqib::config::{DeviceKind, QuantizerKind};
+use vqib::train;
+
+fn bottleneck(c: &mut Criterion) {
+    let z = bench::normal(N_VECTORS * CODE_DIM, 1);
+    for (name, is_assign) in [("assign", true), ("estep", false)] {
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Elements(N_VECTORS as u64));
+        for k in [512usize, 8192, 65536] {
+            let e = bench::normal(k * CODE_DIM, 2);
+            let cb = Codebook::new(&e, CODE_DIM);
+            if k == 65536 {
+                g.sample_size(10).measurement_time(Duration::from_secs(15));
+            } else {
+                g.sample_size(20).measurement_time(Duration::from_secs(5));
+            }
+            g.bench_with_input(BenchmarkId::from_parameter(k), &k, |b, _| {
+                let mut seed = 0;
+                b.iter(|| {
+                    if is_assign {
+                        black_box(bench::assign_case(&z, &cb));
+                    } else {
+                        seed += 1;
+                        black_box(bench::estep_case(&z, &cb, SAMPLES, seed));
+                    }
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+fn training(c: &mut Criterion) {
+    let dev = train::device(DeviceKind::Cpu).unwrap().autodiff();
+    let mut g = c.benchmark_group("train");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(128));
+    for model in [ModelCase::Mnist, ModelCase::Cifar] {
+        for q in [QuantizerKind::Vq, QuantizerKind::VqEma, QuantizerKind::SoftEm] {
+            let mut t = bench::TrainBench::new(model, q, 128, &dev);
+            let id = format!("{model:?}-{q:?}").to_lowercase();
+            g.bench_function(id, |b| b.iter(|| black_box(t.step())));
+        }
+    }
+    g.finish();
+    #[cfg(feature = "wgpu")]
+    if let Ok(wdev) = train::device(DeviceKind::Wgpu) {
+        let mut g = c.benchmark_group("train-wgpu");
+        g.sample_size(10).measurement_time(Duration::from_secs(20));
+        g.throughput(Throughput::Elements(128));
+        let mut t = bench::TrainBench::new(ModelCase::Mnist, QuantizerKind::Vq, 128, &wdev.autodiff());
+        g.bench_function("mnist-vq", |b| b.iter(|| black_box(t.step())));
+        g.finish();
+    }
+}
+
+fn evaluation(c: &mut Criterion) {
+    let dev = train::device(DeviceKind::Cpu).unwrap();
+    let mut g = c.benchmark_group("eval");
+    g.sample_size(10).measurement_time(Duration::from_secs(20));
+    for model in [ModelCase::Mnist, ModelCase::Cifar] {
+        let t = bench::EvalBench::new(model, QuantizerKind::Vq, 1024, &dev);
+        g.throughput(Throughput::Elements(t.images() as u64));
+        g.bench_function(format!("{model:?}").to_lowercase(), |b| {
+            b.iter(|| black_box(t.run()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bottleneck, training, evaluation);
+criterion_main!(benches);
