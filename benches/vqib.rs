@@ -49,7 +49,11 @@ fn training(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(128));
     for model in [ModelCase::Mnist, ModelCase::Cifar] {
-        for q in [QuantizerKind::Vq, QuantizerKind::VqEma, QuantizerKind::SoftEm] {
+        for q in [
+            QuantizerKind::Vq,
+            QuantizerKind::VqEma,
+            QuantizerKind::SoftEm,
+        ] {
             let mut t = bench::TrainBench::new(model, q, 128, &dev);
             let id = format!("{model:?}-{q:?}").to_lowercase();
             g.bench_function(id, |b| b.iter(|| black_box(t.step())));
@@ -61,7 +65,8 @@ fn training(c: &mut Criterion) {
         let mut g = c.benchmark_group("train-wgpu");
         g.sample_size(10).measurement_time(Duration::from_secs(20));
         g.throughput(Throughput::Elements(128));
-        let mut t = bench::TrainBench::new(ModelCase::Mnist, QuantizerKind::Vq, 128, &wdev.autodiff());
+        let mut t =
+            bench::TrainBench::new(ModelCase::Mnist, QuantizerKind::Vq, 128, &wdev.autodiff());
         g.bench_function("mnist-vq", |b| b.iter(|| black_box(t.step())));
         g.finish();
     }

@@ -44,9 +44,15 @@ pub struct Codebook<'a> {
 impl<'a> Codebook<'a> {
     /// `e` holds K rows of D values.
     pub fn new(e: &'a [f32], d: usize) -> Self {
-        assert!(d > 0 && !e.is_empty() && e.len() % d == 0, "codebook is [K, D]");
+        assert!(
+            d > 0 && !e.is_empty() && e.len() % d == 0,
+            "codebook is [K, D]"
+        );
         let k = e.len() / d;
-        let e2 = e.chunks_exact(d).map(|r| r.iter().map(|v| v * v).sum()).collect();
+        let e2 = e
+            .chunks_exact(d)
+            .map(|r| r.iter().map(|v| v * v).sum())
+            .collect();
         Self { e, k, d, e2 }
     }
 }
@@ -100,7 +106,12 @@ pub fn nearest_tiled(z: &[f32], cb: &Codebook, rows: usize, chunk: usize) -> Vec
     z.par_chunks(rows * d)
         .zip(out.par_chunks_mut(rows))
         .for_each_init(
-            || (vec![0.0f32; rows * chunk], vec![(f32::INFINITY, 0u32); rows]),
+            || {
+                (
+                    vec![0.0f32; rows * chunk],
+                    vec![(f32::INFINITY, 0u32); rows],
+                )
+            },
             |(tile, best), (zb, ob)| {
                 let r = ob.len();
                 best[..r].fill((f32::INFINITY, 0));
@@ -301,12 +312,7 @@ fn row_softmax_avx2(g: &mut [f32], e2: &[f32], scale: f32, blocks: &mut Vec<f64>
 }
 
 #[inline(always)]
-fn row_softmax_generic(
-    g: &mut [f32],
-    e2: &[f32],
-    scale: f32,
-    blocks: &mut Vec<f64>,
-) -> RowStats {
+fn row_softmax_generic(g: &mut [f32], e2: &[f32], scale: f32, blocks: &mut Vec<f64>) -> RowStats {
     // Pass 1: a_j and its maximum.
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut gc = g.chunks_exact_mut(8);
@@ -523,7 +529,10 @@ mod tests {
                 let row = &brute[i];
                 let best = row.iter().cloned().fold(f64::INFINITY, f64::min);
                 // The chosen code is the nearest up to f32 rounding of the expansion.
-                assert!(row[j as usize] <= best + 1e-5, "rows {rows} chunk {chunk} row {i}");
+                assert!(
+                    row[j as usize] <= best + 1e-5,
+                    "rows {rows} chunk {chunk} row {i}"
+                );
                 assert_ne!(j, 60, "a duplicate of a lower code must never win");
             }
             assert_eq!(got, nearest(&z, &cb), "rows {rows} chunk {chunk}");
@@ -652,7 +661,10 @@ mod tests {
             assert_eq!(s.samples, base.samples, "rows {rows}");
             assert_eq!(s.argmax, base.argmax);
         }
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         let s = one.install(|| soft_assign(&z, &cb, &opts));
         assert_eq!(s.samples, base.samples);
         let other = soft_assign(&z, &cb, &SoftOptions { seed: 100, ..opts });

@@ -91,7 +91,12 @@ impl ModelCase {
     /// Forward flops of the convolutions for one image (see [`crate::model`] for the layers).
     pub fn forward_flops(self, d: usize) -> f64 {
         let (c, h, w, hid) = self.shape();
-        let (h2, w2, h4, w4) = ((h / 2) as f64, (w / 2) as f64, (h / 4) as f64, (w / 4) as f64);
+        let (h2, w2, h4, w4) = (
+            (h / 2) as f64,
+            (w / 2) as f64,
+            (h / 4) as f64,
+            (w / 4) as f64,
+        );
         let (c, hid, d) = (c as f64, hid as f64, d as f64);
         let conv = |pixels: f64, cin: f64, cout: f64, taps: f64| 2.0 * pixels * cin * cout * taps;
         let res = 2.0 * (conv(h4 * w4, hid, hid, 9.0) + conv(h4 * w4, hid, hid, 1.0));
@@ -179,7 +184,10 @@ impl TrainBench {
             .then(|| EmaCodebook::new(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, 1e-5));
         let set = case.images(batch, 7);
         let idx: Vec<usize> = (0..batch).collect();
-        let x = Tensor::from_data(TensorData::new(set.batch_f32(&idx), [batch, c, h, w]), device);
+        let x = Tensor::from_data(
+            TensorData::new(set.batch_f32(&idx), [batch, c, h, w]),
+            device,
+        );
         Self {
             cfg,
             model,
@@ -267,4 +275,71 @@ pub fn time_it(warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
         f();
     }
     t.elapsed().as_secs_f64() / iters.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The analytic count equals 2 x (weights of each conv) x (the grid it slides over), read off
+    /// the model's own parameter shapes.
+    #[test]
+    fn forward_flops_match_the_parameter_shapes() {
+        let dev = Device::flex();
+        for case in [ModelCase::Mnist, ModelCase::Cifar] {
+            let (c, h, w, hid) = case.shape();
+            let model = VqVae::new(c, hid, 16, CODE_DIM, &dev);
+            let (g2, g4) = ((h / 2 * w / 2) as f64, (h / 4 * w / 4) as f64);
+            let mut total = 0.0;
+            for (name, (shape, _)) in model.export() {
+                if !name.ends_with(".weight") {
+                    continue;
+                }
+                let grid =
+                    if name.starts_with("encoder.conv1") || name.starts_with("decoder.deconv2") {
+                        g2
+                    } else {
+                        g4
+                    };
+                total += 2.0 * shape.iter().product::<usize>() as f64 * grid;
+            }
+            let got = case.forward_flops(CODE_DIM);
+            assert!(
+                (got - total).abs() < 1e-6 * total,
+                "{case:?}: {got} vs {total}"
+            );
+        }
+    }
+
+    /// The training-step workload learns: repeated steps on its batch lower the loss.
+    #[test]
+    fn train_bench_steps_lower_the_loss() {
+        let dev = Device::flex().autodiff();
+        let mut t = TrainBench::new(ModelCase::Mnist, QuantizerKind::SoftEm, 4, &dev);
+        t.cfg.lr = 1e-3;
+        let first = t.step();
+        let mut last = first;
+        for _ in 0..8 {
+            last = t.step();
+        }
+        assert!(last.is_finite() && last < first, "loss {first} -> {last}");
+    }
+
+    #[test]
+    fn estep_statistics_count_every_sample() {
+        let z = normal(100 * 8, 3);
+        let e = normal(32 * 8, 4);
+        let cb = Codebook::new(&e, 8);
+        let (counts, sums) = estep_case(&z, &cb, 5, 1);
+        assert!((counts.iter().sum::<f64>() - 100.0).abs() < 1e-9);
+        // The sums add up to the sum of the rows (each row's samples weigh 1/m each).
+        for j in 0..8 {
+            let want: f64 = z.chunks(8).map(|r| r[j] as f64).sum();
+            let got: f64 = (0..32).map(|c| sums[c * 8 + j]).sum();
+            assert!((got - want).abs() < 1e-4, "dim {j}: {got} vs {want}");
+        }
+        let (idx, zq) = assign_case(&z, &cb);
+        assert_eq!(idx.len(), 100);
+        assert_eq!(&zq[..8], &e[idx[0] as usize * 8..idx[0] as usize * 8 + 8]);
+    }
 }

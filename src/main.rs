@@ -447,8 +447,18 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
                     std::hint::black_box(bench::estep_case(&z, &cb, SAMPLES, seed));
                 })
             };
-            let name = if b.case == BenchCase::Assign { "assign" } else { "estep" };
-            (format!("{name} K={}", b.k), secs, N_VECTORS, "vectors", flops)
+            let name = if b.case == BenchCase::Assign {
+                "assign"
+            } else {
+                "estep"
+            };
+            (
+                format!("{name} K={}", b.k),
+                secs,
+                N_VECTORS,
+                "vectors",
+                flops,
+            )
         }
         BenchCase::Train => {
             let dev = train::device(b.device)?.autodiff();

@@ -45,7 +45,10 @@ fn host_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 fn index_tensor(idx: &[u32], device: &Device) -> Tensor<1, Int> {
     Tensor::<1, Int>::from_data(
-        TensorData::new(idx.iter().map(|&s| s as i64).collect::<Vec<_>>(), [idx.len()]),
+        TensorData::new(
+            idx.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+            [idx.len()],
+        ),
         device,
     )
 }

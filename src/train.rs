@@ -19,13 +19,13 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use crate::assign::{Codebook, SoftOptions, soft_assign};
 use crate::checkpoint::{self, TrainState, write_atomic};
 use crate::config::{CodebookInit, DeviceKind, PriorKind, QuantizerKind, RateKind, RunConfig};
 use crate::data::{self, DataSpec, Dataset, ImageSet};
 use crate::error::{InputError, NonFiniteError};
 use crate::info::{CodeHistogram, InfoAccumulator, InfoSummary, gaussian_nll, objectives};
 use crate::model::{VqVae, from_vectors, to_vectors};
-use crate::assign::{Codebook, SoftOptions, soft_assign};
 use crate::quantizer::{
     DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize, rate_terms, soft_quantize,
 };

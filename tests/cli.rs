@@ -592,3 +592,53 @@ fn soft_em_with_a_vib_rate_and_learned_prior_trains_saves_and_resumes() {
     );
     assert!(st.tensor("quantizer.ema_sum_hidden").is_ok());
 }
+
+#[test]
+fn bench_prints_one_json_line_a_case() {
+    for args in [
+        &[
+            "bench", "--case", "assign", "--k", "300", "--iters", "1", "--warmup", "0",
+        ][..],
+        &[
+            "bench", "--case", "estep", "--k", "300", "--iters", "1", "--warmup", "0",
+        ][..],
+        &[
+            "bench",
+            "--case",
+            "train",
+            "--batch",
+            "2",
+            "--quantizer",
+            "vq-ema",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+        ][..],
+        &[
+            "bench", "--case", "eval", "--batch", "3", "--iters", "1", "--warmup", "0",
+        ][..],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        let v: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).expect("one JSON line");
+        assert_eq!(v["impl"], "vqib");
+        for key in ["secs_per_run", "items_per_s", "gflops", "peak_rss_mib"] {
+            assert!(
+                v[key].as_f64().is_some_and(|x| x > 0.0),
+                "{args:?}: {key} in {v}"
+            );
+        }
+        assert!(v["peak_rss_mib"].as_f64() >= v["base_rss_mib"].as_f64());
+    }
+    let o = run(&[
+        "bench", "--case", "assign", "--k", "300", "--iters", "1", "--warmup", "0",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert_eq!(v["case"], "assign K=300");
+    // 8192 vectors a run.
+    let per_s = v["items_per_s"].as_f64().unwrap() * v["secs_per_run"].as_f64().unwrap();
+    assert!((per_s - 8192.0).abs() < 1e-6, "{per_s}");
+}
