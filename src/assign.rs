@@ -45,7 +45,7 @@ impl<'a> Codebook<'a> {
     /// `e` holds K rows of D values.
     pub fn new(e: &'a [f32], d: usize) -> Self {
         assert!(
-            d > 0 && !e.is_empty() && e.len() % d == 0,
+            d > 0 && !e.is_empty() && e.len().is_multiple_of(d),
             "codebook is [K, D]"
         );
         let k = e.len() / d;
@@ -99,7 +99,7 @@ pub fn nearest(z: &[f32], cb: &Codebook) -> Vec<u32> {
 /// [`nearest`] with blocks of `rows` rows scanning the codebook `chunk` codewords at a time.
 pub fn nearest_tiled(z: &[f32], cb: &Codebook, rows: usize, chunk: usize) -> Vec<u32> {
     let (d, k) = (cb.d, cb.k);
-    assert!(z.len() % d == 0, "z is [N, D] with D = {d}");
+    assert!(z.len().is_multiple_of(d), "z is [N, D] with D = {d}");
     let n = z.len() / d;
     let (rows, chunk) = (rows.max(1), chunk.clamp(1, k));
     let mut out = vec![0u32; n];
@@ -218,7 +218,7 @@ pub fn soft_assign_tiled(
     rows: usize,
 ) -> SoftAssignment {
     let (d, k, m) = (cb.d, cb.k, opts.samples);
-    assert!(z.len() % d == 0, "z is [N, D] with D = {d}");
+    assert!(z.len().is_multiple_of(d), "z is [N, D] with D = {d}");
     if let Some(lr) = opts.log_r {
         assert_eq!(lr.len(), k, "log r(z) has K entries");
     }

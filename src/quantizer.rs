@@ -841,6 +841,27 @@ mod tests {
     }
 
     #[test]
+    fn cpu_tensors_take_the_host_kernel() {
+        assert!(on_host(&Device::flex()));
+        assert!(on_host(&Device::flex().autodiff()));
+        // And the host kernel agrees with the tensor argmin.
+        let dev = Device::flex();
+        dev.seed(4);
+        let z = Tensor::<2>::random([64, 6], Distribution::Normal(0.0, 1.0), &dev);
+        let e = Tensor::<2>::random([20, 6], Distribution::Normal(0.0, 1.0), &dev);
+        let host: Vec<i64> = nearest(z.clone(), e.clone())
+            .into_data()
+            .try_into_vec_as()
+            .unwrap();
+        let tensor: Vec<i64> = squared_distances(z, e)
+            .argmin(1)
+            .into_data()
+            .try_into_vec_as()
+            .unwrap();
+        assert_eq!(host, tensor);
+    }
+
+    #[test]
     fn chunked_nearest_matches_the_whole_distance_matrix() {
         let dev = Device::flex();
         dev.seed(8);
