@@ -1,0 +1,734 @@
+//! Convolutions on the CPU as whole-batch GEMMs over channels-last (NHWC) activations.
+//!
+//! burn's `flex` backend runs a convolution as one small GEMM per image and its autodiff computes
+//! the weight gradient as a convolution whose "batch" is the input channels, which comes out as
+//! thousands of GEMMs a few columns wide. Here the three products of a convolution layer are each
+//! a few large GEMMs over the whole batch, cut into row tiles that stay in cache:
+//!
+//! - forward: `y = im2col(x) · W` with `W[(i·kw + j)·C + c, o] = w[o, c, i, j]`,
+//!   `im2col(x)[(b, oy, ox), (i, j, c)] = x[b, oy·sh − ph + i, ox·sw − pw + j, c]` (zero outside);
+//! - input gradient: `dx = col2im(dy · Wᵀ)` (the adjoint of im2col: a scatter-add);
+//! - weight gradient: `dW = im2col(x)ᵀ · dy`.
+//!
+//! A transposed convolution is the adjoint of a convolution: its forward is `col2im(x · Wᵀ)`, its
+//! input gradient `im2col(dy) · W`, with the weight in PyTorch's `[in, out, kh, kw]` layout playing
+//! the convolution's `[out, in, kh, kw]`. [`nhwc_conv2d`] and [`nhwc_conv_transpose2d`] are the
+//! differentiable tensor ops (a burn backend extension with its own backward pass); the model uses
+//! them on the CPU and burn's own convolutions on other devices.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::{Autodiff, Backend, Flex, backend_extension, tensor::FloatTensor};
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Elements of an im2col tile a worker holds (256 KiB of f32), so that a tile stays in L2.
+const TILE_ELEMS: usize = 1 << 16;
+
+/// Geometry of a convolution over channels-last input `[b, h, w, c]` with `oc` output channels, a
+/// `kh x kw` kernel, stride `(sh, sw)` and zero padding `(ph, pw)` on both sides (no dilation, one
+/// group). The output is `[b, oh, ow, oc]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub b: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub oc: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+}
+
+impl ConvGeom {
+    pub fn oh(&self) -> usize {
+        (self.h + 2 * self.ph - self.kh) / self.sh + 1
+    }
+
+    pub fn ow(&self) -> usize {
+        (self.w + 2 * self.pw - self.kw) / self.sw + 1
+    }
+
+    /// Length of one im2col row: `kh · kw · c`.
+    pub fn kkc(&self) -> usize {
+        self.kh * self.kw * self.c
+    }
+
+    /// Output positions, the rows of the GEMMs: `b · oh · ow`.
+    pub fn rows(&self) -> usize {
+        self.b * self.oh() * self.ow()
+    }
+
+    /// A 1x1 kernel with stride 1 and no padding: im2col is the input itself.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+    }
+
+    /// Rows of one tile.
+    fn tile_rows(&self) -> usize {
+        (TILE_ELEMS / self.kkc()).clamp(16, 1024)
+    }
+
+    fn valid(&self) -> bool {
+        self.b > 0
+            && self.c > 0
+            && self.oc > 0
+            && self.sh > 0
+            && self.sw > 0
+            && self.h + 2 * self.ph >= self.kh
+            && self.w + 2 * self.pw >= self.kw
+    }
+}
+
+/// `w` `[oc, c, kh, kw]` (PyTorch's conv layout) as the GEMM operand `W` `[kh·kw·c, oc]`.
+pub fn weight_matrix(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let (c, oc, kh, kw) = (g.c, g.oc, g.kh, g.kw);
+    assert_eq!(w.len(), oc * c * kh * kw, "weight is [oc, c, kh, kw]");
+    let mut m = vec![0.0; w.len()];
+    for o in 0..oc {
+        for ci in 0..c {
+            for i in 0..kh {
+                for j in 0..kw {
+                    m[((i * kw + j) * c + ci) * oc + o] = w[((o * c + ci) * kh + i) * kw + j];
+                }
+            }
+        }
+    }
+    m
+}
+
+/// The inverse of [`weight_matrix`]: `W` `[kh·kw·c, oc]` back to `[oc, c, kh, kw]`.
+pub fn weight_from_matrix(g: &ConvGeom, m: &[f32]) -> Vec<f32> {
+    let (c, oc, kh, kw) = (g.c, g.oc, g.kh, g.kw);
+    let mut w = vec![0.0; m.len()];
+    for o in 0..oc {
+        for ci in 0..c {
+            for i in 0..kh {
+                for j in 0..kw {
+                    w[((o * c + ci) * kh + i) * kw + j] = m[((i * kw + j) * c + ci) * oc + o];
+                }
+            }
+        }
+    }
+    w
+}
+
+/// For output row `r` = (b, oy, ox) and kernel row `i`: the input row it reads and, per kernel
+/// column, whether it lies inside the image.
+#[inline]
+fn decompose(g: &ConvGeom, r: usize) -> (usize, isize, isize) {
+    let (oh, ow) = (g.oh(), g.ow());
+    let bi = r / (oh * ow);
+    let rem = r % (oh * ow);
+    let (oy, ox) = (rem / ow, rem % ow);
+    (
+        bi,
+        (oy * g.sh) as isize - g.ph as isize,
+        (ox * g.sw) as isize - g.pw as isize,
+    )
+}
+
+/// Writes the im2col rows `r0..r0 + n` of `x` (`[b, h, w, c]`) into `col` (`[n, kkc]`).
+fn im2col(g: &ConvGeom, x: &[f32], r0: usize, n: usize, col: &mut [f32]) {
+    let (h, w, c, kkc) = (g.h as isize, g.w as isize, g.c, g.kkc());
+    for ri in 0..n {
+        let (bi, y0, x0) = decompose(g, r0 + ri);
+        let dst = &mut col[ri * kkc..(ri + 1) * kkc];
+        for i in 0..g.kh {
+            let y = y0 + i as isize;
+            let drow = &mut dst[i * g.kw * c..(i + 1) * g.kw * c];
+            if y < 0 || y >= h {
+                drow.fill(0.0);
+                continue;
+            }
+            // Kernel columns j with 0 <= x0 + j < w are one contiguous run of the input row.
+            let j0 = (-x0).clamp(0, g.kw as isize) as usize;
+            let j1 = (w - x0).clamp(0, g.kw as isize) as usize;
+            drow[..j0 * c].fill(0.0);
+            if j1 > j0 {
+                let src = ((bi as isize * h + y) * w + x0 + j0 as isize) as usize * c;
+                drow[j0 * c..j1 * c].copy_from_slice(&x[src..src + (j1 - j0) * c]);
+            }
+            drow[j1.max(j0) * c..].fill(0.0);
+        }
+    }
+}
+
+/// Adds the im2col rows `r0..r0 + n` in `col` back into `dx`, the images `b0..` of
+/// `[b, h, w, c]` (the adjoint of [`im2col`]).
+fn col2im_add(g: &ConvGeom, col: &[f32], r0: usize, n: usize, dx: &mut [f32], b0: usize) {
+    let (h, w, c, kkc) = (g.h as isize, g.w as isize, g.c, g.kkc());
+    for ri in 0..n {
+        let (bi, y0, x0) = decompose(g, r0 + ri);
+        let src = &col[ri * kkc..(ri + 1) * kkc];
+        for i in 0..g.kh {
+            let y = y0 + i as isize;
+            if y < 0 || y >= h {
+                continue;
+            }
+            let j0 = (-x0).clamp(0, g.kw as isize) as usize;
+            let j1 = (w - x0).clamp(0, g.kw as isize) as usize;
+            if j1 <= j0 {
+                continue;
+            }
+            let dst = (((bi - b0) as isize * h + y) * w + x0 + j0 as isize) as usize * c;
+            let s = &src[(i * g.kw + j0) * c..(i * g.kw + j1) * c];
+            for (d, v) in dx[dst..dst + s.len()].iter_mut().zip(s) {
+                *d += v;
+            }
+        }
+    }
+}
+
+/// Row-major operand: pointer and (column stride, row stride).
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    cs: isize,
+    rs: isize,
+}
+
+impl Mat {
+    fn rows(s: &[f32], cols: usize) -> Self {
+        Mat {
+            ptr: s.as_ptr(),
+            cs: 1,
+            rs: cols as isize,
+        }
+    }
+
+    /// The transpose of a row-major `[_, cols]` matrix.
+    fn rows_t(s: &[f32], cols: usize) -> Self {
+        Mat {
+            ptr: s.as_ptr(),
+            cs: cols as isize,
+            rs: 1,
+        }
+    }
+}
+
+/// `dst[m, n] (row-major, row stride n) = (acc ? dst : 0) + a[m, k] · b[k, n]`, on this thread.
+fn mm(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, a: Mat, b: Mat) {
+    assert!(dst.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: dst holds m x n elements (checked); callers pass a and b views that lie inside
+    // their slices for the given shapes and strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            a.ptr,
+            a.cs,
+            a.rs,
+            b.ptr,
+            b.cs,
+            b.rs,
+            if acc { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Convolution forward: `y = im2col(x) · W`; `x` `[b, h, w, c]`, `wm` from [`weight_matrix`],
+/// `y` `[b, oh, ow, oc]`.
+pub fn forward(g: &ConvGeom, x: &[f32], wm: &[f32]) -> Vec<f32> {
+    let (kkc, oc, rows) = (g.kkc(), g.oc, g.rows());
+    assert_eq!(x.len(), g.b * g.h * g.w * g.c, "x is [b, h, w, c]");
+    assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
+    let tile = g.tile_rows();
+    let mut y = vec![0.0f32; rows * oc];
+    y.par_chunks_mut(tile * oc)
+        .enumerate()
+        .for_each_init(Vec::new, |col: &mut Vec<f32>, (t, yt)| {
+            let (r0, n) = (t * tile, yt.len() / oc);
+            let a = if g.pointwise() {
+                Mat::rows(&x[r0 * kkc..], kkc)
+            } else {
+                col.resize(tile * kkc, 0.0);
+                im2col(g, x, r0, n, col);
+                Mat::rows(col, kkc)
+            };
+            mm(n, oc, kkc, yt, false, a, Mat::rows(wm, oc));
+        });
+    y
+}
+
+/// Convolution input gradient: `dx = col2im(dy · Wᵀ)`; `dy` `[b, oh, ow, oc]`, `dx` `[b, h, w, c]`.
+/// Workers own whole images, so the scatter-adds never overlap.
+pub fn backward_input(g: &ConvGeom, dy: &[f32], wm: &[f32]) -> Vec<f32> {
+    let (kkc, oc) = (g.kkc(), g.oc);
+    assert_eq!(dy.len(), g.rows() * oc, "dy is [b, oh, ow, oc]");
+    assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
+    let img_rows = g.oh() * g.ow();
+    let img = g.h * g.w * g.c;
+    let imgs = (g.tile_rows() / img_rows).max(1);
+    let mut dx = vec![0.0f32; g.b * img];
+    if g.pointwise() {
+        let tile = g.tile_rows();
+        dx.par_chunks_mut(tile * kkc).enumerate().for_each(|(t, dxt)| {
+            let (r0, n) = (t * tile, dxt.len() / kkc);
+            let a = Mat::rows(&dy[r0 * oc..], oc);
+            mm(n, kkc, oc, dxt, false, a, Mat::rows_t(wm, oc));
+        });
+        return dx;
+    }
+    dx.par_chunks_mut(imgs * img)
+        .enumerate()
+        .for_each_init(Vec::new, |col: &mut Vec<f32>, (t, dxt)| {
+            let b0 = t * imgs;
+            let n = dxt.len() / img * img_rows;
+            let r0 = b0 * img_rows;
+            col.resize(imgs * img_rows * kkc, 0.0);
+            let a = Mat::rows(&dy[r0 * oc..], oc);
+            mm(n, kkc, oc, col, false, a, Mat::rows_t(wm, oc));
+            col2im_add(g, col, r0, n, dxt, b0);
+        });
+    dx
+}
+
+/// Convolution weight gradient: `dW = im2col(x)ᵀ · dy`, `[kh·kw·c, oc]` (see [`weight_from_matrix`]).
+pub fn backward_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (kkc, oc, rows) = (g.kkc(), g.oc, g.rows());
+    assert_eq!(x.len(), g.b * g.h * g.w * g.c, "x is [b, h, w, c]");
+    assert_eq!(dy.len(), rows * oc, "dy is [b, oh, ow, oc]");
+    // Bigger tiles here: each adds a [kkc, oc] product, and fewer tiles mean fewer partial sums.
+    let tile = (4 * g.tile_rows()).min(rows);
+    let tiles = rows.div_ceil(tile);
+    (0..tiles)
+        .into_par_iter()
+        .fold(
+            || (vec![0.0f32; kkc * oc], Vec::new()),
+            |(mut acc, mut col): (Vec<f32>, Vec<f32>), t| {
+                let r0 = t * tile;
+                let n = tile.min(rows - r0);
+                let a = if g.pointwise() {
+                    Mat::rows_t(&x[r0 * kkc..], kkc)
+                } else {
+                    col.resize(tile * kkc, 0.0);
+                    im2col(g, x, r0, n, &mut col);
+                    Mat::rows_t(&col, kkc)
+                };
+                mm(kkc, oc, n, &mut acc, true, a, Mat::rows(&dy[r0 * oc..], oc));
+                (acc, col)
+            },
+        )
+        .map(|(acc, _)| acc)
+        .reduce(
+            || vec![0.0f32; kkc * oc],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
+/// Custom tensor ops, routed by burn's dispatch to the `flex` backend, with or without autodiff.
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvBackend: Backend {
+    /// `transposed == false`: the convolution of `x` `[b, h, w, c]` with `w` `[oc, c, kh, kw]`,
+    /// giving `[b, oh, ow, oc]`. `transposed == true`: its adjoint, from `x` `[b, oh, ow, oc]` to
+    /// `[b, h, w, c]`, with the same `w` (PyTorch's transposed-conv layout `[in, out, kh, kw]`).
+    fn vqib_conv_nhwc(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        geom: ConvGeom,
+        transposed: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// `t` with its elements contiguous from offset 0 of the returned tensor's view (a clone when
+/// they already are).
+fn dense(t: &FloatTensor<Flex>) -> FloatTensor<Flex> {
+    if t.layout().is_contiguous() {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The f32 elements of a tensor from [`dense`].
+fn elems(t: &FloatTensor<Flex>) -> &[f32] {
+    let (off, n) = (t.layout().start_offset(), t.layout().num_elements());
+    &t.storage::<f32>()[off..off + n]
+}
+
+fn flex_tensor(v: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Flex> {
+    burn::backend::flex::FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+fn flex_conv(x: &FloatTensor<Flex>, w: &FloatTensor<Flex>, g: &ConvGeom, tr: bool) -> FloatTensor<Flex> {
+    let wm = weight_matrix(g, elems(&dense(w)));
+    let x = dense(x);
+    if tr {
+        flex_tensor(backward_input(g, elems(&x), &wm), [g.b, g.h, g.w, g.c])
+    } else {
+        flex_tensor(forward(g, elems(&x), &wm), [g.b, g.oh(), g.ow(), g.oc])
+    }
+}
+
+impl ConvBackend for Flex {
+    fn vqib_conv_nhwc(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        geom: ConvGeom,
+        transposed: bool,
+    ) -> FloatTensor<Self> {
+        flex_conv(&x, &w, &geom, transposed)
+    }
+}
+
+#[derive(Debug)]
+struct ConvNhwcBackward;
+
+impl Backward<Flex, 2> for ConvNhwcBackward {
+    type State = (FloatTensor<Flex>, FloatTensor<Flex>, ConvGeom, bool);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, w, g, tr) = ops.state;
+        let grad = dense(&grad);
+        let dy = elems(&grad);
+        if let Some(node) = node_x {
+            let wm = weight_matrix(&g, elems(&dense(&w)));
+            // The input gradient of a convolution is its adjoint, and the other way round.
+            let dx = if tr {
+                flex_tensor(forward(&g, dy, &wm), [g.b, g.oh(), g.ow(), g.oc])
+            } else {
+                flex_tensor(backward_input(&g, dy, &wm), [g.b, g.h, g.w, g.c])
+            };
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some(node) = node_w {
+            let x = dense(&x);
+            let xs = elems(&x);
+            // For the transposed op, dy is on the convolution's input side and x on its output side.
+            let dwm = if tr {
+                backward_weight(&g, dy, xs)
+            } else {
+                backward_weight(&g, xs, dy)
+            };
+            let dw = weight_from_matrix(&g, &dwm);
+            grads.register::<Flex>(node.id, flex_tensor(dw, [g.oc, g.c, g.kh, g.kw]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
+    fn vqib_conv_nhwc(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        geom: ConvGeom,
+        transposed: bool,
+    ) -> FloatTensor<Self> {
+        let xd = dense(x.primitive());
+        let out = flex_conv(&xd, w.primitive(), &geom, transposed);
+        match ConvNhwcBackward
+            .prepare::<C>([x.node(), w.node()])
+            .compute_bound()
+            .stateful()
+        {
+            // The state keeps x contiguous, so that the backward pass reads it without a copy.
+            OpsKind::Tracked(prep) => prep.finish(
+                (xd, w.into_primitive(), geom, transposed),
+                out,
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
+
+/// Whether `device` is burn's `flex` CPU device (with or without autodiff), where these ops run.
+pub fn on_flex(device: &burn::tensor::Device) -> bool {
+    let flex = burn::tensor::Device::flex();
+    *device == flex || *device == flex.autodiff()
+}
+
+fn check(g: &ConvGeom) {
+    assert!(g.valid(), "invalid convolution geometry {g:?}");
+}
+
+/// Convolution of channels-last `x` `[b, h, w, c]` with `w` `[oc, c, kh, kw]` (PyTorch's layout),
+/// stride `stride`, zero padding `padding` on each side: `[b, oh, ow, oc]`. Differentiable in `x`
+/// and `w`. Runs on the `flex` device only (see [`on_flex`]).
+pub fn nhwc_conv2d(x: Tensor<4>, w: Tensor<4>, stride: [usize; 2], padding: [usize; 2]) -> Tensor<4> {
+    let [b, h, wd, c] = x.dims();
+    let [oc, wc, kh, kw] = w.dims();
+    assert_eq!(c, wc, "conv: x has {c} channels, the weight expects {wc}");
+    let g = ConvGeom {
+        b,
+        h,
+        w: wd,
+        c,
+        oc,
+        kh,
+        kw,
+        sh: stride[0],
+        sw: stride[1],
+        ph: padding[0],
+        pw: padding[1],
+    };
+    check(&g);
+    let out = <burn::backend::Dispatch as ConvBackend>::vqib_conv_nhwc(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        g,
+        false,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// Transposed convolution of channels-last `x` `[b, h, w, cin]` with `w` `[cin, cout, kh, kw]`
+/// (PyTorch's layout), stride and padding as PyTorch's `ConvTranspose2d` (no output padding):
+/// `[b, (h−1)·sh − 2ph + kh, (w−1)·sw − 2pw + kw, cout]`. Differentiable in `x` and `w`.
+pub fn nhwc_conv_transpose2d(
+    x: Tensor<4>,
+    w: Tensor<4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<4> {
+    let [b, h, wd, cin] = x.dims();
+    let [win, cout, kh, kw] = w.dims();
+    assert_eq!(cin, win, "conv_transpose: x has {cin} channels, the weight expects {win}");
+    let g = ConvGeom {
+        b,
+        h: (h - 1) * stride[0] + kh - 2 * padding[0],
+        w: (wd - 1) * stride[1] + kw - 2 * padding[1],
+        c: cout,
+        oc: cin,
+        kh,
+        kw,
+        sh: stride[0],
+        sw: stride[1],
+        ph: padding[0],
+        pw: padding[1],
+    };
+    check(&g);
+    assert_eq!((g.oh(), g.ow()), (h, wd), "conv_transpose geometry {g:?}");
+    let out = <burn::backend::Dispatch as ConvBackend>::vqib_conv_nhwc(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        g,
+        true,
+    );
+    Tensor::from_dispatch(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::{conv_transpose2d, conv2d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+    use burn::tensor::{Device, Distribution};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn randv(n: usize, rng: &mut StdRng) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+
+    /// The definition, one output element at a time.
+    fn naive(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let (oh, ow) = (g.oh(), g.ow());
+        let mut y = vec![0.0f32; g.rows() * g.oc];
+        for b in 0..g.b {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for o in 0..g.oc {
+                        let mut s = 0.0f64;
+                        for i in 0..g.kh {
+                            for j in 0..g.kw {
+                                let yy = (oy * g.sh + i) as isize - g.ph as isize;
+                                let xx = (ox * g.sw + j) as isize - g.pw as isize;
+                                if yy < 0 || xx < 0 || yy >= g.h as isize || xx >= g.w as isize {
+                                    continue;
+                                }
+                                for c in 0..g.c {
+                                    let xi = ((b * g.h + yy as usize) * g.w + xx as usize) * g.c + c;
+                                    let wi = ((o * g.c + c) * g.kh + i) * g.kw + j;
+                                    s += x[xi] as f64 * w[wi] as f64;
+                                }
+                            }
+                        }
+                        y[((b * oh + oy) * ow + ox) * g.oc + o] = s as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn geoms() -> Vec<ConvGeom> {
+        let g = |b, h, w, c, oc, k, s, p| ConvGeom {
+            b,
+            h,
+            w,
+            c,
+            oc,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: p,
+            pw: p,
+        };
+        vec![
+            // 3x3 "same" with several row tiles (kkc 576 -> 113 rows a tile, 192 rows).
+            g(3, 8, 8, 64, 5, 3, 1, 1),
+            // 4x4 stride 2 (the encoder's downsampling), 3 tiles, odd sizes.
+            g(12, 10, 9, 32, 7, 4, 2, 1),
+            // 1x1 pointwise.
+            g(2, 5, 6, 9, 4, 1, 1, 0),
+            // non-square kernel footprint at the border: 5x5 kernel, padding 2, stride 3.
+            g(2, 7, 11, 3, 6, 5, 3, 2),
+        ]
+    }
+
+    #[test]
+    fn weight_matrix_round_trips() {
+        let mut rng = StdRng::seed_from_u64(1);
+        for g in geoms() {
+            let w = randv(g.oc * g.kkc(), &mut rng);
+            assert_eq!(weight_from_matrix(&g, &weight_matrix(&g, &w)), w);
+        }
+    }
+
+    /// forward against the definition; the input gradient is its adjoint
+    /// (<conv(x), dy> = <x, backward_input(dy)>), and the weight gradient is the derivative of
+    /// the bilinear form <conv(x; W), dy> in W.
+    #[test]
+    fn kernels_match_the_definition_and_are_adjoint() {
+        let mut rng = StdRng::seed_from_u64(2);
+        for g in geoms() {
+            let x = randv(g.b * g.h * g.w * g.c, &mut rng);
+            let w = randv(g.oc * g.kkc(), &mut rng);
+            let wm = weight_matrix(&g, &w);
+            let y = forward(&g, &x, &wm);
+            let want = naive(&g, &x, &w);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?}: {a} vs {b}");
+            }
+            let dy = randv(y.len(), &mut rng);
+            let dx = backward_input(&g, &dy, &wm);
+            assert_eq!(dx.len(), x.len());
+            let (l, r) = (dot(&y, &dy), dot(&x, &dx));
+            assert!((l - r).abs() < 1e-3 * (1.0 + l.abs()), "{g:?}: adjoint {l} vs {r}");
+            let dwm = backward_weight(&g, &x, &dy);
+            let r = dot(&wm, &dwm);
+            assert!((l - r).abs() < 1e-3 * (1.0 + l.abs()), "{g:?}: weight grad {l} vs {r}");
+            // and dW itself against the definition: perturbing one weight entry changes
+            // <y, dy> by dW times the step (exactly, the form is linear in W).
+            let idx = rng.gen_range(0..w.len());
+            let mut w2 = w.clone();
+            w2[idx] += 0.5;
+            let l2 = dot(&naive(&g, &x, &w2), &dy);
+            let dw = weight_from_matrix(&g, &dwm);
+            assert!(((l2 - l) / 0.5 - dw[idx] as f64).abs() < 1e-2, "{g:?}: dW[{idx}]");
+        }
+    }
+
+    fn tensor(v: Vec<f32>, shape: [usize; 4], dev: &Device) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(v, shape), dev)
+    }
+
+    fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// The differentiable op against burn's own conv2d and its autodiff, values and gradients.
+    #[test]
+    fn conv2d_op_matches_burn() {
+        let dev = Device::flex().autodiff();
+        let mut rng = StdRng::seed_from_u64(3);
+        for g in geoms() {
+            let xs = randv(g.b * g.c * g.h * g.w, &mut rng);
+            let ws = randv(g.oc * g.kkc(), &mut rng);
+            let x = tensor(xs, [g.b, g.c, g.h, g.w], &dev).require_grad();
+            let w = tensor(ws, [g.oc, g.c, g.kh, g.kw], &dev).require_grad();
+            let opts = ConvOptions::new([g.sh, g.sw], [g.ph, g.pw], [1, 1], 1);
+            let want = conv2d(x.clone(), w.clone(), None, opts);
+            let dy = Tensor::<4>::random(want.dims(), Distribution::Default, &dev);
+            let gw = (want.clone() * dy.clone()).sum().backward();
+            let got = nhwc_conv2d(
+                x.clone().permute([0, 2, 3, 1]),
+                w.clone(),
+                [g.sh, g.sw],
+                [g.ph, g.pw],
+            )
+            .permute([0, 3, 1, 2]);
+            assert!(max_diff(got.clone(), want) < 1e-4, "{g:?}");
+            let gg = (got * dy).sum().backward();
+            let d = max_diff(x.grad(&gg).unwrap(), x.grad(&gw).unwrap());
+            assert!(d < 1e-4, "{g:?}: dx differs by {d}");
+            let d = max_diff(w.grad(&gg).unwrap(), w.grad(&gw).unwrap());
+            assert!(d < 1e-3, "{g:?}: dw differs by {d}");
+        }
+    }
+
+    /// The transposed op against burn's conv_transpose2d, values and gradients.
+    #[test]
+    fn conv_transpose2d_op_matches_burn() {
+        let dev = Device::flex().autodiff();
+        let mut rng = StdRng::seed_from_u64(4);
+        for (b, h, w, cin, cout, k, s, p) in [
+            (3usize, 7usize, 7usize, 16usize, 8usize, 4usize, 2usize, 1usize),
+            (2, 5, 4, 6, 1, 4, 2, 1),
+            (2, 6, 6, 5, 3, 3, 1, 1),
+        ] {
+            let x = tensor(randv(b * cin * h * w, &mut rng), [b, cin, h, w], &dev).require_grad();
+            let wt = tensor(randv(cin * cout * k * k, &mut rng), [cin, cout, k, k], &dev)
+                .require_grad();
+            let opts = ConvTransposeOptions::new([s, s], [p, p], [0, 0], [1, 1], 1);
+            let want = conv_transpose2d(x.clone(), wt.clone(), None, opts);
+            let dy = Tensor::<4>::random(want.dims(), Distribution::Default, &dev);
+            let gw = (want.clone() * dy.clone()).sum().backward();
+            let got = nhwc_conv_transpose2d(x.clone().permute([0, 2, 3, 1]), wt.clone(), [s, s], [p, p])
+                .permute([0, 3, 1, 2]);
+            assert_eq!(got.dims(), want.dims());
+            assert!(max_diff(got.clone(), want) < 1e-4);
+            let gg = (got * dy).sum().backward();
+            assert!(max_diff(x.grad(&gg).unwrap(), x.grad(&gw).unwrap()) < 1e-4);
+            assert!(max_diff(wt.grad(&gg).unwrap(), wt.grad(&gw).unwrap()) < 1e-3);
+        }
+    }
+
+    /// Without autodiff the op routes to the plain flex implementation.
+    #[test]
+    fn runs_without_autodiff() {
+        let dev = Device::flex();
+        let x = Tensor::<4>::ones([1, 3, 3, 2], &dev);
+        let w = Tensor::<4>::ones([1, 2, 3, 3], &dev);
+        let y = nhwc_conv2d(x, w, [1, 1], [1, 1]);
+        // the centre sees all 9 positions x 2 channels, a corner 4 x 2
+        let v = y.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(v, vec![8.0, 12.0, 8.0, 12.0, 18.0, 12.0, 8.0, 12.0, 8.0]);
+    }
+}
