@@ -7,6 +7,9 @@
 //! Decoder: conv 3x3 from D -> 2 residual blocks -> ReLU -> transposed conv 4x4 stride 2 -> ReLU
 //! -> transposed conv 4x4 stride 2 to the image's channels (linear output; pixels in [0, 1]).
 //!
+//! On the CPU (`flex`) the layers run channels-last through [`crate::conv`]'s whole-batch GEMM
+//! convolutions; the public `forward`s still take and return `[B, C, H, W]`.
+//!
 //! Checkpoint tensor names (PyTorch layouts: conv `[out, in, kh, kw]`, transposed conv
 //! `[in, out, kh, kw]`, codebook `[K, D]`) are listed by [`VqVae::export`].
 
@@ -18,7 +21,55 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
+use crate::conv::{nhwc_conv_transpose2d, nhwc_conv2d, on_flex};
 use crate::error::InputError;
+
+/// `[B, C, H, W]` <-> `[B, H, W, C]`.
+fn to_nhwc(x: Tensor<4>) -> Tensor<4> {
+    x.permute([0, 2, 3, 1])
+}
+
+fn to_nchw(x: Tensor<4>) -> Tensor<4> {
+    x.permute([0, 3, 1, 2])
+}
+
+/// `c` applied to `x`, channels-last when `nhwc` (through [`nhwc_conv2d`]), else `[B, C, H, W]`.
+fn conv(c: &Conv2d, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
+    if !nhwc {
+        return c.forward(x);
+    }
+    let pad = match c.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(t, l, b, r) if t == b && l == r => Some([t, l]),
+        _ => None,
+    };
+    match pad {
+        Some(pad) if c.dilation == [1, 1] && c.groups == 1 => {
+            let y = nhwc_conv2d(x, c.weight.val(), c.stride, pad);
+            match &c.bias {
+                Some(b) => y + b.val().reshape([1, 1, 1, -1]),
+                None => y,
+            }
+        }
+        // Geometry the channels-last kernels do not cover: burn's convolution.
+        _ => to_nhwc(c.forward(to_nchw(x))),
+    }
+}
+
+/// `c` applied to `x`, channels-last when `nhwc` (through [`nhwc_conv_transpose2d`]).
+fn deconv(c: &ConvTranspose2d, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
+    if !nhwc {
+        return c.forward(x);
+    }
+    if c.dilation != [1, 1] || c.groups != 1 || c.padding_out != [0, 0] {
+        return to_nhwc(c.forward(to_nchw(x)));
+    }
+    let y = nhwc_conv_transpose2d(x, c.weight.val(), c.stride, c.padding);
+    match &c.bias {
+        Some(b) => y + b.val().reshape([1, 1, 1, -1]),
+        None => y,
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct ResBlock {
@@ -37,8 +88,13 @@ impl ResBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv3x3.forward(relu(x.clone()));
-        x + self.conv1x1.forward(relu(h))
+        self.run(x, false)
+    }
+
+    /// [`Self::forward`] on `[B, H, W, C]` when `nhwc`.
+    fn run(&self, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
+        let h = conv(&self.conv3x3, relu(x.clone()), nhwc);
+        x + conv(&self.conv1x1, relu(h), nhwc)
     }
 }
 
@@ -70,10 +126,13 @@ impl Encoder {
 
     /// `[B, C, H, W]` -> z_e `[B, D, H/4, W/4]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = relu(self.conv1.forward(x));
-        let h = self.conv2.forward(h);
-        let h = self.res2.forward(self.res1.forward(h));
-        self.pre_vq.forward(relu(h))
+        let nhwc = on_flex(&x.device());
+        let x = if nhwc { to_nhwc(x) } else { x };
+        let h = relu(conv(&self.conv1, x, nhwc));
+        let h = conv(&self.conv2, h, nhwc);
+        let h = self.res2.run(self.res1.run(h, nhwc), nhwc);
+        let z = conv(&self.pre_vq, relu(h), nhwc);
+        if nhwc { to_nchw(z) } else { z }
     }
 }
 
@@ -107,10 +166,13 @@ impl Decoder {
 
     /// z_q `[B, D, h, w]` -> reconstruction `[B, C, 4h, 4w]`.
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let h = self.conv_in.forward(z);
-        let h = relu(self.res2.forward(self.res1.forward(h)));
-        let h = relu(self.deconv1.forward(h));
-        self.deconv2.forward(h)
+        let nhwc = on_flex(&z.device());
+        let z = if nhwc { to_nhwc(z) } else { z };
+        let h = conv(&self.conv_in, z, nhwc);
+        let h = relu(self.res2.run(self.res1.run(h, nhwc), nhwc));
+        let h = relu(deconv(&self.deconv1, h, nhwc));
+        let x = deconv(&self.deconv2, h, nhwc);
+        if nhwc { to_nchw(x) } else { x }
     }
 }
 
