@@ -6,7 +6,7 @@
 //! `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), and, with the `wgpu` feature
 //! and a usable adapter, `train-wgpu/mnist-vq`.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use std::hint::black_box;
 use std::time::Duration;
 use vqib::assign::Codebook;
@@ -87,4 +87,10 @@ fn evaluation(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bottleneck, training, evaluation);
-criterion_main!(benches);
+
+// criterion_main!, plus the allocator setting that the vqib binary makes.
+fn main() {
+    vqib::alloc::keep_freed_memory();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -20,11 +20,13 @@
 //! * [`compare`]: the seed's experiment across quantizers and seeds, and its HTML report.
 //! * [`config`]: the run configuration.
 
+pub mod alloc;
 pub mod assign;
 pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
+pub mod conv;
 pub mod data;
 pub mod error;
 pub mod info;

@@ -500,6 +500,8 @@ fn bench(b: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Reuse freed buffers across training steps instead of faulting fresh pages in (see alloc).
+    vqib::alloc::keep_freed_memory();
     // burn materialises loaded optimizer state on its default device, which prefers a GPU when one
     // is compiled in; keep that on the CPU (the state moves to the parameters' device on the next
     // step). Set before any other thread exists.
