@@ -71,7 +71,7 @@ impl ConvGeom {
 
     /// Rows of one tile.
     fn tile_rows(&self) -> usize {
-        (TILE_ELEMS / self.kkc()).clamp(16, 1024)
+        (TILE_ELEMS / self.kkc()).clamp(64, 4096)
     }
 
     fn valid(&self) -> bool {
@@ -87,14 +87,17 @@ impl ConvGeom {
 
 /// `w` `[oc, c, kh, kw]` (PyTorch's conv layout) as the GEMM operand `W` `[kh·kw·c, oc]`.
 pub fn weight_matrix(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
-    let (c, oc, kh, kw) = (g.c, g.oc, g.kh, g.kw);
-    assert_eq!(w.len(), oc * c * kh * kw, "weight is [oc, c, kh, kw]");
+    let (c, oc, kk) = (g.c, g.oc, g.kh * g.kw);
+    assert_eq!(w.len(), oc * c * kk, "weight is [oc, c, kh, kw]");
     let mut m = vec![0.0; w.len()];
-    for o in 0..oc {
+    // Blocks of output channels: each (c, k) writes a contiguous run of the block.
+    for o0 in (0..oc).step_by(16) {
+        let o1 = (o0 + 16).min(oc);
         for ci in 0..c {
-            for i in 0..kh {
-                for j in 0..kw {
-                    m[((i * kw + j) * c + ci) * oc + o] = w[((o * c + ci) * kh + i) * kw + j];
+            for k in 0..kk {
+                let dst = &mut m[(k * c + ci) * oc..][o0..o1];
+                for (o, d) in (o0..o1).zip(dst) {
+                    *d = w[(o * c + ci) * kk + k];
                 }
             }
         }
@@ -104,13 +107,16 @@ pub fn weight_matrix(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
 
 /// The inverse of [`weight_matrix`]: `W` `[kh·kw·c, oc]` back to `[oc, c, kh, kw]`.
 pub fn weight_from_matrix(g: &ConvGeom, m: &[f32]) -> Vec<f32> {
-    let (c, oc, kh, kw) = (g.c, g.oc, g.kh, g.kw);
+    let (c, oc, kk) = (g.c, g.oc, g.kh * g.kw);
+    assert_eq!(m.len(), oc * c * kk, "W is [kh*kw*c, oc]");
     let mut w = vec![0.0; m.len()];
-    for o in 0..oc {
+    for o0 in (0..oc).step_by(16) {
+        let o1 = (o0 + 16).min(oc);
         for ci in 0..c {
-            for i in 0..kh {
-                for j in 0..kw {
-                    w[((o * c + ci) * kh + i) * kw + j] = m[((i * kw + j) * c + ci) * oc + o];
+            for k in 0..kk {
+                let src = &m[(k * c + ci) * oc..][o0..o1];
+                for (o, v) in (o0..o1).zip(src) {
+                    w[(o * c + ci) * kk + k] = *v;
                 }
             }
         }
@@ -254,10 +260,15 @@ fn mm(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, a: Mat, b: Mat) 
 /// Convolution forward: `y = im2col(x) · W`; `x` `[b, h, w, c]`, `wm` from [`weight_matrix`],
 /// `y` `[b, oh, ow, oc]`.
 pub fn forward(g: &ConvGeom, x: &[f32], wm: &[f32]) -> Vec<f32> {
+    forward_tiled(g, x, wm, g.tile_rows())
+}
+
+/// [`forward`] in tiles of `tile` output rows.
+fn forward_tiled(g: &ConvGeom, x: &[f32], wm: &[f32], tile: usize) -> Vec<f32> {
     let (kkc, oc, rows) = (g.kkc(), g.oc, g.rows());
     assert_eq!(x.len(), g.b * g.h * g.w * g.c, "x is [b, h, w, c]");
     assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
-    let tile = g.tile_rows();
+    let tile = tile.max(1);
     let mut y = vec![0.0f32; rows * oc];
     y.par_chunks_mut(tile * oc)
         .enumerate()
@@ -278,15 +289,20 @@ pub fn forward(g: &ConvGeom, x: &[f32], wm: &[f32]) -> Vec<f32> {
 /// Convolution input gradient: `dx = col2im(dy · Wᵀ)`; `dy` `[b, oh, ow, oc]`, `dx` `[b, h, w, c]`.
 /// Workers own whole images, so the scatter-adds never overlap.
 pub fn backward_input(g: &ConvGeom, dy: &[f32], wm: &[f32]) -> Vec<f32> {
+    backward_input_tiled(g, dy, wm, g.tile_rows())
+}
+
+/// [`backward_input`] in tiles of about `tile` rows (whole images, at least one).
+fn backward_input_tiled(g: &ConvGeom, dy: &[f32], wm: &[f32], tile: usize) -> Vec<f32> {
     let (kkc, oc) = (g.kkc(), g.oc);
+    let tile = tile.max(1);
     assert_eq!(dy.len(), g.rows() * oc, "dy is [b, oh, ow, oc]");
     assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
     let img_rows = g.oh() * g.ow();
     let img = g.h * g.w * g.c;
-    let imgs = (g.tile_rows() / img_rows).max(1);
+    let imgs = (tile / img_rows).max(1);
     let mut dx = vec![0.0f32; g.b * img];
     if g.pointwise() {
-        let tile = g.tile_rows();
         dx.par_chunks_mut(tile * kkc).enumerate().for_each(|(t, dxt)| {
             let (r0, n) = (t * tile, dxt.len() / kkc);
             let a = Mat::rows(&dy[r0 * oc..], oc);
@@ -314,11 +330,15 @@ pub fn backward_input(g: &ConvGeom, dy: &[f32], wm: &[f32]) -> Vec<f32> {
 
 /// Convolution weight gradient: `dW = im2col(x)ᵀ · dy`, `[kh·kw·c, oc]` (see [`weight_from_matrix`]).
 pub fn backward_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    backward_weight_tiled(g, x, dy, g.tile_rows())
+}
+
+/// [`backward_weight`] in tiles of `tile` rows.
+fn backward_weight_tiled(g: &ConvGeom, x: &[f32], dy: &[f32], tile: usize) -> Vec<f32> {
     let (kkc, oc, rows) = (g.kkc(), g.oc, g.rows());
     assert_eq!(x.len(), g.b * g.h * g.w * g.c, "x is [b, h, w, c]");
     assert_eq!(dy.len(), rows * oc, "dy is [b, oh, ow, oc]");
-    // Bigger tiles here: each adds a [kkc, oc] product, and fewer tiles mean fewer partial sums.
-    let tile = (4 * g.tile_rows()).min(rows);
+    let tile = tile.clamp(1, rows.max(1));
     let tiles = rows.div_ceil(tile);
     (0..tiles)
         .into_par_iter()
@@ -635,19 +655,23 @@ mod tests {
             let x = randv(g.b * g.h * g.w * g.c, &mut rng);
             let w = randv(g.oc * g.kkc(), &mut rng);
             let wm = weight_matrix(&g, &w);
-            let y = forward(&g, &x, &wm);
             let want = naive(&g, &x, &w);
-            for (a, b) in y.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?}: {a} vs {b}");
+            let dy = randv(want.len(), &mut rng);
+            let l = dot(&want, &dy);
+            // The production tile size, and small tiles that leave a ragged last tile.
+            for tile in [g.tile_rows(), 7, 50] {
+                let y = forward_tiled(&g, &x, &wm, tile);
+                for (a, b) in y.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?}/{tile}: {a} vs {b}");
+                }
+                let dx = backward_input_tiled(&g, &dy, &wm, tile);
+                assert_eq!(dx.len(), x.len());
+                let r = dot(&x, &dx);
+                assert!((l - r).abs() < 1e-3 * (1.0 + l.abs()), "{g:?}/{tile}: adjoint {l} vs {r}");
+                let r = dot(&wm, &backward_weight_tiled(&g, &x, &dy, tile));
+                assert!((l - r).abs() < 1e-3 * (1.0 + l.abs()), "{g:?}/{tile}: dW {l} vs {r}");
             }
-            let dy = randv(y.len(), &mut rng);
-            let dx = backward_input(&g, &dy, &wm);
-            assert_eq!(dx.len(), x.len());
-            let (l, r) = (dot(&y, &dy), dot(&x, &dx));
-            assert!((l - r).abs() < 1e-3 * (1.0 + l.abs()), "{g:?}: adjoint {l} vs {r}");
             let dwm = backward_weight(&g, &x, &dy);
-            let r = dot(&wm, &dwm);
-            assert!((l - r).abs() < 1e-3 * (1.0 + l.abs()), "{g:?}: weight grad {l} vs {r}");
             // and dW itself against the definition: perturbing one weight entry changes
             // <y, dy> by dW times the step (exactly, the form is linear in W).
             let idx = rng.gen_range(0..w.len());
