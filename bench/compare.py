@@ -65,8 +65,13 @@ def main():
     ref = os.path.join(HERE, "reference", "vqvae.py")
     rows, raw = [], []
     for name, args, (full, quick) in cases:
-        iters = str(quick if a.quick else full)
-        common = args + ["--iters", iters, "--warmup", "1"]
+        iters = quick if a.quick else full
+        # A GPU's first steps compile kernels and autotune them (wgpu and CUDA alike), and they are
+        # cheap to repeat: warm up longer and time more steps there.
+        warmup = 5 if a.gpu else 1
+        if a.gpu:
+            iters *= 4
+        common = args + ["--iters", str(iters), "--warmup", str(warmup)]
         v_dev = ["--device", "wgpu"] if a.gpu else []
         p_dev = ["--device", "cuda"] if a.gpu else []
         v = run([a.vqib, "bench"] + common + v_dev, env)

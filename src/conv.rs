@@ -219,6 +219,10 @@ impl Mat {
 }
 
 /// `dst[m, n] (row-major, row stride n) = (acc ? dst : 0) + a[m, k] · b[k, n]`, on this thread.
+///
+/// Called as the transposed product `dstᵀ = bᵀ · aᵀ`: gemm's kernels store column-major
+/// destinations directly and read column-major operands without repacking, and the transposes of
+/// these row-major matrices are column-major.
 fn mm(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, a: Mat, b: Mat) {
     assert!(dst.len() >= m * n);
     if m == 0 || n == 0 {
@@ -234,19 +238,19 @@ fn mm(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, a: Mat, b: Mat) 
     // their slices for the given shapes and strides.
     unsafe {
         gemm::gemm(
-            m,
             n,
+            m,
             k,
             dst.as_mut_ptr(),
-            1,
             n as isize,
+            1,
             acc,
-            a.ptr,
-            a.cs,
-            a.rs,
             b.ptr,
-            b.cs,
             b.rs,
+            b.cs,
+            a.ptr,
+            a.rs,
+            a.cs,
             if acc { 1.0 } else { 0.0 },
             1.0,
             false,
@@ -257,22 +261,65 @@ fn mm(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, a: Mat, b: Mat) 
     }
 }
 
-/// Convolution forward: `y = im2col(x) · W`; `x` `[b, h, w, c]`, `wm` from [`weight_matrix`],
-/// `y` `[b, oh, ow, oc]`.
-pub fn forward(g: &ConvGeom, x: &[f32], wm: &[f32]) -> Vec<f32> {
-    forward_tiled(g, x, wm, g.tile_rows())
+/// Adds `bias` to every row of `rows` (`[_, bias.len()]`).
+fn add_bias(rows: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(bias) = bias {
+        for row in rows.chunks_exact_mut(bias.len()) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }
+    }
+}
+
+/// Column sums of `v` (`[_, ch]`): the gradient of a bias added to every row.
+pub fn bias_grad(v: &[f32], ch: usize) -> Vec<f32> {
+    v.par_chunks(ch * 1024)
+        .fold(
+            || vec![0.0f32; ch],
+            |mut acc, part| {
+                for row in part.chunks_exact(ch) {
+                    for (a, x) in acc.iter_mut().zip(row) {
+                        *a += x;
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f32; ch],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
+                }
+                a
+            },
+        )
+}
+
+/// Convolution forward: `y = im2col(x) · W (+ bias)`; `x` `[b, h, w, c]`, `wm` from
+/// [`weight_matrix`], `bias` `[oc]`, `y` `[b, oh, ow, oc]`.
+pub fn forward(g: &ConvGeom, x: &[f32], wm: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    forward_tiled(g, x, wm, bias, g.tile_rows())
 }
 
 /// [`forward`] in tiles of `tile` output rows.
-fn forward_tiled(g: &ConvGeom, x: &[f32], wm: &[f32], tile: usize) -> Vec<f32> {
+fn forward_tiled(
+    g: &ConvGeom,
+    x: &[f32],
+    wm: &[f32],
+    bias: Option<&[f32]>,
+    tile: usize,
+) -> Vec<f32> {
     let (kkc, oc, rows) = (g.kkc(), g.oc, g.rows());
     assert_eq!(x.len(), g.b * g.h * g.w * g.c, "x is [b, h, w, c]");
     assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
+    assert!(bias.is_none_or(|b| b.len() == oc), "bias is [oc]");
     let tile = tile.max(1);
     let mut y = vec![0.0f32; rows * oc];
-    y.par_chunks_mut(tile * oc)
-        .enumerate()
-        .for_each_init(Vec::new, |col: &mut Vec<f32>, (t, yt)| {
+    y.par_chunks_mut(tile * oc).enumerate().for_each_init(
+        Vec::new,
+        |col: &mut Vec<f32>, (t, yt)| {
             let (r0, n) = (t * tile, yt.len() / oc);
             let a = if g.pointwise() {
                 Mat::rows(&x[r0 * kkc..], kkc)
@@ -282,37 +329,50 @@ fn forward_tiled(g: &ConvGeom, x: &[f32], wm: &[f32], tile: usize) -> Vec<f32> {
                 Mat::rows(col, kkc)
             };
             mm(n, oc, kkc, yt, false, a, Mat::rows(wm, oc));
-        });
+            add_bias(yt, bias);
+        },
+    );
     y
 }
 
-/// Convolution input gradient: `dx = col2im(dy · Wᵀ)`; `dy` `[b, oh, ow, oc]`, `dx` `[b, h, w, c]`.
+/// Convolution input gradient: `dx = col2im(dy · Wᵀ) (+ bias)`; `dy` `[b, oh, ow, oc]`, `dx`
+/// `[b, h, w, c]`, `bias` `[c]` (for the transposed convolution, whose forward this is).
 /// Workers own whole images, so the scatter-adds never overlap.
-pub fn backward_input(g: &ConvGeom, dy: &[f32], wm: &[f32]) -> Vec<f32> {
-    backward_input_tiled(g, dy, wm, g.tile_rows())
+pub fn backward_input(g: &ConvGeom, dy: &[f32], wm: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    backward_input_tiled(g, dy, wm, bias, g.tile_rows())
 }
 
 /// [`backward_input`] in tiles of about `tile` rows (whole images, at least one).
-fn backward_input_tiled(g: &ConvGeom, dy: &[f32], wm: &[f32], tile: usize) -> Vec<f32> {
+fn backward_input_tiled(
+    g: &ConvGeom,
+    dy: &[f32],
+    wm: &[f32],
+    bias: Option<&[f32]>,
+    tile: usize,
+) -> Vec<f32> {
     let (kkc, oc) = (g.kkc(), g.oc);
     let tile = tile.max(1);
     assert_eq!(dy.len(), g.rows() * oc, "dy is [b, oh, ow, oc]");
     assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
+    assert!(bias.is_none_or(|b| b.len() == g.c), "bias is [c]");
     let img_rows = g.oh() * g.ow();
     let img = g.h * g.w * g.c;
     let imgs = (tile / img_rows).max(1);
     let mut dx = vec![0.0f32; g.b * img];
     if g.pointwise() {
-        dx.par_chunks_mut(tile * kkc).enumerate().for_each(|(t, dxt)| {
-            let (r0, n) = (t * tile, dxt.len() / kkc);
-            let a = Mat::rows(&dy[r0 * oc..], oc);
-            mm(n, kkc, oc, dxt, false, a, Mat::rows_t(wm, oc));
-        });
+        dx.par_chunks_mut(tile * kkc)
+            .enumerate()
+            .for_each(|(t, dxt)| {
+                let (r0, n) = (t * tile, dxt.len() / kkc);
+                let a = Mat::rows(&dy[r0 * oc..], oc);
+                mm(n, kkc, oc, dxt, false, a, Mat::rows_t(wm, oc));
+                add_bias(dxt, bias);
+            });
         return dx;
     }
-    dx.par_chunks_mut(imgs * img)
-        .enumerate()
-        .for_each_init(Vec::new, |col: &mut Vec<f32>, (t, dxt)| {
+    dx.par_chunks_mut(imgs * img).enumerate().for_each_init(
+        Vec::new,
+        |col: &mut Vec<f32>, (t, dxt)| {
             let b0 = t * imgs;
             let n = dxt.len() / img * img_rows;
             let r0 = b0 * img_rows;
@@ -324,7 +384,9 @@ fn backward_input_tiled(g: &ConvGeom, dy: &[f32], wm: &[f32], tile: usize) -> Ve
             // shootdown on every core (about a tenth of a training step, measured).
             dxt.fill(0.0);
             col2im_add(g, col, r0, n, dxt, b0);
-        });
+            add_bias(dxt, bias);
+        },
+    );
     dx
 }
 
@@ -373,12 +435,14 @@ fn backward_weight_tiled(g: &ConvGeom, x: &[f32], dy: &[f32], tile: usize) -> Ve
 /// Custom tensor ops, routed by burn's dispatch to the `flex` backend, with or without autodiff.
 #[backend_extension(Flex, Autodiff)]
 pub trait ConvBackend: Backend {
-    /// `transposed == false`: the convolution of `x` `[b, h, w, c]` with `w` `[oc, c, kh, kw]`,
-    /// giving `[b, oh, ow, oc]`. `transposed == true`: its adjoint, from `x` `[b, oh, ow, oc]` to
-    /// `[b, h, w, c]`, with the same `w` (PyTorch's transposed-conv layout `[in, out, kh, kw]`).
+    /// `transposed == false`: the convolution of `x` `[b, h, w, c]` with `w` `[oc, c, kh, kw]`
+    /// plus `bias` `[oc]`, giving `[b, oh, ow, oc]`. `transposed == true`: its adjoint, from `x`
+    /// `[b, oh, ow, oc]` to `[b, h, w, c]`, with the same `w` (PyTorch's transposed-conv layout
+    /// `[in, out, kh, kw]`), plus `bias` `[c]`.
     fn vqib_conv_nhwc(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         geom: ConvGeom,
         transposed: bool,
     ) -> FloatTensor<Self>;
@@ -400,17 +464,31 @@ fn elems(t: &FloatTensor<Flex>) -> &[f32] {
     &t.storage::<f32>()[off..off + n]
 }
 
-fn flex_tensor(v: Vec<f32>, shape: [usize; 4]) -> FloatTensor<Flex> {
+fn flex_tensor<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
     burn::backend::flex::FlexTensor::from_data(TensorData::new(v, shape))
 }
 
-fn flex_conv(x: &FloatTensor<Flex>, w: &FloatTensor<Flex>, g: &ConvGeom, tr: bool) -> FloatTensor<Flex> {
+/// The op's value; `x` contiguous (see [`dense`]).
+fn flex_conv(
+    x: &FloatTensor<Flex>,
+    w: &FloatTensor<Flex>,
+    bias: &FloatTensor<Flex>,
+    g: &ConvGeom,
+    tr: bool,
+) -> FloatTensor<Flex> {
     let wm = weight_matrix(g, elems(&dense(w)));
-    let x = dense(x);
+    let (x, bias) = (dense(x), dense(bias));
+    let bias = Some(elems(&bias));
     if tr {
-        flex_tensor(backward_input(g, elems(&x), &wm), [g.b, g.h, g.w, g.c])
+        flex_tensor(
+            backward_input(g, elems(&x), &wm, bias),
+            [g.b, g.h, g.w, g.c],
+        )
     } else {
-        flex_tensor(forward(g, elems(&x), &wm), [g.b, g.oh(), g.ow(), g.oc])
+        flex_tensor(
+            forward(g, elems(&x), &wm, bias),
+            [g.b, g.oh(), g.ow(), g.oc],
+        )
     }
 }
 
@@ -418,37 +496,40 @@ impl ConvBackend for Flex {
     fn vqib_conv_nhwc(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         geom: ConvGeom,
         transposed: bool,
     ) -> FloatTensor<Self> {
-        flex_conv(&x, &w, &geom, transposed)
+        flex_conv(&x, &w, &bias, &geom, transposed)
     }
 }
 
+/// The backward pass of [`ConvBackend::vqib_conv_nhwc`]: the input gradient of a convolution is
+/// its adjoint (and the other way round), the weight gradient `im2col(x)ᵀ · dy`, the bias gradient
+/// the column sums of `dy`.
 #[derive(Debug)]
 struct ConvNhwcBackward;
 
-impl Backward<Flex, 2> for ConvNhwcBackward {
+impl Backward<Flex, 3> for ConvNhwcBackward {
+    /// Contiguous x, the weight, the geometry, transposed.
     type State = (FloatTensor<Flex>, FloatTensor<Flex>, ConvGeom, bool);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_w] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
         let (x, w, g, tr) = ops.state;
         let grad = dense(&grad);
         let dy = elems(&grad);
         if let Some(node) = node_x {
             let wm = weight_matrix(&g, elems(&dense(&w)));
-            // The input gradient of a convolution is its adjoint, and the other way round.
             let dx = if tr {
-                flex_tensor(forward(&g, dy, &wm), [g.b, g.oh(), g.ow(), g.oc])
+                flex_tensor(forward(&g, dy, &wm, None), [g.b, g.oh(), g.ow(), g.oc])
             } else {
-                flex_tensor(backward_input(&g, dy, &wm), [g.b, g.h, g.w, g.c])
+                flex_tensor(backward_input(&g, dy, &wm, None), [g.b, g.h, g.w, g.c])
             };
             grads.register::<Flex>(node.id, dx);
         }
         if let Some(node) = node_w {
-            let x = dense(&x);
             let xs = elems(&x);
             // For the transposed op, dy is on the convolution's input side and x on its output side.
             let dwm = if tr {
@@ -459,6 +540,10 @@ impl Backward<Flex, 2> for ConvNhwcBackward {
             let dw = weight_from_matrix(&g, &dwm);
             grads.register::<Flex>(node.id, flex_tensor(dw, [g.oc, g.c, g.kh, g.kw]));
         }
+        if let Some(node) = node_b {
+            let ch = if tr { g.c } else { g.oc };
+            grads.register::<Flex>(node.id, flex_tensor(bias_grad(dy, ch), [ch]));
+        }
     }
 }
 
@@ -466,21 +551,19 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
     fn vqib_conv_nhwc(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         geom: ConvGeom,
         transposed: bool,
     ) -> FloatTensor<Self> {
         let xd = dense(x.primitive());
-        let out = flex_conv(&xd, w.primitive(), &geom, transposed);
+        let out = flex_conv(&xd, w.primitive(), bias.primitive(), &geom, transposed);
         match ConvNhwcBackward
-            .prepare::<C>([x.node(), w.node()])
+            .prepare::<C>([x.node(), w.node(), bias.node()])
             .compute_bound()
             .stateful()
         {
             // The state keeps x contiguous, so that the backward pass reads it without a copy.
-            OpsKind::Tracked(prep) => prep.finish(
-                (xd, w.into_primitive(), geom, transposed),
-                out,
-            ),
+            OpsKind::Tracked(prep) => prep.finish((xd, w.into_primitive(), geom, transposed), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
@@ -496,10 +579,17 @@ fn check(g: &ConvGeom) {
     assert!(g.valid(), "invalid convolution geometry {g:?}");
 }
 
-/// Convolution of channels-last `x` `[b, h, w, c]` with `w` `[oc, c, kh, kw]` (PyTorch's layout),
-/// stride `stride`, zero padding `padding` on each side: `[b, oh, ow, oc]`. Differentiable in `x`
-/// and `w`. Runs on the `flex` device only (see [`on_flex`]).
-pub fn nhwc_conv2d(x: Tensor<4>, w: Tensor<4>, stride: [usize; 2], padding: [usize; 2]) -> Tensor<4> {
+/// Convolution of channels-last `x` `[b, h, w, c]` with `w` `[oc, c, kh, kw]` (PyTorch's layout)
+/// plus `bias` `[oc]` (zero when `None`), stride `stride`, zero padding `padding` on each side:
+/// `[b, oh, ow, oc]`. Differentiable in `x`, `w` and `bias`. Runs on the `flex` device only (see
+/// [`on_flex`]).
+pub fn nhwc_conv2d(
+    x: Tensor<4>,
+    w: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<4> {
     let [b, h, wd, c] = x.dims();
     let [oc, wc, kh, kw] = w.dims();
     assert_eq!(c, wc, "conv: x has {c} channels, the weight expects {wc}");
@@ -517,9 +607,11 @@ pub fn nhwc_conv2d(x: Tensor<4>, w: Tensor<4>, stride: [usize; 2], padding: [usi
         pw: padding[1],
     };
     check(&g);
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([oc], &x.device()));
     let out = <burn::backend::Dispatch as ConvBackend>::vqib_conv_nhwc(
         x.into_dispatch(),
         w.into_dispatch(),
+        bias.into_dispatch(),
         g,
         false,
     );
@@ -527,17 +619,22 @@ pub fn nhwc_conv2d(x: Tensor<4>, w: Tensor<4>, stride: [usize; 2], padding: [usi
 }
 
 /// Transposed convolution of channels-last `x` `[b, h, w, cin]` with `w` `[cin, cout, kh, kw]`
-/// (PyTorch's layout), stride and padding as PyTorch's `ConvTranspose2d` (no output padding):
-/// `[b, (h−1)·sh − 2ph + kh, (w−1)·sw − 2pw + kw, cout]`. Differentiable in `x` and `w`.
+/// (PyTorch's layout) plus `bias` `[cout]` (zero when `None`), stride and padding as PyTorch's
+/// `ConvTranspose2d` (no output padding): `[b, (h−1)·sh − 2ph + kh, (w−1)·sw − 2pw + kw, cout]`.
+/// Differentiable in `x`, `w` and `bias`.
 pub fn nhwc_conv_transpose2d(
     x: Tensor<4>,
     w: Tensor<4>,
+    bias: Option<Tensor<1>>,
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> Tensor<4> {
     let [b, h, wd, cin] = x.dims();
     let [win, cout, kh, kw] = w.dims();
-    assert_eq!(cin, win, "conv_transpose: x has {cin} channels, the weight expects {win}");
+    assert_eq!(
+        cin, win,
+        "conv_transpose: x has {cin} channels, the weight expects {win}"
+    );
     let g = ConvGeom {
         b,
         h: (h - 1) * stride[0] + kh - 2 * padding[0],
@@ -553,9 +650,11 @@ pub fn nhwc_conv_transpose2d(
     };
     check(&g);
     assert_eq!((g.oh(), g.ow()), (h, wd), "conv_transpose geometry {g:?}");
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([cout], &x.device()));
     let out = <burn::backend::Dispatch as ConvBackend>::vqib_conv_nhwc(
         x.into_dispatch(),
         w.into_dispatch(),
+        bias.into_dispatch(),
         g,
         true,
     );
@@ -596,7 +695,8 @@ mod tests {
                                     continue;
                                 }
                                 for c in 0..g.c {
-                                    let xi = ((b * g.h + yy as usize) * g.w + xx as usize) * g.c + c;
+                                    let xi =
+                                        ((b * g.h + yy as usize) * g.w + xx as usize) * g.c + c;
                                     let wi = ((o * g.c + c) * g.kh + i) * g.kw + j;
                                     s += x[xi] as f64 * w[wi] as f64;
                                 }
@@ -660,16 +760,25 @@ mod tests {
             let l = dot(&want, &dy);
             // The production tile size, and small tiles that leave a ragged last tile.
             for tile in [g.tile_rows(), 7, 50] {
-                let y = forward_tiled(&g, &x, &wm, tile);
+                let y = forward_tiled(&g, &x, &wm, None, tile);
                 for (a, b) in y.iter().zip(&want) {
-                    assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?}/{tile}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                        "{g:?}/{tile}: {a} vs {b}"
+                    );
                 }
-                let dx = backward_input_tiled(&g, &dy, &wm, tile);
+                let dx = backward_input_tiled(&g, &dy, &wm, None, tile);
                 assert_eq!(dx.len(), x.len());
                 let r = dot(&x, &dx);
-                assert!((l - r).abs() < 1e-3 * (1.0 + l.abs()), "{g:?}/{tile}: adjoint {l} vs {r}");
+                assert!(
+                    (l - r).abs() < 1e-3 * (1.0 + l.abs()),
+                    "{g:?}/{tile}: adjoint {l} vs {r}"
+                );
                 let r = dot(&wm, &backward_weight_tiled(&g, &x, &dy, tile));
-                assert!((l - r).abs() < 1e-3 * (1.0 + l.abs()), "{g:?}/{tile}: dW {l} vs {r}");
+                assert!(
+                    (l - r).abs() < 1e-3 * (1.0 + l.abs()),
+                    "{g:?}/{tile}: dW {l} vs {r}"
+                );
             }
             let dwm = backward_weight(&g, &x, &dy);
             // and dW itself against the definition: perturbing one weight entry changes
@@ -679,7 +788,10 @@ mod tests {
             w2[idx] += 0.5;
             let l2 = dot(&naive(&g, &x, &w2), &dy);
             let dw = weight_from_matrix(&g, &dwm);
-            assert!(((l2 - l) / 0.5 - dw[idx] as f64).abs() < 1e-2, "{g:?}: dW[{idx}]");
+            assert!(
+                ((l2 - l) / 0.5 - dw[idx] as f64).abs() < 1e-2,
+                "{g:?}: dW[{idx}]"
+            );
         }
     }
 
@@ -688,6 +800,14 @@ mod tests {
     }
 
     fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    fn bias(n: usize, rng: &mut StdRng, dev: &Device) -> Tensor<1> {
+        Tensor::<1>::from_data(TensorData::new(randv(n, rng), [n]), dev).require_grad()
+    }
+
+    fn max_diff1(a: Tensor<1>, b: Tensor<1>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
@@ -701,13 +821,15 @@ mod tests {
             let ws = randv(g.oc * g.kkc(), &mut rng);
             let x = tensor(xs, [g.b, g.c, g.h, g.w], &dev).require_grad();
             let w = tensor(ws, [g.oc, g.c, g.kh, g.kw], &dev).require_grad();
+            let b = bias(g.oc, &mut rng, &dev);
             let opts = ConvOptions::new([g.sh, g.sw], [g.ph, g.pw], [1, 1], 1);
-            let want = conv2d(x.clone(), w.clone(), None, opts);
+            let want = conv2d(x.clone(), w.clone(), Some(b.clone()), opts);
             let dy = Tensor::<4>::random(want.dims(), Distribution::Default, &dev);
             let gw = (want.clone() * dy.clone()).sum().backward();
             let got = nhwc_conv2d(
                 x.clone().permute([0, 2, 3, 1]),
                 w.clone(),
+                Some(b.clone()),
                 [g.sh, g.sw],
                 [g.ph, g.pw],
             )
@@ -718,6 +840,8 @@ mod tests {
             assert!(d < 1e-4, "{g:?}: dx differs by {d}");
             let d = max_diff(w.grad(&gg).unwrap(), w.grad(&gw).unwrap());
             assert!(d < 1e-3, "{g:?}: dw differs by {d}");
+            let d = max_diff1(b.grad(&gg).unwrap(), b.grad(&gw).unwrap());
+            assert!(d < 1e-3, "{g:?}: dbias differs by {d}");
         }
     }
 
@@ -727,24 +851,29 @@ mod tests {
         let dev = Device::flex().autodiff();
         let mut rng = StdRng::seed_from_u64(4);
         for (b, h, w, cin, cout, k, s, p) in [
-            (3usize, 7usize, 7usize, 16usize, 8usize, 4usize, 2usize, 1usize),
+            (
+                3usize, 7usize, 7usize, 16usize, 8usize, 4usize, 2usize, 1usize,
+            ),
             (2, 5, 4, 6, 1, 4, 2, 1),
             (2, 6, 6, 5, 3, 3, 1, 1),
         ] {
             let x = tensor(randv(b * cin * h * w, &mut rng), [b, cin, h, w], &dev).require_grad();
-            let wt = tensor(randv(cin * cout * k * k, &mut rng), [cin, cout, k, k], &dev)
-                .require_grad();
+            let wt =
+                tensor(randv(cin * cout * k * k, &mut rng), [cin, cout, k, k], &dev).require_grad();
+            let bs = bias(cout, &mut rng, &dev);
             let opts = ConvTransposeOptions::new([s, s], [p, p], [0, 0], [1, 1], 1);
-            let want = conv_transpose2d(x.clone(), wt.clone(), None, opts);
+            let want = conv_transpose2d(x.clone(), wt.clone(), Some(bs.clone()), opts);
             let dy = Tensor::<4>::random(want.dims(), Distribution::Default, &dev);
             let gw = (want.clone() * dy.clone()).sum().backward();
-            let got = nhwc_conv_transpose2d(x.clone().permute([0, 2, 3, 1]), wt.clone(), [s, s], [p, p])
+            let x_nhwc = x.clone().permute([0, 2, 3, 1]);
+            let got = nhwc_conv_transpose2d(x_nhwc, wt.clone(), Some(bs.clone()), [s, s], [p, p])
                 .permute([0, 3, 1, 2]);
             assert_eq!(got.dims(), want.dims());
             assert!(max_diff(got.clone(), want) < 1e-4);
             let gg = (got * dy).sum().backward();
             assert!(max_diff(x.grad(&gg).unwrap(), x.grad(&gw).unwrap()) < 1e-4);
             assert!(max_diff(wt.grad(&gg).unwrap(), wt.grad(&gw).unwrap()) < 1e-3);
+            assert!(max_diff1(bs.grad(&gg).unwrap(), bs.grad(&gw).unwrap()) < 1e-3);
         }
     }
 
@@ -754,9 +883,10 @@ mod tests {
         let dev = Device::flex();
         let x = Tensor::<4>::ones([1, 3, 3, 2], &dev);
         let w = Tensor::<4>::ones([1, 2, 3, 3], &dev);
-        let y = nhwc_conv2d(x, w, [1, 1], [1, 1]);
-        // the centre sees all 9 positions x 2 channels, a corner 4 x 2
+        let b = Tensor::<1>::from_floats([0.5], &dev);
+        let y = nhwc_conv2d(x, w, Some(b), [1, 1], [1, 1]);
+        // the centre sees all 9 positions x 2 channels, a corner 4 x 2; plus the bias
         let v = y.into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(v, vec![8.0, 12.0, 8.0, 12.0, 18.0, 12.0, 8.0, 12.0, 8.0]);
+        assert_eq!(v, vec![8.5, 12.5, 8.5, 12.5, 18.5, 12.5, 8.5, 12.5, 8.5]);
     }
 }

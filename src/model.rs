@@ -44,13 +44,13 @@ fn conv(c: &Conv2d, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
         _ => None,
     };
     match pad {
-        Some(pad) if c.dilation == [1, 1] && c.groups == 1 => {
-            let y = nhwc_conv2d(x, c.weight.val(), c.stride, pad);
-            match &c.bias {
-                Some(b) => y + b.val().reshape([1, 1, 1, -1]),
-                None => y,
-            }
-        }
+        Some(pad) if c.dilation == [1, 1] && c.groups == 1 => nhwc_conv2d(
+            x,
+            c.weight.val(),
+            c.bias.as_ref().map(|b| b.val()),
+            c.stride,
+            pad,
+        ),
         // Geometry the channels-last kernels do not cover: burn's convolution.
         _ => to_nhwc(c.forward(to_nchw(x))),
     }
@@ -64,11 +64,13 @@ fn deconv(c: &ConvTranspose2d, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
     if c.dilation != [1, 1] || c.groups != 1 || c.padding_out != [0, 0] {
         return to_nhwc(c.forward(to_nchw(x)));
     }
-    let y = nhwc_conv_transpose2d(x, c.weight.val(), c.stride, c.padding);
-    match &c.bias {
-        Some(b) => y + b.val().reshape([1, 1, 1, -1]),
-        None => y,
-    }
+    nhwc_conv_transpose2d(
+        x,
+        c.weight.val(),
+        c.bias.as_ref().map(|b| b.val()),
+        c.stride,
+        c.padding,
+    )
 }
 
 #[derive(Module, Debug)]

@@ -262,6 +262,7 @@ pub fn evaluate(
         .map(|v| v as f64)
         .collect();
     let codebook = model.codebook_values();
+    let codebook = Codebook::new(&codebook, model.d());
     let mut assigned = InfoAccumulator::new(log_r.clone());
     let mut soft = InfoAccumulator::new(log_r.clone());
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x6576_616c);
@@ -285,7 +286,7 @@ pub fn evaluate(
         let zv = host_f32(f.z_e.clone());
         let part = soft_assign(
             &zv,
-            &Codebook::new(&codebook, model.d()),
+            &codebook,
             &SoftOptions {
                 tau: cfg.temperature,
                 samples: 0,
