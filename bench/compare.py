@@ -32,6 +32,11 @@ def run(cmd, env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median_run(runs):
+    """The run with the median throughput (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r["items_per_s"])[(len(runs) - 1) // 2]
+
+
 def machine():
     model, flags = "?", set()
     try:
@@ -57,6 +62,9 @@ def main():
     ap.add_argument("--gpu", action="store_true",
                     help="vqib --device wgpu against PyTorch --device cuda (train, eval)")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs a side and case, alternating sides; the table gives the median "
+                         "(a shared machine's speed drifts by 10-20%% between runs)")
     a = ap.parse_args()
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     cases = [c for c in CPU_CASES if a.only in c[0]]
@@ -74,18 +82,24 @@ def main():
         common = args + ["--iters", str(iters), "--warmup", str(warmup)]
         v_dev = ["--device", "wgpu"] if a.gpu else []
         p_dev = ["--device", "cuda"] if a.gpu else []
-        v = run([a.vqib, "bench"] + common + v_dev, env)
-        p = run([a.python, ref, "--threads", str(a.threads)] + common + p_dev, env)
-        raw.append({"case": name, "vqib": v, "pytorch": p})
+        vs, ps = [], []
+        for _ in range(max(1, a.repeat)):
+            vs.append(run([a.vqib, "bench"] + common + v_dev, env))
+            ps.append(run([a.python, ref, "--threads", str(a.threads)] + common + p_dev, env))
+        v, p = median_run(vs), median_run(ps)
+        raw.append({"case": name, "vqib": v, "pytorch": p,
+                    "vqib_runs": [r["items_per_s"] for r in vs],
+                    "pytorch_runs": [r["items_per_s"] for r in ps]})
         ratio = v["items_per_s"] / p["items_per_s"]
         rows.append((name, v["unit"], v["items_per_s"], p["items_per_s"], ratio, v["gflops"],
                      p["gflops"], v["peak_rss_mib"], p["peak_rss_mib"],
                      v["peak_rss_mib"] - v["base_rss_mib"], p["peak_rss_mib"] - p["base_rss_mib"]))
         print(f"{name}: vqib {v['items_per_s']:.1f}, pytorch {p['items_per_s']:.1f} "
-              f"{v['unit']}/s, ratio {ratio:.2f}", file=sys.stderr)
+              f"{v['unit']}/s (medians of {len(vs)}), ratio {ratio:.2f}", file=sys.stderr)
     torch_impl = raw[0]["pytorch"]["impl"] if raw else "pytorch"
     print(f"Measured {datetime.date.today()} on {machine()}; {a.threads} threads a side"
-          f"{' (GPU: vqib wgpu, PyTorch CUDA)' if a.gpu else ''}; {torch_impl}.\n")
+          f"{' (GPU: vqib wgpu, PyTorch CUDA)' if a.gpu else ''}; {torch_impl}; median of "
+          f"{max(1, a.repeat)} runs a side, alternating.\n")
     print("| case | unit | vqib /s | PyTorch /s | vqib / PyTorch | vqib GFLOP/s "
           "| PyTorch GFLOP/s | vqib peak MiB | PyTorch peak MiB | vqib MiB over start "
           "| PyTorch MiB over start |")
