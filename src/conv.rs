@@ -390,6 +390,52 @@ fn backward_input_tiled(
     dx
 }
 
+/// The input gradient of a stride-1 convolution is itself a convolution: of `dy` with the kernel
+/// flipped in space and its channel axes swapped, padded by `k − 1 − p`. Returns that
+/// convolution's geometry and weight matrix, or `None` when the stride is not 1 (or the padding
+/// exceeds `k − 1`). Running it by [`forward`] avoids the scatter-add of [`backward_input`].
+fn flipped(g: &ConvGeom, w: &[f32]) -> Option<(ConvGeom, Vec<f32>)> {
+    if g.sh != 1 || g.sw != 1 || g.ph >= g.kh || g.pw >= g.kw || g.pointwise() {
+        return None;
+    }
+    let f = ConvGeom {
+        h: g.oh(),
+        w: g.ow(),
+        c: g.oc,
+        oc: g.c,
+        ph: g.kh - 1 - g.ph,
+        pw: g.kw - 1 - g.pw,
+        ..*g
+    };
+    let (c, oc, kh, kw) = (g.c, g.oc, g.kh, g.kw);
+    let mut m = vec![0.0; w.len()];
+    // m is W for f: row (i, j, o) of f's im2col, column ci; the weight it carries is
+    // w[o, ci, kh-1-i, kw-1-j].
+    for i in 0..kh {
+        for j in 0..kw {
+            for o in 0..oc {
+                let dst = &mut m[((i * kw + j) * oc + o) * c..][..c];
+                for (ci, d) in dst.iter_mut().enumerate() {
+                    *d = w[((o * c + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
+                }
+            }
+        }
+    }
+    Some((f, m))
+}
+
+/// The input gradient of the convolution `g` with weight `w` (`[oc, c, kh, kw]`) for output
+/// gradient `dy`: a convolution by [`forward`] for stride 1, [`backward_input`] otherwise.
+pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    match flipped(g, w) {
+        Some((f, m)) => {
+            debug_assert_eq!((f.oh(), f.ow()), (g.h, g.w));
+            forward(&f, dy, &m, None)
+        }
+        None => backward_input(g, dy, &weight_matrix(g, w), None),
+    }
+}
+
 /// Convolution weight gradient: `dW = im2col(x)ᵀ · dy`, `[kh·kw·c, oc]` (see [`weight_from_matrix`]).
 pub fn backward_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     backward_weight_tiled(g, x, dy, g.tile_rows())
@@ -521,11 +567,12 @@ impl Backward<Flex, 3> for ConvNhwcBackward {
         let grad = dense(&grad);
         let dy = elems(&grad);
         if let Some(node) = node_x {
-            let wm = weight_matrix(&g, elems(&dense(&w)));
+            let w = dense(&w);
             let dx = if tr {
+                let wm = weight_matrix(&g, elems(&w));
                 flex_tensor(forward(&g, dy, &wm, None), [g.b, g.oh(), g.ow(), g.oc])
             } else {
-                flex_tensor(backward_input(&g, dy, &wm, None), [g.b, g.h, g.w, g.c])
+                flex_tensor(input_grad(&g, dy, elems(&w)), [g.b, g.h, g.w, g.c])
             };
             grads.register::<Flex>(node.id, dx);
         }
@@ -793,6 +840,39 @@ mod tests {
                 "{g:?}: dW[{idx}]"
             );
         }
+    }
+
+    /// The stride-1 input gradient by the flipped convolution equals the scatter-add one.
+    #[test]
+    fn stride_one_input_gradient_is_a_convolution() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut covered = 0;
+        for g in geoms().into_iter().chain([ConvGeom {
+            b: 2,
+            h: 6,
+            w: 5,
+            c: 3,
+            oc: 4,
+            kh: 3,
+            kw: 2,
+            sh: 1,
+            sw: 1,
+            ph: 2,
+            pw: 0,
+        }]) {
+            let w = randv(g.oc * g.kkc(), &mut rng);
+            let dy = randv(g.rows() * g.oc, &mut rng);
+            let want = backward_input(&g, &dy, &weight_matrix(&g, &w), None);
+            let got = input_grad(&g, &dy, &w);
+            covered += usize::from(flipped(&g, &w).is_some());
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{g:?}: {a} vs {b}");
+            }
+        }
+        assert_eq!(
+            covered, 2,
+            "the 3x3 and the 3x2 geometries take the flipped path"
+        );
     }
 
     fn tensor(v: Vec<f32>, shape: [usize; 4], dev: &Device) -> Tensor<4> {
