@@ -129,6 +129,11 @@ impl Encoder {
     /// `[B, C, H, W]` -> z_e `[B, D, H/4, W/4]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let nhwc = on_flex(&x.device());
+        self.forward_layout(x, nhwc)
+    }
+
+    /// [`Self::forward`], through the channels-last kernels when `nhwc` (flex only).
+    pub(crate) fn forward_layout(&self, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
         let x = if nhwc { to_nhwc(x) } else { x };
         let h = relu(conv(&self.conv1, x, nhwc));
         let h = conv(&self.conv2, h, nhwc);
@@ -169,6 +174,11 @@ impl Decoder {
     /// z_q `[B, D, h, w]` -> reconstruction `[B, C, 4h, 4w]`.
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
         let nhwc = on_flex(&z.device());
+        self.forward_layout(z, nhwc)
+    }
+
+    /// [`Self::forward`], through the channels-last kernels when `nhwc` (flex only).
+    pub(crate) fn forward_layout(&self, z: Tensor<4>, nhwc: bool) -> Tensor<4> {
         let z = if nhwc { to_nhwc(z) } else { z };
         let h = conv(&self.conv_in, z, nhwc);
         let h = relu(self.res2.run(self.res1.run(h, nhwc), nhwc));
@@ -413,6 +423,50 @@ mod tests {
         let z = m.encoder.forward(Tensor::zeros([2, 3, 32, 32], &dev));
         assert_eq!(z.dims(), [2, 4, 8, 8]);
         assert_eq!(m.decoder.forward(z).dims(), [2, 3, 32, 32]);
+    }
+
+    /// The channels-last path (conv's kernels) and burn's convolutions give the same
+    /// reconstruction and the same gradient for every parameter.
+    #[test]
+    fn channels_last_path_matches_burn_convolutions() {
+        let dev = Device::flex().autodiff();
+        for (c, hw) in [(1usize, 28usize), (3, 32)] {
+            let m = VqVae::new(c, 8, 16, 4, &dev);
+            let x = Tensor::<4>::random([3, c, hw, hw], Distribution::Default, &dev);
+            let run = |nhwc: bool| {
+                let z = m.encoder.forward_layout(x.clone(), nhwc);
+                let y = m.decoder.forward_layout(z, nhwc);
+                let loss = (y.clone() - x.clone()).powf_scalar(2.0).mean();
+                (y, loss.backward())
+            };
+            let ((ya, ga), (yb, gb)) = (run(true), run(false));
+            let d: f32 = (ya - yb).abs().max().into_scalar();
+            assert!(d < 1e-5, "reconstructions differ by {d}");
+            let pa = burn::optim::GradientsParams::from_grads(ga, &m);
+            let pb = burn::optim::GradientsParams::from_grads(gb, &m);
+            let mut n = 0;
+            for (name, p) in [
+                ("conv1", &m.encoder.conv1.weight),
+                ("conv2", &m.encoder.conv2.weight),
+                ("res", &m.encoder.res1.conv3x3.weight),
+                ("pre_vq", &m.encoder.pre_vq.weight),
+                ("conv_in", &m.decoder.conv_in.weight),
+                ("deconv1", &m.decoder.deconv1.weight),
+                ("deconv2", &m.decoder.deconv2.weight),
+            ] {
+                let a = pa.get::<4>(p.id).expect("a gradient");
+                let b = pb.get::<4>(p.id).expect("a gradient");
+                let scale: f32 = b.clone().abs().max().into_scalar();
+                let d: f32 = (a - b).abs().max().into_scalar();
+                assert!(d <= 1e-4 * scale.max(1e-3), "{name}: gradients differ by {d}");
+                n += 1;
+            }
+            let b = &m.decoder.deconv2.bias.as_ref().unwrap();
+            let (a, bb) = (pa.get::<1>(b.id).unwrap(), pb.get::<1>(b.id).unwrap());
+            let d: f32 = (a - bb).abs().max().into_scalar();
+            assert!(d < 1e-5, "deconv2 bias gradients differ by {d}");
+            assert_eq!(n, 7);
+        }
     }
 
     #[test]
