@@ -71,7 +71,7 @@ impl ConvGeom {
 
     /// Rows of one tile.
     fn tile_rows(&self) -> usize {
-        (TILE_ELEMS / self.kkc()).clamp(64, 4096)
+        (TILE_ELEMS / self.kkc().max(1)).clamp(64, 4096)
     }
 
     fn valid(&self) -> bool {
@@ -838,10 +838,17 @@ pub fn nhwc_conv_transpose2d(
         cin, win,
         "conv_transpose: x has {cin} channels, the weight expects {win}"
     );
+    // The output size, (n − 1)·s + k − 2p, must be positive.
+    let out = |n: usize, s: usize, k: usize, p: usize| {
+        ((n.max(1) - 1) * s + k)
+            .checked_sub(2 * p)
+            .filter(|&o| o > 0)
+            .unwrap_or_else(|| panic!("conv_transpose: padding {p} leaves no output"))
+    };
     let g = ConvGeom {
         b,
-        h: (h - 1) * stride[0] + kh - 2 * padding[0],
-        w: (wd - 1) * stride[1] + kw - 2 * padding[1],
+        h: out(h, stride[0], kh, padding[0]),
+        w: out(wd, stride[1], kw, padding[1]),
         c: cout,
         oc: cin,
         kh,
