@@ -7,8 +7,12 @@
 //!
 //! - forward: `y = im2col(x) · W` with `W[(i·kw + j)·C + c, o] = w[o, c, i, j]`,
 //!   `im2col(x)[(b, oy, ox), (i, j, c)] = x[b, oy·sh − ph + i, ox·sw − pw + j, c]` (zero outside);
-//! - input gradient: `dx = col2im(dy · Wᵀ)` (the adjoint of im2col: a scatter-add);
-//! - weight gradient: `dW = im2col(x)ᵀ · dy`.
+//! - input gradient: `dx = col2im(dy · Wᵀ)` (col2im, the adjoint of im2col, is a scatter-add).
+//!   Computed without the scatter: for stride 1 it is the convolution of `dy` with the kernel
+//!   flipped in space and its channel axes swapped, padded by `k − 1 − p`; for stride `s`, the
+//!   input positions fall into `s²` residue classes, and each class is a small stride-1
+//!   convolution of `dy` with the taps that reach it (the sub-pixel decomposition);
+//! - weight gradient: `dW = im2col(x)ᵀ · dy`; bias gradient: the column sums of `dy`.
 //!
 //! A transposed convolution is the adjoint of a convolution: its forward is `col2im(x · Wᵀ)`, its
 //! input gradient `im2col(dy) · W`, with the weight in PyTorch's `[in, out, kh, kw]` layout playing
@@ -24,7 +28,8 @@ use burn::backend::{Autodiff, Backend, Flex, backend_extension, tensor::FloatTen
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-/// Elements of an im2col tile a worker holds (256 KiB of f32), so that a tile stays in L2.
+/// Elements of an im2col tile a worker holds (256 KiB of f32), so that a tile stays in L2; but a
+/// tile has at least 64 rows (see [`ConvGeom::tile_rows`]).
 const TILE_ELEMS: usize = 1 << 16;
 
 /// Geometry of a convolution over channels-last input `[b, h, w, c]` with `oc` output channels, a
@@ -69,7 +74,10 @@ impl ConvGeom {
         self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
     }
 
-    /// Rows of one tile.
+    /// Rows of one tile: [`TILE_ELEMS`] elements, at least 64 rows. Each tile's GEMM repacks the
+    /// `[kh·kw·c, oc]` weight operand, which fewer rows do too often. Measured on the MNIST and
+    /// CIFAR-10 models' training steps (images/s): at least 32 rows 855/176, 64 rows 895/184,
+    /// 128 rows 835/181; 1 Mi elements a tile 840/179.
     fn tile_rows(&self) -> usize {
         (TILE_ELEMS / self.kkc().max(1)).clamp(64, 4096)
     }
@@ -85,42 +93,35 @@ impl ConvGeom {
     }
 }
 
-/// `w` `[oc, c, kh, kw]` (PyTorch's conv layout) as the GEMM operand `W` `[kh·kw·c, oc]`.
-pub fn weight_matrix(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+/// Calls `f(index in w, index in W)` for every weight, where `w` is `[oc, c, kh, kw]` (PyTorch's
+/// conv layout) and `W` the GEMM operand `[kh·kw·c, oc]`. Blocks of output channels, so that each
+/// (c, k) covers a contiguous run of `W`.
+fn weight_pairs(g: &ConvGeom, mut f: impl FnMut(usize, usize)) {
     let (c, oc, kk) = (g.c, g.oc, g.kh * g.kw);
-    assert_eq!(w.len(), oc * c * kk, "weight is [oc, c, kh, kw]");
-    let mut m = vec![0.0; w.len()];
-    // Blocks of output channels: each (c, k) writes a contiguous run of the block.
     for o0 in (0..oc).step_by(16) {
-        let o1 = (o0 + 16).min(oc);
         for ci in 0..c {
             for k in 0..kk {
-                let dst = &mut m[(k * c + ci) * oc..][o0..o1];
-                for (o, d) in (o0..o1).zip(dst) {
-                    *d = w[(o * c + ci) * kk + k];
+                for o in o0..(o0 + 16).min(oc) {
+                    f((o * c + ci) * kk + k, (k * c + ci) * oc + o);
                 }
             }
         }
     }
+}
+
+/// `w` `[oc, c, kh, kw]` (PyTorch's conv layout) as the GEMM operand `W` `[kh·kw·c, oc]`.
+pub fn weight_matrix(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    assert_eq!(w.len(), g.oc * g.kkc(), "weight is [oc, c, kh, kw]");
+    let mut m = vec![0.0; w.len()];
+    weight_pairs(g, |wi, mi| m[mi] = w[wi]);
     m
 }
 
 /// The inverse of [`weight_matrix`]: `W` `[kh·kw·c, oc]` back to `[oc, c, kh, kw]`.
 pub fn weight_from_matrix(g: &ConvGeom, m: &[f32]) -> Vec<f32> {
-    let (c, oc, kk) = (g.c, g.oc, g.kh * g.kw);
-    assert_eq!(m.len(), oc * c * kk, "W is [kh*kw*c, oc]");
+    assert_eq!(m.len(), g.oc * g.kkc(), "W is [kh*kw*c, oc]");
     let mut w = vec![0.0; m.len()];
-    for o0 in (0..oc).step_by(16) {
-        let o1 = (o0 + 16).min(oc);
-        for ci in 0..c {
-            for k in 0..kk {
-                let src = &m[(k * c + ci) * oc..][o0..o1];
-                for (o, v) in (o0..o1).zip(src) {
-                    w[(o * c + ci) * kk + k] = *v;
-                }
-            }
-        }
-    }
+    weight_pairs(g, |wi, mi| w[wi] = m[mi]);
     w
 }
 
@@ -283,6 +284,14 @@ fn add_bias(rows: &mut [f32], bias: Option<&[f32]>) {
     }
 }
 
+/// `a + b`, elementwise (partial sums of parallel reductions).
+fn add_vecs(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    for (x, y) in a.iter_mut().zip(&b) {
+        *x += y;
+    }
+    a
+}
+
 /// Column sums of `v` (`[_, ch]`): the gradient of a bias added to every row.
 pub fn bias_grad(v: &[f32], ch: usize) -> Vec<f32> {
     v.par_chunks(ch * 1024)
@@ -297,15 +306,7 @@ pub fn bias_grad(v: &[f32], ch: usize) -> Vec<f32> {
                 acc
             },
         )
-        .reduce(
-            || vec![0.0f32; ch],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
-                }
-                a
-            },
-        )
+        .reduce(|| vec![0.0f32; ch], add_vecs)
 }
 
 /// Convolution forward: `y = im2col(x) · W (+ bias)`; `x` `[b, h, w, c]`, `wm` from
@@ -623,15 +624,7 @@ fn backward_weight_tiled(g: &ConvGeom, x: &[f32], dy: &[f32], tile: usize) -> Ve
             },
         )
         .map(|(acc, _)| acc)
-        .reduce(
-            || vec![0.0f32; kkc * oc],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
-                }
-                a
-            },
-        )
+        .reduce(|| vec![0.0f32; kkc * oc], add_vecs)
 }
 
 /// Custom tensor ops, routed by burn's dispatch to the `flex` backend, with or without autodiff.
