@@ -458,7 +458,10 @@ mod tests {
                 let b = pb.get::<4>(p.id).expect("a gradient");
                 let scale: f32 = b.clone().abs().max().into_scalar();
                 let d: f32 = (a - b).abs().max().into_scalar();
-                assert!(d <= 1e-4 * scale.max(1e-3), "{name}: gradients differ by {d}");
+                assert!(
+                    d <= 1e-4 * scale.max(1e-3),
+                    "{name}: gradients differ by {d}"
+                );
                 n += 1;
             }
             let b = &m.decoder.deconv2.bias.as_ref().unwrap();
