@@ -13,6 +13,9 @@
 //!   codebook and commitment terms (eq. 24), EMA codebook, soft EM (eq. 28), the rate terms,
 //!   k-means++ init, dead-code restart.
 //! * [`model`]: encoder and decoder (van den Oord et al. 2017) and the checkpoint tensor names.
+//! * [`conv`]: the model's convolutions on the CPU, channels-last, as whole-batch GEMMs with
+//!   their own backward pass (a burn backend extension).
+//! * [`alloc`]: glibc malloc settings that keep a training step's buffers mapped.
 //! * [`data`]: MNIST / Fashion-MNIST (IDX), CIFAR-10 (binary), image folders, generated shapes.
 //! * [`train`]: the training loop, evaluation and reconstruction.
 //! * [`checkpoint`]: safetensors checkpoints, atomic writes, resume.
