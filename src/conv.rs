@@ -125,8 +125,8 @@ pub fn weight_from_matrix(g: &ConvGeom, m: &[f32]) -> Vec<f32> {
     w
 }
 
-/// For output row `r` = (b, oy, ox) and kernel row `i`: the input row it reads and, per kernel
-/// column, whether it lies inside the image.
+/// Output row `r` = (b, oy, ox) as its image `b` and the input position `(oy·sh − ph, ox·sw − pw)`
+/// that kernel tap (0, 0) reads (negative in the padding).
 #[inline]
 fn decompose(g: &ConvGeom, r: usize) -> (usize, isize, isize) {
     let (oh, ow) = (g.oh(), g.ow());
@@ -202,20 +202,23 @@ fn tune_gemm() {
     ONCE.call_once(|| gemm::set_lhs_packing_threshold_single_thread(64));
 }
 
-/// Row-major operand: pointer and (column stride, row stride).
+/// A GEMM operand over a slice: pointer, (column stride, row stride), and the slice's length.
 #[derive(Clone, Copy)]
 struct Mat {
     ptr: *const f32,
     cs: isize,
     rs: isize,
+    len: usize,
 }
 
 impl Mat {
+    /// A row-major `[_, cols]` matrix.
     fn rows(s: &[f32], cols: usize) -> Self {
         Mat {
             ptr: s.as_ptr(),
             cs: 1,
             rs: cols as isize,
+            len: s.len(),
         }
     }
 
@@ -225,7 +228,14 @@ impl Mat {
             ptr: s.as_ptr(),
             cs: cols as isize,
             rs: 1,
+            len: s.len(),
         }
+    }
+
+    /// Whether a `rows x cols` matrix with these strides lies inside the slice.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        let last = (rows - 1) * self.rs as usize + (cols - 1) * self.cs as usize;
+        last < self.len
     }
 }
 
@@ -245,9 +255,12 @@ fn mm(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, a: Mat, b: Mat) 
         }
         return;
     }
+    assert!(
+        a.covers(m, k) && b.covers(k, n),
+        "GEMM operand outside its slice"
+    );
     tune_gemm();
-    // SAFETY: dst holds m x n elements (checked); callers pass a and b views that lie inside
-    // their slices for the given shapes and strides.
+    // SAFETY: dst holds m x n elements, a and b lie inside their slices (both checked above).
     unsafe {
         gemm::gemm(
             n,
