@@ -780,8 +780,7 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
 
 /// Whether `device` is burn's `flex` CPU device (with or without autodiff), where these ops run.
 pub fn on_flex(device: &burn::tensor::Device) -> bool {
-    let flex = burn::tensor::Device::flex();
-    *device == flex || *device == flex.autodiff()
+    crate::quantizer::on_host(device)
 }
 
 fn check(g: &ConvGeom) {
