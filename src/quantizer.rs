@@ -39,7 +39,8 @@ pub fn on_host(device: &Device) -> bool {
     *device == flex || *device == flex.autodiff()
 }
 
-fn host_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+/// A tensor's values on the host.
+pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec_as::<f32>().expect("f32 data")
 }
 
@@ -61,7 +62,7 @@ pub fn nearest(z: Tensor<2>, e: Tensor<2>) -> Tensor<1, Int> {
     let [n, d] = z.dims();
     let device = z.device();
     if on_host(&device) {
-        let (zv, ev) = (host_vec(z), host_vec(e));
+        let (zv, ev) = (host_f32(z), host_f32(e));
         return index_tensor(&assign::nearest(&zv, &Codebook::new(&ev, d)), &device);
     }
     let chunk = (DISTANCE_BUDGET / n.max(1)).max(1);
@@ -156,7 +157,7 @@ pub fn soft_quantize(
     let [n, d] = z_e.dims();
     let device = z_e.device();
     let e = e.detach();
-    let (zv, ev) = (host_vec(z_e.clone().detach()), host_vec(e.clone()));
+    let (zv, ev) = (host_f32(z_e.clone().detach()), host_f32(e.clone()));
     let s = assign::soft_assign(
         &zv,
         &Codebook::new(&ev, d),

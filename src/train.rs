@@ -27,7 +27,8 @@ use crate::error::{InputError, NonFiniteError};
 use crate::info::{CodeHistogram, InfoAccumulator, InfoSummary, gaussian_nll, objectives};
 use crate::model::{VqVae, from_vectors, to_vectors};
 use crate::quantizer::{
-    DeadCodeTracker, EmaCodebook, Quantized, kmeans_pp, quantize, rate_terms, soft_quantize,
+    DeadCodeTracker, EmaCodebook, Quantized, host_f32, kmeans_pp, quantize, rate_terms,
+    soft_quantize,
 };
 use crate::report::{MetricsLog, Record, table, write_grid};
 
@@ -195,10 +196,6 @@ pub fn batch_tensor(set: &ImageSet, idx: &[usize], device: &Device) -> Tensor<4>
         TensorData::new(v, [idx.len(), set.channels, set.height, set.width]),
         device,
     )
-}
-
-fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec_as::<f32>().expect("f32 data")
 }
 
 fn host_u32(t: Tensor<1, burn::tensor::Int>) -> Vec<u32> {
