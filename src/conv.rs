@@ -166,32 +166,6 @@ fn im2col(g: &ConvGeom, x: &[f32], r0: usize, n: usize, col: &mut [f32]) {
     }
 }
 
-/// Adds the im2col rows `r0..r0 + n` in `col` back into `dx`, the images `b0..` of
-/// `[b, h, w, c]` (the adjoint of [`im2col`]).
-fn col2im_add(g: &ConvGeom, col: &[f32], r0: usize, n: usize, dx: &mut [f32], b0: usize) {
-    let (h, w, c, kkc) = (g.h as isize, g.w as isize, g.c, g.kkc());
-    for ri in 0..n {
-        let (bi, y0, x0) = decompose(g, r0 + ri);
-        let src = &col[ri * kkc..(ri + 1) * kkc];
-        for i in 0..g.kh {
-            let y = y0 + i as isize;
-            if y < 0 || y >= h {
-                continue;
-            }
-            let j0 = (-x0).clamp(0, g.kw as isize) as usize;
-            let j1 = (w - x0).clamp(0, g.kw as isize) as usize;
-            if j1 <= j0 {
-                continue;
-            }
-            let dst = (((bi - b0) as isize * h + y) * w + x0 + j0 as isize) as usize * c;
-            let s = &src[(i * g.kw + j0) * c..(i * g.kw + j1) * c];
-            for (d, v) in dx[dst..dst + s.len()].iter_mut().zip(s) {
-                *d += v;
-            }
-        }
-    }
-}
-
 /// Raises the gemm crate's threshold for packing the left operand in single-threaded calls from
 /// 8 to 64 column blocks: here the left operand is the weight matrix, already column-major, and
 /// packing it again for every block of im2col rows cost about a tenth of a forward convolution
@@ -360,65 +334,10 @@ fn forward_tiled(
     y
 }
 
-/// Convolution input gradient: `dx = col2im(dy · Wᵀ) (+ bias)`; `dy` `[b, oh, ow, oc]`, `dx`
-/// `[b, h, w, c]`, `bias` `[c]` (for the transposed convolution, whose forward this is).
-/// Workers own whole images, so the scatter-adds never overlap.
-pub fn backward_input(g: &ConvGeom, dy: &[f32], wm: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    backward_input_tiled(g, dy, wm, bias, g.tile_rows())
-}
-
-/// [`backward_input`] in tiles of about `tile` rows (whole images, at least one).
-fn backward_input_tiled(
-    g: &ConvGeom,
-    dy: &[f32],
-    wm: &[f32],
-    bias: Option<&[f32]>,
-    tile: usize,
-) -> Vec<f32> {
-    let (kkc, oc) = (g.kkc(), g.oc);
-    let tile = tile.max(1);
-    assert_eq!(dy.len(), g.rows() * oc, "dy is [b, oh, ow, oc]");
-    assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
-    assert!(bias.is_none_or(|b| b.len() == g.c), "bias is [c]");
-    let img_rows = g.oh() * g.ow();
-    let img = g.h * g.w * g.c;
-    let imgs = (tile / img_rows).max(1);
-    let mut dx = vec![0.0f32; g.b * img];
-    if g.pointwise() {
-        dx.par_chunks_mut(tile * kkc)
-            .enumerate()
-            .for_each(|(t, dxt)| {
-                let (r0, n) = (t * tile, dxt.len() / kkc);
-                let a = Mat::rows(&dy[r0 * oc..], oc);
-                mm(n, kkc, oc, dxt, false, a, Mat::rows_t(wm, oc));
-                add_bias(dxt, bias);
-            });
-        return dx;
-    }
-    dx.par_chunks_mut(imgs * img).enumerate().for_each_init(
-        Vec::new,
-        |col: &mut Vec<f32>, (t, dxt)| {
-            let b0 = t * imgs;
-            let n = dxt.len() / img * img_rows;
-            let r0 = b0 * img_rows;
-            col.resize(imgs * img_rows * kkc, 0.0);
-            let a = Mat::rows(&dy[r0 * oc..], oc);
-            mm(n, kkc, oc, col, false, a, Mat::rows_t(wm, oc));
-            // Write before the scatter-add reads: dx comes from calloc, and a first read would map
-            // the shared zero page, making the first write a copy-on-write fault with a TLB
-            // shootdown on every core (about a tenth of a training step, measured).
-            dxt.fill(0.0);
-            col2im_add(g, col, r0, n, dxt, b0);
-            add_bias(dxt, bias);
-        },
-    );
-    dx
-}
-
 /// The input gradient of a stride-1 convolution is itself a convolution: of `dy` with the kernel
 /// flipped in space and its channel axes swapped, padded by `k − 1 − p`. Returns that
 /// convolution's geometry and weight matrix, or `None` when the stride is not 1 (or the padding
-/// exceeds `k − 1`). Running it by [`forward`] avoids the scatter-add of [`backward_input`].
+/// exceeds `k − 1`). Running it by [`forward`] avoids col2im's scatter-add.
 fn flipped(g: &ConvGeom, w: &[f32]) -> Option<(ConvGeom, Vec<f32>)> {
     if g.sh != 1 || g.sw != 1 || g.ph >= g.kh || g.pw >= g.kw || g.pointwise() {
         return None;
@@ -449,13 +368,34 @@ fn flipped(g: &ConvGeom, w: &[f32]) -> Option<(ConvGeom, Vec<f32>)> {
     Some((f, m))
 }
 
-/// The input gradient of the convolution `g` with weight `w` (`[oc, c, kh, kw]`) for output
-/// gradient `dy`, plus `bias` (`[c]`; the transposed convolution's forward is this): for stride 1
-/// a convolution by [`forward`], for larger strides [`phase_input_grad`]; both equal
-/// [`backward_input`] without its scatter-add.
+/// The input gradient `dx = col2im(dy · Wᵀ) (+ bias)` of the convolution `g` with weight `w`
+/// (`[oc, c, kh, kw]`) for output gradient `dy` (`[b, oh, ow, oc]`), plus `bias` (`[c]`; the
+/// transposed convolution's forward is this), `[b, h, w, c]`. Without col2im's scatter-add: for a
+/// pointwise kernel `dy · Wᵀ` itself, for stride 1 a convolution by [`forward`], for larger
+/// strides [`phase_input_grad`].
 pub fn input_grad(g: &ConvGeom, dy: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(dy.len(), g.rows() * g.oc, "dy is [b, oh, ow, oc]");
+    assert!(bias.is_none_or(|b| b.len() == g.c), "bias is [c]");
     if g.pointwise() {
-        return backward_input(g, dy, &weight_matrix(g, w), bias);
+        let (c, oc, tile) = (g.c, g.oc, g.tile_rows());
+        let wm = weight_matrix(g, w);
+        let mut dx = vec![0.0f32; g.b * g.h * g.w * c];
+        dx.par_chunks_mut(tile * c)
+            .enumerate()
+            .for_each(|(t, dxt)| {
+                let (r0, n) = (t * tile, dxt.len() / c);
+                mm(
+                    n,
+                    c,
+                    oc,
+                    dxt,
+                    false,
+                    Mat::rows(&dy[r0 * oc..], oc),
+                    Mat::rows_t(&wm, oc),
+                );
+                add_bias(dxt, bias);
+            });
+        return dx;
     }
     match flipped(g, w) {
         Some((f, m)) => {
@@ -684,15 +624,15 @@ fn flex_conv(
     g: &ConvGeom,
     tr: bool,
 ) -> FloatTensor<Flex> {
-    let wm = weight_matrix(g, elems(&dense(w)));
-    let (x, bias) = (dense(x), dense(bias));
+    let (x, w, bias) = (dense(x), dense(w), dense(bias));
     let bias = Some(elems(&bias));
     if tr {
         flex_tensor(
-            backward_input(g, elems(&x), &wm, bias),
+            input_grad(g, elems(&x), elems(&w), bias),
             [g.b, g.h, g.w, g.c],
         )
     } else {
+        let wm = weight_matrix(g, elems(&w));
         flex_tensor(
             forward(g, elems(&x), &wm, bias),
             [g.b, g.oh(), g.ow(), g.oc],
@@ -925,6 +865,90 @@ mod tests {
         y
     }
 
+    // The reference input gradient: col2im(dy · Wᵀ) with col2im's scatter-add, in tiles of
+    // whole images.
+
+    /// Adds the im2col rows `r0..r0 + n` in `col` back into `dx`, the images `b0..` of
+    /// `[b, h, w, c]` (the adjoint of [`im2col`]).
+    fn col2im_add(g: &ConvGeom, col: &[f32], r0: usize, n: usize, dx: &mut [f32], b0: usize) {
+        let (h, w, c, kkc) = (g.h as isize, g.w as isize, g.c, g.kkc());
+        for ri in 0..n {
+            let (bi, y0, x0) = decompose(g, r0 + ri);
+            let src = &col[ri * kkc..(ri + 1) * kkc];
+            for i in 0..g.kh {
+                let y = y0 + i as isize;
+                if y < 0 || y >= h {
+                    continue;
+                }
+                let j0 = (-x0).clamp(0, g.kw as isize) as usize;
+                let j1 = (w - x0).clamp(0, g.kw as isize) as usize;
+                if j1 <= j0 {
+                    continue;
+                }
+                let dst = (((bi - b0) as isize * h + y) * w + x0 + j0 as isize) as usize * c;
+                let s = &src[(i * g.kw + j0) * c..(i * g.kw + j1) * c];
+                for (d, v) in dx[dst..dst + s.len()].iter_mut().zip(s) {
+                    *d += v;
+                }
+            }
+        }
+    }
+
+    /// Convolution input gradient: `dx = col2im(dy · Wᵀ) (+ bias)`; `dy` `[b, oh, ow, oc]`, `dx`
+    /// `[b, h, w, c]`, `bias` `[c]` (for the transposed convolution, whose forward this is).
+    /// Workers own whole images, so the scatter-adds never overlap.
+    fn backward_input(g: &ConvGeom, dy: &[f32], wm: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        backward_input_tiled(g, dy, wm, bias, g.tile_rows())
+    }
+
+    /// [`backward_input`] in tiles of about `tile` rows (whole images, at least one).
+    fn backward_input_tiled(
+        g: &ConvGeom,
+        dy: &[f32],
+        wm: &[f32],
+        bias: Option<&[f32]>,
+        tile: usize,
+    ) -> Vec<f32> {
+        let (kkc, oc) = (g.kkc(), g.oc);
+        let tile = tile.max(1);
+        assert_eq!(dy.len(), g.rows() * oc, "dy is [b, oh, ow, oc]");
+        assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
+        assert!(bias.is_none_or(|b| b.len() == g.c), "bias is [c]");
+        let img_rows = g.oh() * g.ow();
+        let img = g.h * g.w * g.c;
+        let imgs = (tile / img_rows).max(1);
+        let mut dx = vec![0.0f32; g.b * img];
+        if g.pointwise() {
+            dx.par_chunks_mut(tile * kkc)
+                .enumerate()
+                .for_each(|(t, dxt)| {
+                    let (r0, n) = (t * tile, dxt.len() / kkc);
+                    let a = Mat::rows(&dy[r0 * oc..], oc);
+                    mm(n, kkc, oc, dxt, false, a, Mat::rows_t(wm, oc));
+                    add_bias(dxt, bias);
+                });
+            return dx;
+        }
+        dx.par_chunks_mut(imgs * img).enumerate().for_each_init(
+            Vec::new,
+            |col: &mut Vec<f32>, (t, dxt)| {
+                let b0 = t * imgs;
+                let n = dxt.len() / img * img_rows;
+                let r0 = b0 * img_rows;
+                col.resize(imgs * img_rows * kkc, 0.0);
+                let a = Mat::rows(&dy[r0 * oc..], oc);
+                mm(n, kkc, oc, col, false, a, Mat::rows_t(wm, oc));
+                // Write before the scatter-add reads: dx comes from calloc, and a first read would map
+                // the shared zero page, making the first write a copy-on-write fault with a TLB
+                // shootdown on every core (about a tenth of a training step, measured).
+                dxt.fill(0.0);
+                col2im_add(g, col, r0, n, dxt, b0);
+                add_bias(dxt, bias);
+            },
+        );
+        dx
+    }
+
     fn geoms() -> Vec<ConvGeom> {
         let g = |b, h, w, c, oc, k, s, p| ConvGeom {
             b,
@@ -961,7 +985,8 @@ mod tests {
     }
 
     /// forward against the definition; the input gradient is its adjoint
-    /// (<conv(x), dy> = <x, backward_input(dy)>), and the weight gradient is the derivative of
+    /// (<conv(x), dy> = <x, dx> for the reference scatter-add dx and for [`input_grad`]), and the
+    /// weight gradient is the derivative of
     /// the bilinear form <conv(x; W), dy> in W.
     #[test]
     fn kernels_match_the_definition_and_are_adjoint() {
@@ -982,13 +1007,17 @@ mod tests {
                         "{g:?}/{tile}: {a} vs {b}"
                     );
                 }
-                let dx = backward_input_tiled(&g, &dy, &wm, None, tile);
-                assert_eq!(dx.len(), x.len());
-                let r = dot(&x, &dx);
-                assert!(
-                    (l - r).abs() < 1e-3 * (1.0 + l.abs()),
-                    "{g:?}/{tile}: adjoint {l} vs {r}"
-                );
+                for dx in [
+                    backward_input_tiled(&g, &dy, &wm, None, tile),
+                    input_grad(&g, &dy, &w, None),
+                ] {
+                    assert_eq!(dx.len(), x.len());
+                    let r = dot(&x, &dx);
+                    assert!(
+                        (l - r).abs() < 1e-3 * (1.0 + l.abs()),
+                        "{g:?}/{tile}: adjoint {l} vs {r}"
+                    );
+                }
                 let r = dot(&wm, &backward_weight_tiled(&g, &x, &dy, tile));
                 assert!(
                     (l - r).abs() < 1e-3 * (1.0 + l.abs()),
