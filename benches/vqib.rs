@@ -11,8 +11,8 @@ use std::hint::black_box;
 use std::time::Duration;
 use vqib::assign::Codebook;
 use vqib::bench::{self, CODE_DIM, ModelCase, N_VECTORS, SAMPLES};
-use vqib::config::{DeviceKind, QuantizerKind};
-use vqib::train;
+use vqib::device::{DeviceKind, device};
+use vqib::quantizer::QuantizerKind;
 
 fn bottleneck(c: &mut Criterion) {
     let z = bench::normal(N_VECTORS * CODE_DIM, 1);
@@ -44,24 +44,20 @@ fn bottleneck(c: &mut Criterion) {
 }
 
 fn training(c: &mut Criterion) {
-    let dev = train::device(DeviceKind::Cpu).unwrap().autodiff();
+    let dev = device(DeviceKind::Cpu).unwrap().autodiff();
     let mut g = c.benchmark_group("train");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     g.throughput(Throughput::Elements(128));
     for model in [ModelCase::Mnist, ModelCase::Cifar] {
-        for q in [
-            QuantizerKind::Vq,
-            QuantizerKind::VqEma,
-            QuantizerKind::SoftEm,
-        ] {
+        for &q in QuantizerKind::ALL {
             let mut t = bench::TrainBench::new(model, q, 128, &dev);
-            let id = format!("{model:?}-{q:?}").to_lowercase();
+            let id = format!("{}-{q}", format!("{model:?}").to_lowercase());
             g.bench_function(id, |b| b.iter(|| black_box(t.step())));
         }
     }
     g.finish();
     #[cfg(feature = "wgpu")]
-    if let Ok(wdev) = train::device(DeviceKind::Wgpu) {
+    if let Ok(wdev) = device(DeviceKind::Wgpu) {
         let mut g = c.benchmark_group("train-wgpu");
         g.sample_size(10).measurement_time(Duration::from_secs(20));
         g.throughput(Throughput::Elements(128));
@@ -73,7 +69,7 @@ fn training(c: &mut Criterion) {
 }
 
 fn evaluation(c: &mut Criterion) {
-    let dev = train::device(DeviceKind::Cpu).unwrap();
+    let dev = device(DeviceKind::Cpu).unwrap();
     let mut g = c.benchmark_group("eval");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
     for model in [ModelCase::Mnist, ModelCase::Cifar] {

@@ -14,16 +14,17 @@
 
 use std::time::Instant;
 
-use burn::optim::{AdamConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::assign::{self, Codebook, SoftOptions};
-use crate::config::{QuantizerKind, RunConfig};
+use crate::config::RunConfig;
 use crate::data::ImageSet;
+use crate::device::{DeviceKind, device};
+use crate::kernels::assign::{self, Codebook, SoftOptions};
 use crate::model::VqVae;
-use crate::quantizer::{EmaCodebook, sample_statistics};
+use crate::quantizer::{Bottleneck, QuantizerKind, sample_statistics};
 use crate::train;
 
 /// Latent vectors in the bottleneck cases: a batch of 128 images with 8x8 latents.
@@ -121,19 +122,13 @@ impl ModelCase {
     /// The run configuration of the case.
     pub fn config(self, quantizer: QuantizerKind, batch: usize) -> RunConfig {
         let (_, _, _, hidden) = self.shape();
-        RunConfig {
-            quantizer,
-            hidden,
-            codebook_size: 512,
-            code_dim: CODE_DIM,
-            batch_size: batch,
-            ema_decay: if quantizer == QuantizerKind::SoftEm {
-                0.999
-            } else {
-                0.99
-            },
-            ..Default::default()
-        }
+        let mut cfg = RunConfig::default();
+        cfg.quantizer.kind = quantizer;
+        cfg.model.hidden = Some(hidden);
+        cfg.quantizer.codebook_size = 512;
+        cfg.quantizer.code_dim = CODE_DIM;
+        cfg.training.batch_size = batch;
+        cfg.resolve().expect("benchmark configurations are valid")
     }
 
     /// `n` random images of the case's shape.
@@ -168,7 +163,7 @@ pub struct TrainBench {
     pub cfg: RunConfig,
     model: VqVae,
     optim: ModuleOptimizer,
-    ema: Option<EmaCodebook>,
+    bottleneck: Bottleneck,
     x: Tensor<4>,
     device: Device,
     step: u64,
@@ -179,9 +174,9 @@ impl TrainBench {
     pub fn new(case: ModelCase, quantizer: QuantizerKind, batch: usize, device: &Device) -> Self {
         let cfg = case.config(quantizer, batch);
         let (c, h, w, _) = case.shape();
-        let model = train::new_model(&cfg, c, device);
-        let ema = (quantizer != QuantizerKind::Vq)
-            .then(|| EmaCodebook::new(cfg.codebook_size, cfg.code_dim, cfg.ema_decay, 1e-5));
+        let bottleneck = Bottleneck::new(&cfg.quantizer);
+        let by_gradient = bottleneck.quantizer.codebook_by_gradient();
+        let model = train::new_model(&cfg, c, by_gradient, device);
         let set = case.images(batch, 7);
         let idx: Vec<usize> = (0..batch).collect();
         let x = Tensor::from_data(
@@ -189,10 +184,10 @@ impl TrainBench {
             device,
         );
         Self {
+            optim: cfg.training.optimizer().init(),
             cfg,
             model,
-            optim: AdamConfig::new().with_epsilon(1e-8).init(),
-            ema,
+            bottleneck,
             x,
             device: device.clone(),
             step: 0,
@@ -206,15 +201,14 @@ impl TrainBench {
             &self.cfg,
             &mut self.model,
             &mut self.optim,
-            self.ema.as_mut(),
-            None,
+            &mut self.bottleneck,
             self.x.clone(),
             self.step,
             &self.device,
         );
         match out {
-            Ok(o) => o.scalars[0],
-            Err(s) => panic!("benchmark loss became non-finite: {s:?}"),
+            Ok(o) => o.scalars.loss,
+            Err(s) => panic!("benchmark loss became non-finite: {s}"),
         }
     }
 }
@@ -232,7 +226,7 @@ impl EvalBench {
         let cfg = case.config(quantizer, 128);
         let (c, _, _, _) = case.shape();
         Self {
-            model: train::new_model(&cfg, c, device),
+            model: train::new_model(&cfg, c, quantizer == QuantizerKind::Vq, device),
             cfg,
             set: case.images(images, 8),
             device: device.clone(),
@@ -249,6 +243,120 @@ impl EvalBench {
     pub fn images(&self) -> usize {
         self.set.n
     }
+}
+
+/// What `vqib bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchCase {
+    /// Hard assignment: distances, argmin, gather (N = 8192, D = 64).
+    Assign,
+    /// Soft-EM E-step and its expected counts and sums (N = 8192, D = 64, m = 10).
+    Estep,
+    /// One training step (forward, backward, Adam, EMA / M-step).
+    Train,
+    /// Evaluation: inference and the information quantities.
+    Eval,
+}
+
+/// The options of `vqib bench`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum)]
+    pub case: BenchCase,
+    /// Codebook size (assign, estep).
+    #[arg(long, default_value_t = 512)]
+    pub k: usize,
+    /// Architecture (train, eval).
+    #[arg(long, value_enum, default_value = "mnist")]
+    pub model: ModelCase,
+    /// Quantizer (train, eval).
+    #[arg(long, value_enum, default_value = "vq")]
+    pub quantizer: QuantizerKind,
+    /// Batch size (train) or number of images (eval).
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Timed runs (after the warm-up runs).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Device (train, eval).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+}
+
+/// (case name, seconds a run, items a run, unit, flops a run).
+type Measured = (String, f64, usize, &'static str, f64);
+
+fn bottleneck_case(b: &BenchArgs) -> Measured {
+    let z = normal(N_VECTORS * CODE_DIM, 1);
+    let e = normal(b.k * CODE_DIM, 2);
+    let cb = Codebook::new(&e, CODE_DIM);
+    let flops = 2.0 * (N_VECTORS * b.k * CODE_DIM) as f64;
+    let (name, secs) = if b.case == BenchCase::Assign {
+        let secs = time_it(b.warmup, b.iters, || {
+            std::hint::black_box(assign_case(&z, &cb));
+        });
+        ("assign", secs)
+    } else {
+        let mut seed = 0;
+        let secs = time_it(b.warmup, b.iters, || {
+            seed += 1;
+            std::hint::black_box(estep_case(&z, &cb, SAMPLES, seed));
+        });
+        ("estep", secs)
+    };
+    (
+        format!("{name} K={}", b.k),
+        secs,
+        N_VECTORS,
+        "vectors",
+        flops,
+    )
+}
+
+fn model_case(b: &BenchArgs) -> anyhow::Result<Measured> {
+    let m = format!("{:?}", b.model).to_lowercase();
+    let q = b.quantizer.name();
+    if b.case == BenchCase::Train {
+        let dev = device(b.device)?.autodiff();
+        let mut t = TrainBench::new(b.model, b.quantizer, b.batch, &dev);
+        let secs = time_it(b.warmup, b.iters, || {
+            std::hint::black_box(t.step());
+        });
+        let flops = train_flops(b.model, b.batch, t.cfg.quantizer.codebook_size, CODE_DIM);
+        return Ok((format!("train {m} {q}"), secs, b.batch, "images", flops));
+    }
+    let dev = device(b.device)?;
+    let t = EvalBench::new(b.model, b.quantizer, b.batch, &dev);
+    let secs = time_it(b.warmup, b.iters, || {
+        std::hint::black_box(t.run());
+    });
+    let flops = eval_flops(b.model, t.images(), t.cfg.quantizer.codebook_size, CODE_DIM);
+    Ok((format!("eval {m} {q}"), secs, t.images(), "images", flops))
+}
+
+/// Measures one case in this process: the JSON line `vqib bench` prints (seconds a run, items a
+/// second, achieved GFLOP/s, peak and starting resident memory).
+pub fn run_case(b: &BenchArgs) -> anyhow::Result<serde_json::Value> {
+    let (rss0, _) = rss_mib();
+    let threads = rayon::current_num_threads();
+    let (name, secs, items, unit, flops) = match b.case {
+        BenchCase::Assign | BenchCase::Estep => bottleneck_case(b),
+        BenchCase::Train | BenchCase::Eval => model_case(b)?,
+    };
+    let (_, peak) = rss_mib();
+    Ok(serde_json::json!({
+        "impl": "vqib",
+        "case": name,
+        "threads": threads,
+        "secs_per_run": secs,
+        "items_per_s": items as f64 / secs,
+        "unit": unit,
+        "gflops": flops / secs / 1e9,
+        "peak_rss_mib": peak,
+        "base_rss_mib": rss0,
+    }))
 }
 
 /// Resident set size of this process and its high-water mark, MiB (Linux; zeros elsewhere).
@@ -316,7 +424,7 @@ mod tests {
     fn train_bench_steps_lower_the_loss() {
         let dev = Device::flex().autodiff();
         let mut t = TrainBench::new(ModelCase::Mnist, QuantizerKind::SoftEm, 4, &dev);
-        t.cfg.lr = 1e-3;
+        t.cfg.training.lr = 1e-3;
         let first = t.step();
         let mut last = first;
         for _ in 0..8 {

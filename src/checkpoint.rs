@@ -1,10 +1,11 @@
 //! Checkpoints and atomic file writes.
 //!
 //! A checkpoint is a directory `RUN/checkpoints/step-00000123/` holding
-//! * `model.safetensors`: every weight in PyTorch layout (names in [`crate::model::VqVae::export`]),
-//!   the EMA state of `vq-ema` (`quantizer.ema_count_hidden` `[K]`,
-//!   `quantizer.ema_sum_hidden` `[K, D]`), and metadata `format`, `step`, `config` (the run's JSON
-//!   config) and `ema_updates`;
+//! * `model.safetensors`: every weight in PyTorch layout, f32 (names in
+//!   [`crate::model::VqVae::export`]), the EMA state of `vq-ema` and `soft-em` in f64
+//!   (`quantizer.ema_count_hidden` `[K]`, `quantizer.ema_sum_hidden` `[K, D]`, so that a resumed
+//!   run continues bit-exactly; checkpoints of earlier versions hold it in f32 and still load), and
+//!   metadata `format`, `step`, `config` (the run's JSON config) and `ema_updates`;
 //! * `optimizer.bpk`: burn's Adam state (burnpack);
 //! * `state.json`: where training stands (step, epoch, batch within the epoch, dead-code state).
 //!
@@ -21,30 +22,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::InputError;
+use crate::io::write_atomic;
 use crate::model::NamedTensors;
 use crate::quantizer::{DeadCodeTracker, EmaCodebook};
 
 /// Format tag stored in the safetensors metadata.
 pub const FORMAT: &str = "vqib-checkpoint-1";
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed, then
-/// renamed over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
+/// Checkpoint names of the EMA state (f64).
+pub const EMA_COUNT: &str = "quantizer.ema_count_hidden";
+pub const EMA_SUM: &str = "quantizer.ema_sum_hidden";
 
 /// Where training stands, saved beside the weights.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -80,13 +67,14 @@ pub fn to_safetensors(
     config: &RunConfig,
     step: u64,
 ) -> anyhow::Result<Vec<u8>> {
-    let mut all: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let mut all: Vec<(String, Vec<usize>, Vec<u8>, Dtype)> = tensors
         .iter()
         .map(|(n, (s, v))| {
             (
                 n.clone(),
                 s.clone(),
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                Dtype::F32,
             )
         })
         .collect();
@@ -95,29 +83,27 @@ pub fn to_safetensors(
     meta.insert("step".to_string(), step.to_string());
     meta.insert("config".to_string(), serde_json::to_string(config)?);
     if let Some(e) = ema {
-        let f32s = |v: &[f64]| {
-            v.iter()
-                .flat_map(|&x| (x as f32).to_le_bytes())
-                .collect::<Vec<u8>>()
-        };
+        let f64s = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         all.push((
-            "quantizer.ema_count_hidden".into(),
+            EMA_COUNT.into(),
             vec![e.k],
-            f32s(&e.count_hidden),
+            f64s(&e.count_hidden),
+            Dtype::F64,
         ));
         all.push((
-            "quantizer.ema_sum_hidden".into(),
+            EMA_SUM.into(),
             vec![e.k, e.d],
-            f32s(&e.sum_hidden),
+            f64s(&e.sum_hidden),
+            Dtype::F64,
         ));
         meta.insert("ema_updates".to_string(), e.updates.to_string());
     }
     let views: Vec<(String, safetensors::tensor::TensorView)> = all
         .iter()
-        .map(|(n, s, b)| {
+        .map(|(n, s, b, t)| {
             Ok((
                 n.clone(),
-                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)?,
+                safetensors::tensor::TensorView::new(*t, s.clone(), b)?,
             ))
         })
         .collect::<anyhow::Result<_>>()?;
@@ -142,57 +128,88 @@ pub fn read_safetensors(
             meta.get("format")
         )));
     }
-    let config: RunConfig =
-        serde_json::from_str(meta.get("config").map(String::as_str).unwrap_or(""))
-            .map_err(|e| bad(format!("checkpoint config is unreadable: {e}")))?;
-    config.validate().map_err(|e| bad(e.to_string()))?;
+    // The embedded config (errors name this file).
+    let config = RunConfig::from_json(meta.get("config").map(String::as_str).unwrap_or(""), path)?;
     let step: u64 = meta
         .get("step")
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("checkpoint lacks its step".into()))?;
+    let (tensors, ema) = read_tensors(&st, &config, &meta, path)?;
+    Ok((config, tensors, ema, step))
+}
+
+/// Values of an f32 or f64 tensor, as f64.
+fn f64_values(view: &safetensors::tensor::TensorView) -> Option<Vec<f64>> {
+    match view.dtype() {
+        Dtype::F64 => Some(
+            view.data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+        ),
+        Dtype::F32 => Some(f32_values(view).into_iter().map(f64::from).collect()),
+        _ => None,
+    }
+}
+
+fn f32_values(view: &safetensors::tensor::TensorView) -> Vec<f32> {
+    view.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The weights (f32) and the EMA state (f64, or f32 as earlier versions wrote it).
+fn read_tensors(
+    st: &SafeTensors,
+    config: &RunConfig,
+    meta: &HashMap<String, String>,
+    path: &Path,
+) -> Result<(NamedTensors, Option<EmaCodebook>), InputError> {
+    let bad = |m: String| InputError::file(path, m);
     let mut tensors = NamedTensors::new();
+    let mut ema: HashMap<String, (Vec<usize>, Vec<f64>)> = HashMap::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
+        if name == EMA_COUNT || name == EMA_SUM {
+            let vals = f64_values(&view).ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}` has dtype {:?}, expected F64",
+                    view.dtype()
+                ))
+            })?;
+            ema.insert(name, (view.shape().to_vec(), vals));
+        } else if view.dtype() != Dtype::F32 {
             return Err(bad(format!(
                 "tensor `{name}` has dtype {:?}, expected F32",
                 view.dtype()
             )));
+        } else {
+            tensors.insert(name, (view.shape().to_vec(), f32_values(&view)));
         }
-        let vals: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        tensors.insert(name, (view.shape().to_vec(), vals));
     }
-    let ema = match (
-        tensors.remove("quantizer.ema_count_hidden"),
-        tensors.remove("quantizer.ema_sum_hidden"),
-    ) {
-        (Some((cs, cv)), Some((ss, sv))) => {
-            let (k, d) = (config.codebook_size, config.code_dim);
-            if cs != vec![k] || ss != vec![k, d] {
-                return Err(bad(format!(
-                    "EMA state has shapes {cs:?} and {ss:?}, expected [{k}] and [{k}, {d}]"
-                )));
-            }
-            let updates = meta
-                .get("ema_updates")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            Some(EmaCodebook {
-                k,
-                d,
-                decay: config.ema_decay,
-                epsilon: config.ema_epsilon,
-                count_hidden: cv.iter().map(|&x| x as f64).collect(),
-                sum_hidden: sv.iter().map(|&x| x as f64).collect(),
-                updates,
-            })
-        }
-        _ => None,
+    let (Some((cs, cv)), Some((ss, sv))) = (ema.remove(EMA_COUNT), ema.remove(EMA_SUM)) else {
+        return Ok((tensors, None));
     };
-    Ok((config, tensors, ema, step))
+    let (k, d) = (config.quantizer.codebook_size, config.quantizer.code_dim);
+    if cs != vec![k] || ss != vec![k, d] {
+        return Err(bad(format!(
+            "EMA state has shapes {cs:?} and {ss:?}, expected [{k}] and [{k}, {d}]"
+        )));
+    }
+    let updates = meta
+        .get("ema_updates")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let ema = EmaCodebook {
+        k,
+        d,
+        decay: config.ema_decay(),
+        epsilon: config.quantizer.ema_epsilon,
+        count_hidden: cv,
+        sum_hidden: sv,
+        updates,
+    };
+    Ok((tensors, Some(ema)))
 }
 
 pub fn checkpoints_dir(run: &Path) -> PathBuf {
@@ -342,29 +359,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn atomic_write_replaces_whole_file() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("x.txt");
-        write_atomic(&p, b"first").unwrap();
-        write_atomic(&p, b"second").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"second");
-        // No temporary files are left behind.
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
-    }
-
-    #[test]
     fn safetensors_roundtrip_with_ema_and_config() {
         let mut t = NamedTensors::new();
         t.insert(
             "quantizer.codebook".into(),
             (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
         );
-        let cfg = RunConfig {
-            codebook_size: 2,
-            code_dim: 3,
-            quantizer: crate::config::QuantizerKind::VqEma,
-            ..Default::default()
-        };
+        let mut cfg = RunConfig::default();
+        cfg.quantizer.codebook_size = 2;
+        cfg.quantizer.code_dim = 3;
+        cfg.quantizer.kind = crate::quantizer::QuantizerKind::VqEma;
+        let cfg = cfg.resolve().unwrap();
         let mut ema = EmaCodebook::new(2, 3, 0.99, 1e-5);
         ema.update(&[1.0, 2.0, 3.0], &[1]);
         let bytes = to_safetensors(&t, Some(&ema), &cfg, 42).unwrap();
@@ -375,7 +380,8 @@ mod tests {
         assert_eq!((c2, t2, step), (cfg, t, 42));
         let e2 = e2.unwrap();
         assert_eq!(e2.updates, 1);
-        assert_eq!(e2.codebook(), ema.codebook());
+        // The EMA state comes back bit-exactly (f64).
+        assert_eq!(e2, ema);
     }
 
     #[test]

@@ -1,245 +1,463 @@
-//! The resolved configuration of a run, saved as `config.json` in the run directory and in the
-//! metadata of every checkpoint.
+//! The configuration of a run: five sections (data, model, quantizer, rate, training), each a
+//! type that is at once the command line's flags (clap derives them from the fields, their docs
+//! and defaults) and a part of `config.json` (serde). Every default is the clap default of its
+//! field ([`defaults`] reads them from there); the two dependent defaults (the conv width per data
+//! set, the EMA decay per quantizer) are resolved by [`RunConfig::resolve`], which also validates
+//! every value, so a [`RunConfig`] that came through [`RunConfig::resolve`] or
+//! [`RunConfig::from_json`] is a checked one.
+//!
+//! `config.json` is written nested by section; the flat layout written by vqib before the sections
+//! existed is still read ([`RunConfig::from_json`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::DatasetKind;
+use crate::data::{DataSpec, Dataset, DatasetKind};
+use crate::device::DeviceKind;
 use crate::error::InputError;
+use crate::quantizer::QuantizerKind;
+use crate::quantizer::init::CodebookInit;
+use crate::quantizer::rate::{PriorKind, RateKind};
 
-/// Which quantizer sits in the bottleneck.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum QuantizerKind {
-    /// Nearest codeword, codebook learned by the codebook loss (van den Oord et al. 2017).
-    Vq,
-    /// Nearest codeword, codebook by exponential moving averages (sonnet's VectorQuantizerEMA).
-    VqEma,
-    /// Soft EM (Roy et al. 2018): p(z|i) = softmax(-d^2/tau), Monte-Carlo samples, EMA M-step.
-    SoftEm,
+/// The clap defaults of a section (what the command line gives when no flag is passed).
+pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let cmd = T::augment_args(clap::Command::new("vqib").no_binary_name(true));
+    let m = cmd
+        .try_get_matches_from(std::iter::empty::<String>())
+        .expect("every flag of a config section has a default");
+    T::from_arg_matches(&m).expect("defaults convert")
 }
 
-/// An explicit rate term added to the loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum RateKind {
-    /// No rate term (the VQ-VAE losses as published).
-    None,
-    /// B * H(p(Z|I), r): the VDIB rate (seed eq. 22/25).
-    Vdib,
-    /// B * KL(p(Z|I) || r): the VIB rate (seed eq. 15/26).
-    Vib,
+macro_rules! default_from_clap {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                defaults()
+            }
+        }
+    )*};
 }
 
-/// The prior r(z) over codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum PriorKind {
-    /// r(z) = 1/K.
-    Uniform,
-    /// r = softmax(logits), logits trained with the rest.
-    Learned,
-}
-
-/// How the codebook starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum CodebookInit {
-    /// Uniform in [-1/K, 1/K].
-    Uniform,
-    /// k-means++ seeding plus a few Lloyd iterations on the first batch of encoder outputs.
-    Kmeans,
-}
-
-/// Where tensors live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeviceKind {
-    /// burn's `flex` CPU backend.
-    Cpu,
-    /// burn's wgpu backend (Vulkan, Metal, DX12); needs the `wgpu` cargo feature.
-    Wgpu,
-    /// burn's CUDA backend, first GPU; needs the `cuda` cargo feature.
-    Cuda,
-}
-
-/// Everything that defines a run.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// Which images, from where.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]
-pub struct RunConfig {
+pub struct DataConfig {
+    /// Data set.
+    #[arg(long, value_enum, default_value = "shapes")]
     pub dataset: DatasetKind,
+    /// Directory holding the data set's files.
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Folder data sets: resize every image to SIZE x SIZE.
+    #[arg(long, value_name = "SIZE")]
     pub image_size: Option<usize>,
-    /// Shapes data set sizes.
+    /// Shapes data set: number of generated training images.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
     pub shapes_train: usize,
+    /// Shapes data set: number of generated test images.
+    #[arg(long, default_value_t = 512, value_name = "N")]
     pub shapes_test: usize,
     /// Use only the first N training images (0 = all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub train_limit: usize,
     /// Use only the first N test images (0 = all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub test_limit: usize,
     /// `[channels, height, width]` of the images, filled in when the data is loaded.
-    #[serde(default)]
+    #[arg(skip)]
     pub image_shape: Option<[usize; 3]>,
-
-    pub quantizer: QuantizerKind,
-    /// K, the number of codewords.
-    pub codebook_size: usize,
-    /// D, the dimension of a codeword.
-    pub code_dim: usize,
-    /// Channels of the convolutional layers.
-    pub hidden: usize,
-    /// Weight of the commitment term ||z_e - sg(z_q)||^2.
-    pub beta: f64,
-    /// EMA decay (vq-ema).
-    pub ema_decay: f64,
-    /// Laplace smoothing epsilon of the EMA counts (vq-ema).
-    pub ema_epsilon: f64,
-    pub init: CodebookInit,
-    /// Re-seed a code unused for this many steps (0 = off).
-    pub dead_code_steps: u64,
-    /// Temperature tau of the soft posterior softmax(-d^2 / tau) (soft EM, rate terms, and the
-    /// soft evaluation of every model).
-    pub temperature: f64,
-    /// Monte-Carlo samples per latent vector (soft EM).
-    pub samples: usize,
-    pub rate: RateKind,
-    /// Weight B of the rate term.
-    pub rate_weight: f64,
-    pub prior: PriorKind,
-    /// Standard deviation of the Gaussian decoder in the reported distortion term.
-    pub sigma: f64,
-    /// Evaluate on the test split every N steps too (0 = at each epoch's end only).
-    pub eval_every: u64,
-
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub seed: u64,
-    pub device: DeviceKind,
-    /// Log a training record every N steps.
-    pub log_every: u64,
-    /// Save a checkpoint every N steps (0 = at the end of each epoch only).
-    pub checkpoint_every: u64,
 }
 
-impl Default for RunConfig {
-    fn default() -> Self {
-        Self {
-            dataset: DatasetKind::Shapes,
-            data_dir: None,
-            image_size: None,
-            shapes_train: 4096,
-            shapes_test: 512,
-            train_limit: 0,
-            test_limit: 0,
-            image_shape: None,
-            quantizer: QuantizerKind::Vq,
-            codebook_size: 512,
-            code_dim: 64,
-            hidden: 128,
-            beta: 0.25,
-            ema_decay: 0.99,
-            ema_epsilon: 1e-5,
-            init: CodebookInit::Uniform,
-            dead_code_steps: 0,
-            temperature: 1.0,
-            samples: 10,
-            rate: RateKind::None,
-            rate_weight: 1.0,
-            prior: PriorKind::Uniform,
-            sigma: 1.0,
-            eval_every: 0,
-            epochs: 2,
-            batch_size: 128,
-            lr: 2e-4,
-            seed: 1,
-            device: DeviceKind::Cpu,
-            log_every: 10,
-            checkpoint_every: 0,
+/// Encoder and decoder (van den Oord et al. 2017), and the decoder's likelihood.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+pub struct ModelConfig {
+    /// Channels of the conv layers [default: 128, 256 for cifar10].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Standard deviation of the Gaussian decoder in the reported distortion term.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma: f64,
+}
+
+/// The bottleneck: codebook shape, quantizer and its hyperparameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+pub struct QuantizerConfig {
+    /// Quantizer in the bottleneck.
+    #[arg(id = "quantizer", long = "quantizer", value_enum, default_value = "vq")]
+    pub kind: QuantizerKind,
+    /// K, the number of codewords.
+    #[arg(long, default_value_t = 512)]
+    pub codebook_size: usize,
+    /// D, the dimension of a codeword.
+    #[arg(long, default_value_t = 64)]
+    pub code_dim: usize,
+    /// Weight of the commitment term ||z_e - sg(z_q)||^2.
+    #[arg(long, default_value_t = 0.25)]
+    pub beta: f64,
+    /// EMA decay of the codebook [default: 0.99 for vq-ema, 0.999 for soft-em].
+    #[arg(long)]
+    pub ema_decay: Option<f64>,
+    /// Laplace smoothing of the EMA counts.
+    #[arg(long, default_value_t = 1e-5)]
+    pub ema_epsilon: f64,
+    /// Temperature tau of p(z|i) = softmax(-||z_e - e_z||^2 / tau) (soft-em, rate terms, soft
+    /// evaluation).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Monte-Carlo samples per latent vector (soft-em).
+    #[arg(long, default_value_t = 10)]
+    pub samples: usize,
+    /// Codebook initialisation.
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub init: CodebookInit,
+    /// Re-seed codes unused for N steps from random encoder outputs (0 = off).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub dead_code_steps: u64,
+}
+
+/// An explicit rate term and the prior r(z) it is measured against.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+pub struct RateConfig {
+    /// Explicit rate term: B * H(p(Z|I), r) (vdib) or B * KL(p(Z|I) || r) (vib).
+    #[arg(id = "rate", long = "rate", value_enum, default_value = "none")]
+    pub kind: RateKind,
+    /// B, the weight of the rate term.
+    #[arg(id = "rate_weight", long = "rate-weight", default_value_t = 1.0)]
+    pub weight: f64,
+    /// The prior r(z): uniform, or a learned categorical (softmax of trainable logits).
+    #[arg(long, value_enum, default_value = "uniform")]
+    pub prior: PriorKind,
+}
+
+/// The optimizer, the schedule, and where tensors live.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+pub struct TrainingConfig {
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Adam learning rate (betas 0.9/0.999, eps [`ADAM_EPSILON`]).
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where tensors live.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceKind,
+    /// Log a training record every N steps.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub log_every: u64,
+    /// Also checkpoint every N steps (0 = at each epoch's end only).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub checkpoint_every: u64,
+    /// Also evaluate on the test split every N steps (0 = at each epoch's end only).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub eval_every: u64,
+}
+
+default_from_clap!(
+    DataConfig,
+    ModelConfig,
+    QuantizerConfig,
+    RateConfig,
+    TrainingConfig,
+    RunConfig
+);
+
+impl DataConfig {
+    /// Loads the data set this section names (applying `train_limit` / `test_limit`), and checks
+    /// it against the image shape a run was trained on.
+    pub fn load(&self, seed: u64) -> Result<Dataset, InputError> {
+        let spec = DataSpec {
+            kind: self.dataset,
+            dir: self.data_dir.clone(),
+            image_size: self.image_size,
+            shapes_train: self.shapes_train,
+            shapes_test: self.shapes_test,
+            seed,
+        };
+        let mut ds = crate::data::load(&spec)?;
+        if self.train_limit > 0 {
+            ds.train = ds.train.take(self.train_limit);
         }
+        if self.test_limit > 0 {
+            ds.test = ds.test.take(self.test_limit);
+        }
+        if let Some(shape) = self.image_shape
+            && shape != ds.image_shape()
+        {
+            return Err(InputError::config(format!(
+                "the data has images of shape {:?} but the run was trained on {shape:?}",
+                ds.image_shape()
+            )));
+        }
+        Ok(ds)
     }
 }
 
+impl QuantizerConfig {
+    /// EMA decay: `--ema-decay`, else the quantizer's own default.
+    pub fn decay(&self) -> f64 {
+        self.ema_decay
+            .unwrap_or_else(|| self.kind.default_ema_decay())
+    }
+}
+
+/// Adam's epsilon (PyTorch's default).
+pub const ADAM_EPSILON: f64 = 1e-8;
+
+impl TrainingConfig {
+    /// The optimizer every run uses: Adam with PyTorch's defaults.
+    pub fn optimizer(&self) -> burn::optim::AdamConfig {
+        burn::optim::AdamConfig::new().with_epsilon(ADAM_EPSILON as f32)
+    }
+}
+
+/// Everything that defines a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
+pub struct RunConfig {
+    #[command(flatten)]
+    pub data: DataConfig,
+    #[command(flatten)]
+    pub model: ModelConfig,
+    #[command(flatten)]
+    pub quantizer: QuantizerConfig,
+    #[command(flatten)]
+    pub rate: RateConfig,
+    #[command(flatten)]
+    pub training: TrainingConfig,
+}
+
 impl RunConfig {
+    /// Conv channels: `--hidden`, else 256 for CIFAR-10 and 128 otherwise.
+    pub fn hidden(&self) -> usize {
+        self.model.hidden.unwrap_or(match self.data.dataset {
+            DatasetKind::Cifar10 => 256,
+            _ => 128,
+        })
+    }
+
+    /// EMA decay: `--ema-decay`, else the quantizer's own default.
+    pub fn ema_decay(&self) -> f64 {
+        self.quantizer.decay()
+    }
+
+    /// Fills in the dependent defaults (so that `config.json` states them) and validates.
+    pub fn resolve(mut self) -> Result<Self, InputError> {
+        self.model.hidden = Some(self.hidden());
+        self.quantizer.ema_decay = Some(self.ema_decay());
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Checks every value a model or a run cannot work with.
     pub fn validate(&self) -> Result<(), InputError> {
-        let bad = |m: String| Err(InputError::config(m));
-        if self.codebook_size == 0 {
-            return bad("codebook size K must be at least 1 (got 0)".into());
-        }
-        if self.code_dim == 0 {
-            return bad("code dimension D must be at least 1 (got 0)".into());
-        }
-        if self.hidden == 0 {
-            return bad("--hidden must be at least 1".into());
-        }
-        if self.batch_size == 0 {
-            return bad("--batch-size must be at least 1".into());
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad(format!(
-                "--lr must be positive and finite (got {})",
-                self.lr
+        let (q, r, t) = (&self.quantizer, &self.rate, &self.training);
+        let positive =
+            |name: &str, v: f64| check(v > 0.0 && v.is_finite(), name, "positive and finite", v);
+        let non_negative = |name: &str, v: f64| {
+            check(
+                v >= 0.0 && v.is_finite(),
+                name,
+                "non-negative and finite",
+                v,
+            )
+        };
+        let at_least_one = |name: &str, v: usize| check(v >= 1, name, "at least 1", v);
+        at_least_one("codebook size K (--codebook-size)", q.codebook_size)?;
+        at_least_one("code dimension D (--code-dim)", q.code_dim)?;
+        at_least_one("--hidden", self.hidden())?;
+        at_least_one("--batch-size", t.batch_size)?;
+        at_least_one("--samples", q.samples)?;
+        at_least_one("--log-every", t.log_every as usize)?;
+        positive("--lr", t.lr)?;
+        non_negative("--beta", q.beta)?;
+        let decay = self.ema_decay();
+        check(
+            (0.0..1.0).contains(&decay),
+            "--ema-decay",
+            "in [0, 1)",
+            decay,
+        )?;
+        positive("--ema-epsilon", q.ema_epsilon)?;
+        positive("--temperature", q.temperature)?;
+        non_negative("--rate-weight", r.weight)?;
+        positive("--sigma", self.model.sigma)?;
+        let d = &self.data;
+        if d.dataset == DatasetKind::Shapes && (d.shapes_train == 0 || d.shapes_test == 0) {
+            return Err(InputError::config(
+                "shapes data set sizes must be at least 1",
             ));
-        }
-        if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return bad(format!(
-                "--beta must be non-negative and finite (got {})",
-                self.beta
-            ));
-        }
-        if !(0.0..1.0).contains(&self.ema_decay) {
-            return bad(format!(
-                "--ema-decay must be in [0, 1) (got {})",
-                self.ema_decay
-            ));
-        }
-        if !(self.ema_epsilon > 0.0) {
-            return bad(format!(
-                "--ema-epsilon must be positive (got {})",
-                self.ema_epsilon
-            ));
-        }
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return bad(format!(
-                "--temperature must be positive and finite (got {})",
-                self.temperature
-            ));
-        }
-        if self.samples == 0 {
-            return bad("--samples must be at least 1".into());
-        }
-        if !(self.rate_weight >= 0.0 && self.rate_weight.is_finite()) {
-            return bad(format!(
-                "--rate-weight must be non-negative and finite (got {})",
-                self.rate_weight
-            ));
-        }
-        if !(self.sigma > 0.0 && self.sigma.is_finite()) {
-            return bad(format!(
-                "--sigma must be positive and finite (got {})",
-                self.sigma
-            ));
-        }
-        if self.log_every == 0 {
-            return bad("--log-every must be at least 1".into());
-        }
-        if self.dataset == DatasetKind::Shapes && (self.shapes_train == 0 || self.shapes_test == 0)
-        {
-            return bad("shapes data set sizes must be at least 1".into());
         }
         Ok(())
     }
 
+    /// Parses and validates a configuration: the sectioned layout, or the flat one of earlier
+    /// vqib versions. `origin` names the file in errors.
+    pub fn from_json(text: &str, origin: &Path) -> Result<Self, InputError> {
+        let bad = |m: String| InputError::file(origin, m);
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| bad(format!("not a valid vqib run config: {e}")))?;
+        let value = if is_flat(&value) { nest(value) } else { value };
+        let cfg: RunConfig = serde_json::from_value(value)
+            .map_err(|e| bad(format!("not a valid vqib run config: {e}")))?;
+        cfg.resolve().map_err(|e| bad(e.to_string()))
+    }
+
     /// Reads and validates a `config.json`.
-    pub fn load(path: &std::path::Path) -> Result<Self, InputError> {
+    pub fn load(path: &Path) -> Result<Self, InputError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| InputError::file(path, format!("cannot read run config: {e}")))?;
-        let cfg: RunConfig = serde_json::from_str(&text)
-            .map_err(|e| InputError::file(path, format!("not a valid vqib run config: {e}")))?;
-        cfg.validate()
-            .map_err(|e| InputError::file(path, e.to_string()))?;
-        Ok(cfg)
+        Self::from_json(&text, path)
+    }
+}
+
+fn check<T: std::fmt::Display>(ok: bool, name: &str, want: &str, got: T) -> Result<(), InputError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::config(format!(
+            "{name} must be {want} (got {got})"
+        )))
+    }
+}
+
+/// Where each key of the flat layout lives in the sectioned one: (flat key, section, key).
+const FLAT_KEYS: &[(&str, &str, &str)] = &[
+    ("dataset", "data", "dataset"),
+    ("data_dir", "data", "data_dir"),
+    ("image_size", "data", "image_size"),
+    ("shapes_train", "data", "shapes_train"),
+    ("shapes_test", "data", "shapes_test"),
+    ("train_limit", "data", "train_limit"),
+    ("test_limit", "data", "test_limit"),
+    ("image_shape", "data", "image_shape"),
+    ("hidden", "model", "hidden"),
+    ("sigma", "model", "sigma"),
+    ("quantizer", "quantizer", "kind"),
+    ("codebook_size", "quantizer", "codebook_size"),
+    ("code_dim", "quantizer", "code_dim"),
+    ("beta", "quantizer", "beta"),
+    ("ema_decay", "quantizer", "ema_decay"),
+    ("ema_epsilon", "quantizer", "ema_epsilon"),
+    ("temperature", "quantizer", "temperature"),
+    ("samples", "quantizer", "samples"),
+    ("init", "quantizer", "init"),
+    ("dead_code_steps", "quantizer", "dead_code_steps"),
+    ("rate", "rate", "kind"),
+    ("rate_weight", "rate", "weight"),
+    ("prior", "rate", "prior"),
+    ("epochs", "training", "epochs"),
+    ("batch_size", "training", "batch_size"),
+    ("lr", "training", "lr"),
+    ("seed", "training", "seed"),
+    ("device", "training", "device"),
+    ("log_every", "training", "log_every"),
+    ("checkpoint_every", "training", "checkpoint_every"),
+    ("eval_every", "training", "eval_every"),
+];
+
+/// Whether a config is in the flat layout (its `quantizer` is a name, not a section).
+fn is_flat(v: &serde_json::Value) -> bool {
+    v.get("quantizer").is_some_and(|q| q.is_string())
+}
+
+/// The flat layout moved into sections; keys it does not know are kept at the top level (and
+/// then rejected or ignored by serde as for any config).
+fn nest(v: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Object(flat) = v else {
+        return v;
+    };
+    let mut out = serde_json::Map::new();
+    for (key, value) in flat {
+        match FLAT_KEYS.iter().find(|(k, _, _)| *k == key) {
+            Some((_, section, name)) => {
+                let s = out
+                    .entry(section.to_string())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if let serde_json::Value::Object(s) = s {
+                    s.insert(name.to_string(), value);
+                }
+            }
+            None => {
+                out.insert(key, value);
+            }
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_command_lines() {
+        let c = RunConfig::default();
+        assert_eq!(c.quantizer.codebook_size, 512);
+        assert_eq!(c.training.lr, 2e-4);
+        assert_eq!(c.data.dataset, DatasetKind::Shapes);
+        assert_eq!(c.model.hidden, None);
+        assert_eq!(c.hidden(), 128);
+    }
+
+    #[test]
+    fn dependent_defaults_resolve_in_one_place() {
+        let mut c = RunConfig::default();
+        c.quantizer.kind = QuantizerKind::SoftEm;
+        c.data.dataset = DatasetKind::Cifar10;
+        let r = c.clone().resolve().unwrap();
+        assert_eq!(r.quantizer.ema_decay, Some(0.999));
+        assert_eq!(r.model.hidden, Some(256));
+        c.quantizer.ema_decay = Some(0.5);
+        c.model.hidden = Some(8);
+        let r = c.resolve().unwrap();
+        assert_eq!((r.ema_decay(), r.hidden()), (0.5, 8));
+    }
+
+    #[test]
+    fn invalid_values_are_refused_by_name() {
+        let mut c = RunConfig::default();
+        c.training.lr = -1.0;
+        let e = c.resolve().unwrap_err().to_string();
+        assert!(e.contains("--lr") && e.contains("-1"), "{e}");
+        let mut c = RunConfig::default();
+        c.quantizer.ema_decay = Some(1.0);
+        assert!(c.resolve().unwrap_err().to_string().contains("--ema-decay"));
+    }
+
+    /// The flat `config.json` of earlier versions reads into the same configuration.
+    #[test]
+    fn flat_layout_still_reads() {
+        let flat = r#"{"dataset":"shapes","data_dir":null,"image_size":null,"shapes_train":64,
+            "shapes_test":16,"train_limit":0,"test_limit":0,"image_shape":[1,28,28],
+            "quantizer":"vq-ema","codebook_size":8,"code_dim":2,"hidden":4,"beta":0.25,
+            "ema_decay":0.9,"ema_epsilon":1e-5,"init":"kmeans","dead_code_steps":3,
+            "temperature":0.5,"samples":3,"rate":"vib","rate_weight":0.1,"prior":"learned",
+            "sigma":1.0,"eval_every":0,"epochs":2,"batch_size":16,"lr":0.001,"seed":7,
+            "device":"cpu","log_every":1,"checkpoint_every":0}"#;
+        let c = RunConfig::from_json(flat, Path::new("config.json")).unwrap();
+        assert_eq!(c.quantizer.kind, QuantizerKind::VqEma);
+        assert_eq!(c.quantizer.ema_decay, Some(0.9));
+        assert_eq!(c.quantizer.init, CodebookInit::Kmeans);
+        assert_eq!((c.rate.kind, c.rate.weight), (RateKind::Vib, 0.1));
+        assert_eq!(c.training.seed, 7);
+        assert_eq!(c.data.image_shape, Some([1, 28, 28]));
+        assert_eq!(c.hidden(), 4);
+        // And the sectioned layout round-trips.
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(RunConfig::from_json(&text, Path::new("x")).unwrap(), c);
+    }
+
+    #[test]
+    fn a_bad_config_names_its_file() {
+        let e = RunConfig::from_json("{", Path::new("/r/config.json")).unwrap_err();
+        assert!(e.to_string().contains("/r/config.json"), "{e}");
     }
 }

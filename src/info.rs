@@ -136,7 +136,8 @@ impl InfoAccumulator {
     }
 
     /// With the uniform prior r(z) = 1/K.
-    pub fn uniform(k: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn uniform(k: usize) -> Self {
         Self::new(vec![-(k as f64).ln(); k])
     }
 
@@ -157,7 +158,8 @@ impl InfoAccumulator {
 
     /// Adds points given by rows of log p(z|i) (`[N*K]`, each row normalised). Using the log
     /// probabilities keeps H(p(.|i)) exact where p is tiny.
-    pub fn add_log_probs(&mut self, log_p: &[f32]) {
+    #[cfg(test)]
+    pub(crate) fn add_log_probs(&mut self, log_p: &[f32]) {
         let k = self.k();
         for row in log_p.chunks_exact(k) {
             let (mut h, mut ce, mut best, mut best_v) = (0.0f64, 0.0f64, 0usize, f32::NEG_INFINITY);
@@ -212,7 +214,8 @@ impl InfoAccumulator {
     }
 
     /// Adds points given by rows of p(z|i) (`[N*K]`).
-    pub fn add_probs(&mut self, p: &[f64]) {
+    #[cfg(test)]
+    pub(crate) fn add_probs(&mut self, p: &[f64]) {
         let lp: Vec<f32> = p
             .iter()
             .map(|&q| {

@@ -7,22 +7,26 @@
 //! Decoder: conv 3x3 from D -> 2 residual blocks -> ReLU -> transposed conv 4x4 stride 2 -> ReLU
 //! -> transposed conv 4x4 stride 2 to the image's channels (linear output; pixels in [0, 1]).
 //!
-//! On the CPU (`flex`) the layers run channels-last through [`crate::conv`]'s whole-batch GEMM
+//! On the CPU (`flex`) the layers run channels-last through [`crate::kernels::conv`]'s whole-batch GEMM
 //! convolutions; the public `forward`s still take and return `[B, C, H, W]`.
 //!
-//! Checkpoint tensor names (PyTorch layouts: conv `[out, in, kh, kw]`, transposed conv
-//! `[in, out, kh, kw]`, codebook `[K, D]`) are listed by [`VqVae::export`].
+//! [`VqVae::forward`] is the whole pass: encoder -> quantizer -> decoder.
+//!
+//! Checkpoint tensor names are the parameters' module paths (PyTorch layouts: conv
+//! `[out, in, kh, kw]`, transposed conv `[in, out, kh, kw]`, codebook `[K, D]`), with the
+//! codebook and the prior renamed ([`RENAMED`]); export and import walk the same module tree.
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
-use crate::conv::{nhwc_conv_transpose2d, nhwc_conv2d, on_flex};
 use crate::error::InputError;
+use crate::kernels::conv::{nhwc_conv_transpose2d, nhwc_conv2d, on_flex};
+use crate::quantizer::{Context, Quantizer, QuantizerOutput};
 
 /// `[B, C, H, W]` <-> `[B, H, W, C]`.
 fn to_nhwc(x: Tensor<4>) -> Tensor<4> {
@@ -201,57 +205,113 @@ pub struct VqVae {
 /// A tensor as stored in a checkpoint: name, PyTorch shape, f32 values (row-major).
 pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
-fn tensor_values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
-    t.to_data()
-        .try_into_vec_as::<f32>()
-        .expect("f32 tensor data")
+/// Checkpoint names that differ from the module path of their parameter; every other tensor is
+/// named by its path (`encoder.conv1.weight`, ...). This and the module structure are the one
+/// list of checkpoint names, used by both [`VqVae::export`] and [`VqVae::import`].
+const RENAMED: &[(&str, &str)] = &[
+    ("codebook", "quantizer.codebook"),
+    ("prior_logits", "prior.logits"),
+];
+
+/// The checkpoint name of the parameter at module path `path`.
+fn checkpoint_name(path: &[String]) -> String {
+    let p = path.join(".");
+    RENAMED
+        .iter()
+        .find(|(from, _)| *from == p)
+        .map_or(p, |(_, to)| to.to_string())
 }
 
-fn export_conv(
-    out: &mut NamedTensors,
-    name: &str,
-    w: &Param<Tensor<4>>,
-    b: &Option<Param<Tensor<1>>>,
-) {
-    let wt = w.val();
-    out.insert(
-        format!("{name}.weight"),
-        (wt.dims().to_vec(), tensor_values(&wt)),
-    );
-    if let Some(b) = b {
-        let bt = b.val();
-        out.insert(
-            format!("{name}.bias"),
-            (bt.dims().to_vec(), tensor_values(&bt)),
-        );
+/// Collects every float parameter under its checkpoint name.
+struct Exporter {
+    path: Vec<String>,
+    out: NamedTensors,
+}
+
+impl ModuleVisitor for Exporter {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let t = p.val();
+        let values = t
+            .to_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 tensor data");
+        self.out
+            .insert(checkpoint_name(&self.path), (t.dims().to_vec(), values));
     }
 }
 
-/// Replaces a parameter's value with a named tensor of the same shape, keeping its id.
-fn import_param<const D: usize>(
-    p: &mut Param<Tensor<D>>,
-    name: &str,
-    src: &NamedTensors,
-    device: &Device,
-    origin: &std::path::Path,
-) -> Result<(), InputError> {
-    let (shape, vals) = src
-        .get(name)
-        .ok_or_else(|| InputError::file(origin, format!("checkpoint lacks tensor `{name}`")))?;
-    let want = p.val().dims().to_vec();
-    if *shape != want {
-        return Err(InputError::file(
-            origin,
-            format!(
-                "tensor `{name}` has shape {shape:?}, the model expects {want:?} (does the run config match?)"
-            ),
-        ));
+/// Replaces every float parameter by the tensor of its checkpoint name (same shape, same id,
+/// same `require_grad`); the first problem is kept.
+struct Importer<'a> {
+    path: Vec<String>,
+    src: &'a NamedTensors,
+    device: &'a Device,
+    origin: &'a std::path::Path,
+    error: Option<InputError>,
+}
+
+impl Importer<'_> {
+    fn value<const D: usize>(
+        &self,
+        name: &str,
+        want: [usize; D],
+    ) -> Result<TensorData, InputError> {
+        let (shape, vals) = self.src.get(name).ok_or_else(|| {
+            InputError::file(self.origin, format!("checkpoint lacks tensor `{name}`"))
+        })?;
+        if shape[..] != want[..] {
+            return Err(InputError::file(
+                self.origin,
+                format!(
+                    "tensor `{name}` has shape {shape:?}, the model expects {want:?} (does the run config match?)"
+                ),
+            ));
+        }
+        Ok(TensorData::new(vals.clone(), want))
     }
-    let require_grad = p.val().is_require_grad();
-    let t = Tensor::<D>::from_data(TensorData::new(vals.clone(), want), device);
-    let t = if require_grad { t.require_grad() } else { t };
-    *p = Param::initialized(p.id, t);
-    Ok(())
+}
+
+impl ModuleMapper for Importer<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.error.is_some() {
+            return p;
+        }
+        let name = checkpoint_name(&self.path);
+        let (id, t, _) = p.consume();
+        let require_grad = t.is_require_grad();
+        match self.value(&name, t.dims()) {
+            Ok(data) => {
+                let t = Tensor::<D>::from_data(data, self.device);
+                Param::initialized(id, if require_grad { t.require_grad() } else { t })
+            }
+            Err(e) => {
+                self.error = Some(e);
+                Param::initialized(id, t)
+            }
+        }
+    }
+}
+
+/// What [`VqVae::forward`] returns.
+pub struct ModelOutput {
+    /// The reconstruction `[B, C, H, W]`.
+    pub x_hat: Tensor<4>,
+    /// z_e as one row per latent position, `[B*h*w, D]`.
+    pub z_e: Tensor<2>,
+    /// The quantizer's structured output.
+    pub q: QuantizerOutput,
 }
 
 impl VqVae {
@@ -273,7 +333,7 @@ impl VqVae {
     /// saved by one process finds its parameters in another.
     pub fn with_stable_ids(self) -> Self {
         struct Renumber(u64);
-        impl burn::module::ModuleMapper for Renumber {
+        impl ModuleMapper for Renumber {
             fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
                 let (_, t, mapper) = p.consume();
                 self.0 += 1;
@@ -281,6 +341,17 @@ impl VqVae {
             }
         }
         self.map(&mut Renumber(0))
+    }
+
+    /// encoder -> quantizer -> decoder: x `[B, C, H, W]` to z_e, the quantizer's output and the
+    /// reconstruction dec(z_e + sg(z_q - z_e)).
+    pub fn forward(&self, x: Tensor<4>, quantizer: &dyn Quantizer, ctx: Context) -> ModelOutput {
+        let z = self.encoder.forward(x);
+        let [b, _, h, w] = z.dims();
+        let z_e = to_vectors(z);
+        let q = quantizer.forward(z_e.clone(), self.codebook.val(), ctx);
+        let x_hat = self.decoder.forward(from_vectors(q.z_st.clone(), b, h, w));
+        ModelOutput { x_hat, z_e, q }
     }
 
     /// log r(z) = log softmax(logits), `[K]`.
@@ -298,87 +369,31 @@ impl VqVae {
 
     /// All weights under their checkpoint names, in PyTorch layouts.
     pub fn export(&self) -> NamedTensors {
-        let mut out = NamedTensors::new();
-        macro_rules! conv {
-            ($c:expr, $name:expr) => {
-                export_conv(&mut out, $name, &$c.weight, &$c.bias)
-            };
-        }
-        let (e, d) = (&self.encoder, &self.decoder);
-        conv!(e.conv1, "encoder.conv1");
-        conv!(e.conv2, "encoder.conv2");
-        conv!(e.pre_vq, "encoder.pre_vq");
-        conv!(d.conv_in, "decoder.conv_in");
-        conv!(d.deconv1, "decoder.deconv1");
-        conv!(d.deconv2, "decoder.deconv2");
-        for (n, r) in [
-            ("encoder.res1", &e.res1),
-            ("encoder.res2", &e.res2),
-            ("decoder.res1", &d.res1),
-            ("decoder.res2", &d.res2),
-        ] {
-            conv!(r.conv3x3, &format!("{n}.conv3x3"));
-            conv!(r.conv1x1, &format!("{n}.conv1x1"));
-        }
-        let cb = self.codebook.val();
-        out.insert(
-            "quantizer.codebook".into(),
-            (cb.dims().to_vec(), tensor_values(&cb)),
-        );
-        let pl = self.prior_logits.val();
-        out.insert(
-            "prior.logits".into(),
-            (pl.dims().to_vec(), tensor_values(&pl)),
-        );
-        out
+        let mut e = Exporter {
+            path: Vec::new(),
+            out: NamedTensors::new(),
+        };
+        self.visit(&mut e);
+        e.out
     }
 
-    /// Loads every weight from `src` (names and shapes as [`export`](Self::export) writes them).
+    /// Loads every weight from `src` (names and shapes as [`export`](Self::export) writes them);
+    /// `origin` names the file in errors.
     pub fn import(
         &mut self,
         src: &NamedTensors,
         device: &Device,
         origin: &std::path::Path,
     ) -> Result<(), InputError> {
-        macro_rules! conv {
-            ($c:expr, $name:expr) => {{
-                import_param(
-                    &mut $c.weight,
-                    &format!("{}.weight", $name),
-                    src,
-                    device,
-                    origin,
-                )?;
-                if let Some(b) = $c.bias.as_mut() {
-                    import_param(b, &format!("{}.bias", $name), src, device, origin)?;
-                }
-            }};
-        }
-        let e = &mut self.encoder;
-        conv!(e.conv1, "encoder.conv1");
-        conv!(e.conv2, "encoder.conv2");
-        conv!(e.res1.conv3x3, "encoder.res1.conv3x3");
-        conv!(e.res1.conv1x1, "encoder.res1.conv1x1");
-        conv!(e.res2.conv3x3, "encoder.res2.conv3x3");
-        conv!(e.res2.conv1x1, "encoder.res2.conv1x1");
-        conv!(e.pre_vq, "encoder.pre_vq");
-        let d = &mut self.decoder;
-        conv!(d.conv_in, "decoder.conv_in");
-        conv!(d.res1.conv3x3, "decoder.res1.conv3x3");
-        conv!(d.res1.conv1x1, "decoder.res1.conv1x1");
-        conv!(d.res2.conv3x3, "decoder.res2.conv3x3");
-        conv!(d.res2.conv1x1, "decoder.res2.conv1x1");
-        conv!(d.deconv1, "decoder.deconv1");
-        conv!(d.deconv2, "decoder.deconv2");
-        import_param(
-            &mut self.codebook,
-            "quantizer.codebook",
+        let mut im = Importer {
+            path: Vec::new(),
             src,
             device,
             origin,
-        )?;
-        import_param(&mut self.prior_logits, "prior.logits", src, device, origin)?;
-        Ok(())
+            error: None,
+        };
+        *self = self.clone().map(&mut im);
+        im.error.map_or(Ok(()), Err)
     }
 
     /// Replaces the codebook's value (same parameter id, so optimizer state follows it).
@@ -392,7 +407,11 @@ impl VqVae {
 
     /// Codebook values, `[K*D]` row-major.
     pub fn codebook_values(&self) -> Vec<f32> {
-        tensor_values(&self.codebook.val())
+        self.codebook
+            .val()
+            .to_data()
+            .try_into_vec_as::<f32>()
+            .expect("f32 tensor data")
     }
 }
 

@@ -445,6 +445,7 @@ fn resume_refuses_flags_the_run_config_fixes() {
     let r = d.path().join("run");
     let o = tiny(&r, &["--epochs", "1"]);
     assert!(o.status.success(), "{}", text(&o));
+    // `train --resume RUN` is an alias of `resume RUN`; either refuses a setting the run fixes.
     let o = run(&[
         "train",
         "--resume",
@@ -454,7 +455,21 @@ fn resume_refuses_flags_the_run_config_fixes() {
         "--quantizer",
         "vq-ema",
     ]);
-    expect_input_error(&o, &["--lr", "--quantizer", "config.json"]);
+    expect_input_error(
+        &o,
+        &["--lr", "config.json", "cannot be changed when resuming"],
+    );
+    let o = run(&["resume", r.to_str().unwrap(), "--quantizer", "vq-ema"]);
+    expect_input_error(&o, &["--quantizer", "config.json"]);
+    // The flags resume does take still work.
+    let o = run(&[
+        "resume",
+        r.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--no-progress",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
 }
 
 #[test]

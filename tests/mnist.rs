@@ -3,34 +3,41 @@
 use burn::tensor::Device;
 mod common;
 use common::mnist_dir;
-use vqib::config::{CodebookInit, QuantizerKind, RunConfig};
+use vqib::RunConfig;
 use vqib::data::DatasetKind;
-use vqib::train::{self, TrainOptions};
+use vqib::quantizer::{CodebookInit, QuantizerKind};
+use vqib::train::{self, TrainOptions, Trainer};
 
 fn config(quantizer: QuantizerKind) -> RunConfig {
-    RunConfig {
-        dataset: DatasetKind::Mnist,
-        data_dir: Some(mnist_dir()),
-        train_limit: 9600,
-        test_limit: 1000,
-        quantizer,
-        codebook_size: 128,
-        code_dim: 16,
-        hidden: 32,
-        batch_size: 32,
-        lr: 1e-3,
-        epochs: 1,
-        log_every: 50,
-        seed: 3,
-        ..Default::default()
-    }
+    let mut c = RunConfig::default();
+    c.data.dataset = DatasetKind::Mnist;
+    c.data.data_dir = Some(mnist_dir());
+    c.data.train_limit = 9600;
+    c.data.test_limit = 1000;
+    c.quantizer.kind = quantizer;
+    c.quantizer.codebook_size = 128;
+    c.quantizer.code_dim = 16;
+    c.model.hidden = Some(32);
+    c.training.batch_size = 32;
+    c.training.lr = 1e-3;
+    c.training.epochs = 1;
+    c.training.log_every = 50;
+    c.training.seed = 3;
+    c.resolve().unwrap()
+}
+
+fn train_new(cfg: RunConfig, dir: &std::path::Path) -> train::TrainOutcome {
+    Trainer::create(cfg, dir)
+        .unwrap()
+        .fit(&TrainOptions::default())
+        .unwrap()
 }
 
 /// Test MSE of an untrained model with the same configuration.
 fn untrained_mse(cfg: &RunConfig) -> f64 {
-    let data = train::load_data(cfg).unwrap();
+    let data = cfg.data.load(cfg.training.seed).unwrap();
     let dev = Device::flex();
-    let model = train::new_model(cfg, 1, &dev);
+    let model = train::new_model(cfg, 1, cfg.quantizer.kind == QuantizerKind::Vq, &dev);
     train::evaluate(cfg, &model, &data.test, 250, &dev)
         .unwrap()
         .mse
@@ -42,8 +49,7 @@ fn vq_and_vq_ema_learn_on_mnist() {
         let cfg = config(q);
         let before = untrained_mse(&cfg);
         let d = tempfile::tempdir().unwrap();
-        let out =
-            train::train_new(cfg.clone(), &d.path().join("run"), &TrainOptions::default()).unwrap();
+        let out = train_new(cfg.clone(), &d.path().join("run"));
         assert_eq!(out.step, 300);
         let m = out.eval.unwrap();
         eprintln!(
@@ -55,9 +61,9 @@ fn vq_and_vq_ema_learn_on_mnist() {
             "{q:?}: test MSE {} not well below untrained {before}",
             m.mse
         );
-        assert!(m.perplexity >= 1.0 && m.perplexity <= cfg.codebook_size as f64);
+        assert!(m.perplexity >= 1.0 && m.perplexity <= cfg.quantizer.codebook_size as f64);
         // The training loss fell: last logged reconstruction error well below the first.
-        let recs = vqib::report::read_records(&out.run_dir.join("metrics.jsonl")).unwrap();
+        let recs = vqib::records::read_records(&out.run_dir.join("metrics.jsonl")).unwrap();
         let train: Vec<_> = recs.iter().filter(|r| r.kind == "train").collect();
         let (first, last) = (
             train[0].recon_mse.unwrap(),
@@ -70,23 +76,22 @@ fn vq_and_vq_ema_learn_on_mnist() {
 #[test]
 fn kmeans_init_and_dead_code_restart_use_more_than_a_fifth_of_the_codes() {
     let mut cfg = config(QuantizerKind::Vq);
-    cfg.init = CodebookInit::Kmeans;
-    cfg.dead_code_steps = 20;
+    cfg.quantizer.init = CodebookInit::Kmeans;
+    cfg.quantizer.dead_code_steps = 20;
     let d = tempfile::tempdir().unwrap();
-    let out =
-        train::train_new(cfg.clone(), &d.path().join("run"), &TrainOptions::default()).unwrap();
+    let out = train_new(cfg.clone(), &d.path().join("run"));
     let m = out.eval.unwrap();
-    let recs = vqib::report::read_records(&out.run_dir.join("metrics.jsonl")).unwrap();
+    let recs = vqib::records::read_records(&out.run_dir.join("metrics.jsonl")).unwrap();
     let restarts = recs.iter().filter_map(|r| r.restarts).max().unwrap_or(0);
     eprintln!(
         "kmeans+restart: codes used {} / {}, perplexity {:.1}, restarts {restarts}",
-        m.codes_used, cfg.codebook_size, m.perplexity
+        m.codes_used, cfg.quantizer.codebook_size, m.perplexity
     );
     assert!(
-        m.codes_used * 5 > cfg.codebook_size,
+        m.codes_used * 5 > cfg.quantizer.codebook_size,
         "only {} of {} codes used",
         m.codes_used,
-        cfg.codebook_size
+        cfg.quantizer.codebook_size
     );
     // Restarts are counted in the metrics.
     assert!(recs.iter().any(|r| r.restarts.is_some()));

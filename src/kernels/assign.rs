@@ -22,6 +22,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{Mat, MatMut, matmul};
 use crate::info::InfoAccumulator;
 
 /// Most distances (f32) one worker holds at once: 1 Mi elements, 4 MiB.
@@ -57,37 +58,21 @@ impl<'a> Codebook<'a> {
     }
 }
 
-/// `out[r * kc + j] = z_r . e_(j0 + j)` for the `rows` rows of `z` and codewords j0..j0+kc.
+/// `out[r * kc + j] = z_r . e_(j0 + j)` for the `rows` rows of `z` and codewords j0..j0+kc: one
+/// GEMM with `z` as [rows, d] (row-major), `e` read as the [d, kc] matrix e^T, and `out` as
+/// [rows, kc] (row-major).
 fn dot_tile(z: &[f32], rows: usize, cb: &Codebook, j0: usize, kc: usize, out: &mut [f32]) {
     let d = cb.d;
-    debug_assert!(z.len() >= rows * d && out.len() >= rows * kc);
     let e = &cb.e[j0 * d..(j0 + kc) * d];
-    // SAFETY: the strides describe `z` as [rows, d] (row-major), `e` read as the [d, kc] matrix
-    // e^T, and `out` as [rows, kc] (row-major); all three slices are long enough (checked above
-    // and by the slicing of `e`).
-    unsafe {
-        gemm::gemm(
-            rows,
-            kc,
-            d,
-            out.as_mut_ptr(),
-            1,
-            kc as isize,
-            false,
-            z.as_ptr(),
-            1,
-            d as isize,
-            e.as_ptr(),
-            d as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    matmul(
+        rows,
+        kc,
+        d,
+        MatMut::rows(out, kc),
+        false,
+        Mat::rows(z, d),
+        Mat::rows_t(e, d),
+    );
 }
 
 /// Index of the nearest codeword of each row of `z` (`[N, D]` row-major), seed eq. 27.
@@ -228,7 +213,12 @@ pub fn soft_assign_tiled(
     let ms = m.max(1);
     let mut samples = vec![0u32; n * ms];
     let mut argmax = vec![0u32; n];
-    let scale = (1.0 / opts.tau) as f32;
+    let job = SoftJob {
+        cb,
+        opts,
+        rows,
+        scale: (1.0 / opts.tau) as f32,
+    };
     let new_worker = || SoftWorker {
         tile: vec![0.0; rows * k],
         blocks: Vec::with_capacity(k.div_ceil(BLOCK)),
@@ -241,31 +231,7 @@ pub fn soft_assign_tiled(
         .zip(argmax.par_chunks_mut(rows))
         .enumerate()
         .fold(new_worker, |mut w, (block, ((zb, sb), ab))| {
-            let r = ab.len();
-            dot_tile(zb, r, cb, 0, k, &mut w.tile);
-            for i in 0..r {
-                let row = &mut w.tile[i * k..(i + 1) * k];
-                let st = row_softmax(row, &cb.e2, scale, &mut w.blocks);
-                ab[i] = st.argmax as u32;
-                let global = (block * rows + i) as u64;
-                if m > 0 {
-                    let mut rng = SplitMix64::new(opts.seed, global);
-                    draw_sorted(
-                        row,
-                        &w.blocks,
-                        st.sum,
-                        &mut rng,
-                        &mut w.uniforms,
-                        &mut sb[i * m..(i + 1) * m],
-                    );
-                }
-                if let Some(acc) = w.info.as_mut() {
-                    // H(p(.|i)) = log S - sum_j q_j b_j with b = a - max a, q = exp(b) / S.
-                    let inv = 1.0 / st.sum;
-                    let h = st.sum.ln() - st.pb * inv;
-                    acc.add_weights(row, inv, h, st.argmax);
-                }
-            }
+            job.block(&mut w, block, zb, sb, ab);
             w
         })
         .map(|w| w.info)
@@ -282,6 +248,50 @@ pub fn soft_assign_tiled(
         samples,
         argmax,
         info,
+    }
+}
+
+/// What every block of [`soft_assign_tiled`] shares.
+struct SoftJob<'a> {
+    cb: &'a Codebook<'a>,
+    opts: &'a SoftOptions<'a>,
+    /// Rows a block takes (the last may take fewer).
+    rows: usize,
+    /// 1 / tau.
+    scale: f32,
+}
+
+impl SoftJob<'_> {
+    /// Block `block` of [`soft_assign_tiled`]: the rows `zb` of z, their samples `sb` (m a row)
+    /// and most probable codes `ab`, the information quantities into `w.info`.
+    fn block(&self, w: &mut SoftWorker, block: usize, zb: &[f32], sb: &mut [u32], ab: &mut [u32]) {
+        let (cb, opts, rows, scale) = (self.cb, self.opts, self.rows, self.scale);
+        let (k, m) = (cb.k, opts.samples);
+        let r = ab.len();
+        dot_tile(zb, r, cb, 0, k, &mut w.tile);
+        for i in 0..r {
+            let row = &mut w.tile[i * k..(i + 1) * k];
+            let st = row_softmax(row, &cb.e2, scale, &mut w.blocks);
+            ab[i] = st.argmax as u32;
+            let global = (block * rows + i) as u64;
+            if m > 0 {
+                let mut rng = SplitMix64::new(opts.seed, global);
+                draw_sorted(
+                    row,
+                    &w.blocks,
+                    st.sum,
+                    &mut rng,
+                    &mut w.uniforms,
+                    &mut sb[i * m..(i + 1) * m],
+                );
+            }
+            if let Some(acc) = w.info.as_mut() {
+                // H(p(.|i)) = log S - sum_j q_j b_j with b = a - max a, q = exp(b) / S.
+                let inv = 1.0 / st.sum;
+                let h = st.sum.ln() - st.pb * inv;
+                acc.add_weights(row, inv, h, st.argmax);
+            }
+        }
     }
 }
 

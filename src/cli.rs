@@ -1,0 +1,295 @@
+//! The subcommands. Their options come from the library's types: `train` flattens
+//! [`RunConfig`] (every section's flags, docs and defaults), `bench` takes [`BenchArgs`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, Parser, Subcommand};
+use vqib::RunConfig;
+use vqib::bench::BenchArgs;
+use vqib::error::InputError;
+use vqib::quantizer::QuantizerKind;
+use vqib::report::{table, table3};
+use vqib::run::RunDir;
+use vqib::train::{self, ResumeOverrides, TrainOptions, Trainer};
+
+#[derive(Parser)]
+#[command(
+    name = "vqib",
+    version,
+    about = "Train and study VQ-VAEs as information bottlenecks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a VQ-VAE (`train --resume RUN` is an alias of `resume RUN`).
+    Train(TrainArgs),
+    /// Continue a run from its latest checkpoint; its configuration fixes every other setting.
+    Resume(ResumeArgs),
+    /// Evaluate a run's latest checkpoint on the test split; prints and saves RUN/eval.json.
+    Eval {
+        /// The run directory.
+        run: PathBuf,
+        /// Read the data from here instead of the run's --data-dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Train every quantizer with every seed and write report.html, report.md, summary.csv.
+    /// Takes train's options for the shared settings; a finished run is reused, a stopped one
+    /// resumed, so rerunning the command continues an interrupted comparison.
+    Compare(CompareArgs),
+    /// Measure one benchmark case in this process and print one JSON line: throughput, seconds a
+    /// run, achieved GFLOP/s and peak memory (bench/compare runs it beside the PyTorch reference).
+    Bench(BenchArgs),
+    /// Write a PNG grid: test images (top rows) above their reconstructions.
+    Reconstruct {
+        /// The run directory.
+        run: PathBuf,
+        /// Output PNG file.
+        #[arg(long, default_value = "reconstructions.png")]
+        out: PathBuf,
+        /// Number of test images.
+        #[arg(long, default_value_t = 16)]
+        n: usize,
+        /// Read the data from here instead of the run's --data-dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// How this invocation drives a run (not part of the run's configuration).
+#[derive(Args)]
+struct DriveArgs {
+    /// Stop (saving a checkpoint) after N steps in this invocation.
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u64>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl DriveArgs {
+    fn options(&self, stop: &Arc<AtomicBool>) -> TrainOptions {
+        TrainOptions {
+            progress: !self.no_progress,
+            stop: stop.clone(),
+            max_steps: self.max_steps,
+            print_summary: true,
+        }
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    config: RunConfig,
+    /// Run directory [default: runs/DATASET-QUANTIZER, numbered if taken].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    drive: DriveArgs,
+}
+
+#[derive(Args)]
+struct ResumeArgs {
+    /// The run directory.
+    run: PathBuf,
+    /// Train to this many epochs in all (extends a finished run).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Read the data from here (if it moved).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    drive: DriveArgs,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Quantizers to compare, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "vq,vq-ema,soft-em"
+    )]
+    quantizers: Vec<QuantizerKind>,
+    /// Number of seeds (1..=N).
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+/// Training was interrupted (Ctrl-C); a checkpoint was saved in the run directory.
+#[derive(Debug)]
+pub struct Interrupted(pub PathBuf);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted; checkpoint saved in {}", self.0.display())
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// `train --resume RUN ...` is `resume RUN ...`.
+pub fn rewrite_resume_alias(mut args: Vec<String>) -> Vec<String> {
+    if args.get(1).map(String::as_str) != Some("train") {
+        return args;
+    }
+    let at = args
+        .iter()
+        .position(|a| a == "--resume" || a.starts_with("--resume="));
+    if let Some(i) = at {
+        let dir = match args[i].strip_prefix("--resume=") {
+            Some(d) => {
+                let d = d.to_string();
+                args.remove(i);
+                d
+            }
+            None if i + 1 < args.len() => {
+                args.remove(i);
+                args.remove(i)
+            }
+            None => return args,
+        };
+        args[1] = "resume".into();
+        args.insert(2, dir);
+    }
+    args
+}
+
+/// A flag `resume` does not take: say why, instead of clap's bare "unexpected argument".
+pub fn explain_resume_error(args: &[String], e: &clap::Error) -> Option<String> {
+    if args.get(1).map(String::as_str) != Some("resume")
+        || e.kind() != clap::error::ErrorKind::UnknownArgument
+    {
+        return None;
+    }
+    let flag = e.get(clap::error::ContextKind::InvalidArg)?.to_string();
+    let run = args.get(2).map(PathBuf::from).unwrap_or_default();
+    Some(format!(
+        "{flag} cannot be changed when resuming: {} fixes it (only --epochs, --data-dir, --max-steps and --no-progress may be given)",
+        RunDir::new(run).config_path().display()
+    ))
+}
+
+fn default_out(cfg: &RunConfig) -> PathBuf {
+    let dataset = clap::ValueEnum::to_possible_value(&cfg.data.dataset)
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default();
+    let base = format!("runs/{dataset}-{}", cfg.quantizer.kind);
+    let mut p = PathBuf::from(&base);
+    let mut i = 2;
+    while p.exists() {
+        p = PathBuf::from(format!("{base}-{i}"));
+        i += 1;
+    }
+    p
+}
+
+/// Runs the parsed command; `matches` tells which flags were given explicitly.
+pub fn run(cli: Cli, matches: &clap::ArgMatches, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Train(a) => {
+            let out = a.out.clone().unwrap_or_else(|| default_out(&a.config));
+            let trainer = Trainer::create(a.config, &out)?;
+            finish_training(trainer.fit(&a.drive.options(&stop))?.run_dir, &stop)
+        }
+        Cmd::Resume(a) => {
+            let overrides = ResumeOverrides {
+                epochs: a.epochs,
+                data_dir: a.data_dir,
+            };
+            let trainer = Trainer::resume(&a.run, overrides)?;
+            finish_training(trainer.fit(&a.drive.options(&stop))?.run_dir, &stop)
+        }
+        Cmd::Compare(a) => compare(a, matches, &stop),
+        Cmd::Eval { run, data_dir } => {
+            let run = RunDir::new(run);
+            let (cfg, m) = train::eval_run(&run, data_dir)?;
+            println!(
+                "{}",
+                table(&train::summary_rows(&m, cfg.quantizer.codebook_size))
+            );
+            println!("information quantities per latent vector, objectives per image:");
+            println!(
+                "{}",
+                table3(&train::info_rows(&m, cfg.quantizer.temperature))
+            );
+            println!("saved {}", run.eval_json().display());
+            Ok(())
+        }
+        Cmd::Bench(b) => {
+            println!("{}", vqib::bench::run_case(&b)?);
+            Ok(())
+        }
+        Cmd::Reconstruct {
+            run,
+            out,
+            n,
+            data_dir,
+        } => {
+            train::reconstruct_grid(&RunDir::new(run), &out, n, data_dir)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn finish_training(run_dir: PathBuf, stop: &AtomicBool) -> anyhow::Result<()> {
+    if stop.load(Ordering::SeqCst) {
+        anyhow::bail!(Interrupted(run_dir));
+    }
+    Ok(())
+}
+
+fn compare(
+    a: CompareArgs,
+    matches: &clap::ArgMatches,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let given = |id: &str| {
+        matches
+            .subcommand_matches("compare")
+            .is_some_and(|m| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+    };
+    for (id, flag) in [("quantizer", "--quantizer"), ("seed", "--seed")] {
+        if given(id) {
+            return Err(InputError::config(format!(
+                "compare does not take {flag} (use --quantizers and --seeds)"
+            ))
+            .into());
+        }
+    }
+    if a.seeds == 0 {
+        return Err(InputError::config("--seeds must be at least 1").into());
+    }
+    let out = a
+        .train
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/compare"));
+    let spec = vqib::experiment::CompareSpec {
+        base: a.train.config,
+        quantizers: a.quantizers,
+        seeds: (1..=a.seeds).collect(),
+        out: out.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    if let Err(e) = vqib::experiment::run(&spec, &a.train.drive.options(stop)) {
+        if stop.load(Ordering::SeqCst) {
+            anyhow::bail!(Interrupted(out));
+        }
+        return Err(e);
+    }
+    println!("{}", std::fs::read_to_string(out.join("report.md"))?);
+    println!("report: {}", out.join("report.html").display());
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! `vqib compare`: the seed's experiment. Trains each quantizer with each seed on identical data
+//! order and initialisation, then writes `report.html` (self-contained: inline SVG plots and PNG
+//! grids), `report.md` and `summary.csv` with the final metrics (mean and standard deviation over
+//! seeds) and two verdicts computed from the data:
+//!
+//! 1. soft EM reaches a higher code perplexity than `vq`;
+//! 2. soft EM reaches a lower L_VIB (eq. 18) than `vq`.
+//!
+//! Also reachable as `vqib::compare`. Pieces:
+//!
+//! * this module: what to compare ([`CompareSpec`]), the runs ([`RunResult`]) and training or
+//!   reusing them ([`run`], [`run_dir`]);
+//! * [`stats`]: mean and standard deviation over seeds, runs grouped by quantizer, mean curves,
+//!   the verdicts as typed values ([`Verdicts`], [`Verdict`], [`Claim`]);
+//! * [`render`]: `summary.csv`, `report.md` and `report.html` (its page skeleton is the template
+//!   `report.html` beside this file), the SVG curves and histograms, the PNG grids.
+
+pub mod render;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::RunConfig;
+use crate::error::InputError;
+use crate::quantizer::QuantizerKind;
+use crate::records::{Record, read_records};
+use crate::run::RunDir;
+use crate::train::{EvalMetrics, ResumeOverrides, TrainOptions, Trainer};
+
+pub use render::COLUMNS;
+pub use stats::{Claim, Verdict, Verdicts, mean_sd, verdicts};
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct CompareSpec {
+    /// Settings shared by every run (quantizer and seed are replaced per run).
+    pub base: RunConfig,
+    pub quantizers: Vec<QuantizerKind>,
+    pub seeds: Vec<u64>,
+    pub out: PathBuf,
+    /// The command line, shown in the report.
+    pub command: String,
+}
+
+/// One finished run.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub quantizer: QuantizerKind,
+    pub seed: u64,
+    pub dir: PathBuf,
+    pub eval: EvalMetrics,
+    pub curve: Vec<Record>,
+}
+
+pub fn quantizer_name(q: QuantizerKind) -> &'static str {
+    q.name()
+}
+
+/// Trains (or, where a run already finished, reuses; where one stopped, resumes) every run, then
+/// writes the reports. Returns the runs and the verdicts.
+pub fn run(spec: &CompareSpec, opts: &TrainOptions) -> anyhow::Result<(Vec<RunResult>, Verdicts)> {
+    if spec.quantizers.is_empty() || spec.seeds.is_empty() {
+        return Err(InputError::config("compare needs at least one quantizer and one seed").into());
+    }
+    let base = shared_config(&spec.base)?;
+    std::fs::create_dir_all(&spec.out)
+        .map_err(|e| InputError::file(&spec.out, format!("cannot create: {e}")))?;
+    let mut results = Vec::new();
+    for &q in &spec.quantizers {
+        for &seed in &spec.seeds {
+            let run = RunDir::new(run_dir(&spec.out, q, seed));
+            if opts.print_summary {
+                eprintln!("== {q} seed {seed} -> {}", run.path().display());
+            }
+            if !run.is_finished() {
+                train_run(run_config(&base, q, seed), &run, opts)?;
+            }
+            results.push(load_run(q, seed, &run)?);
+        }
+    }
+    let verdicts = verdicts(&results);
+    render::write_reports(spec, &results, &verdicts)?;
+    Ok((results, verdicts))
+}
+
+/// The settings every run shares, checked: `base`, with four evaluations an epoch where it sets
+/// none, so that the curves have points. The dependent defaults (the EMA decay of each
+/// quantizer) are resolved per run, once its quantizer is set.
+fn shared_config(base: &RunConfig) -> anyhow::Result<RunConfig> {
+    base.clone().resolve()?;
+    let mut base = base.clone();
+    if base.training.eval_every == 0 {
+        let n = base.data.load(base.training.seed)?.train.n;
+        base.training.eval_every = (n.div_ceil(base.training.batch_size) as u64 / 4).max(1);
+    }
+    Ok(base)
+}
+
+/// One run's configuration: the shared settings with its quantizer and seed.
+fn run_config(base: &RunConfig, q: QuantizerKind, seed: u64) -> RunConfig {
+    let mut cfg = base.clone();
+    cfg.quantizer.kind = q;
+    cfg.training.seed = seed;
+    cfg
+}
+
+/// Trains the run to its end: resumes it from its latest checkpoint, or starts it anew.
+fn train_run(cfg: RunConfig, run: &RunDir, opts: &TrainOptions) -> anyhow::Result<()> {
+    let o = TrainOptions {
+        print_summary: false,
+        ..opts.clone()
+    };
+    let trainer = if run.has_checkpoint() {
+        Trainer::resume(run.path(), ResumeOverrides::default())?
+    } else {
+        if run.path().exists() {
+            std::fs::remove_dir_all(run.path())?; // a run that never reached a checkpoint
+        }
+        Trainer::create(cfg, run.path())?
+    };
+    if !trainer.fit(&o)?.completed {
+        anyhow::bail!(
+            "comparison stopped during {}; rerun the same command to continue",
+            run.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// A finished run as its directory holds it: the final evaluation and the evaluation curve.
+fn load_run(quantizer: QuantizerKind, seed: u64, run: &RunDir) -> anyhow::Result<RunResult> {
+    let eval: EvalMetrics = run.read_eval()?;
+    let curve = read_records(&run.metrics_jsonl())?
+        .into_iter()
+        .filter(|r| r.kind == "eval")
+        .collect();
+    Ok(RunResult {
+        quantizer,
+        seed,
+        dir: run.path().to_path_buf(),
+        eval,
+        curve,
+    })
+}
+
+/// Where the compare output of `out` keeps a finished run.
+pub fn run_dir(out: &Path, q: QuantizerKind, seed: u64) -> PathBuf {
+    out.join("runs")
+        .join(format!("{}-seed{seed}", quantizer_name(q)))
+}
+
+/// A run with the given final perplexity and L_VIB, for the tests of the statistics and reports.
+#[cfg(test)]
+pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f64) -> RunResult {
+    let info = crate::info::InfoSummary {
+        n: 1,
+        h_z: perplexity.ln(),
+        h_z_miller_madow: perplexity.ln(),
+        perplexity,
+        codes_used: 1,
+        h_z_given_i: 0.0,
+        mutual_info: perplexity.ln(),
+        cross_entropy: 1.0,
+        kl: 1.0,
+    };
+    let eval = EvalMetrics {
+        images: 1,
+        latents: 1,
+        mse: 0.01,
+        psnr: 20.0,
+        distortion: 1.0,
+        entropy_nats: perplexity.ln(),
+        perplexity,
+        codes_used: 1,
+        dead_codes: 0,
+        codebook_loss: 0.0,
+        commitment_loss: 0.0,
+        assigned: info.clone(),
+        soft: info,
+        l_vdib: l_vib,
+        l_vib,
+        soft_l_vdib: l_vib,
+        soft_l_vib: l_vib,
+        beta: 0.25,
+        histogram: vec![1],
+    };
+    RunResult {
+        quantizer: q,
+        seed,
+        dir: PathBuf::new(),
+        eval,
+        curve: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_dirs_name_quantizer_and_seed() {
+        let d = run_dir(Path::new("out"), QuantizerKind::SoftEm, 3);
+        assert_eq!(d, Path::new("out/runs/soft-em-seed3"));
+    }
+
+    /// Each run resolves its own quantizer's EMA decay, unless the shared settings fix one.
+    #[test]
+    fn soft_em_gets_the_slower_ema_decay_unless_set() {
+        let mut base = RunConfig::default();
+        let decay = |base: &RunConfig, q| {
+            let c = run_config(base, q, 7).resolve().unwrap();
+            assert_eq!((c.quantizer.kind, c.training.seed), (q, 7));
+            c.ema_decay()
+        };
+        assert_eq!(decay(&base, QuantizerKind::SoftEm), 0.999);
+        assert_eq!(decay(&base, QuantizerKind::VqEma), 0.99);
+        base.quantizer.ema_decay = Some(0.9);
+        assert_eq!(decay(&base, QuantizerKind::SoftEm), 0.9);
+    }
+}

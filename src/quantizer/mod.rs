@@ -1,0 +1,286 @@
+//! The bottleneck: every quantizer behind one interface, [`Quantizer`], one structured output,
+//! [`QuantizerOutput`], and [`Bottleneck`], which adds what every quantizer shares (codebook
+//! initialisation, dead-code restarts).
+//!
+//! With a uniform prior r(z) the VDIB rate term H(p(Z|I), r) = log K is a constant (seed eq.
+//! 25), so the VQ-VAE loss is the VDIB loss:
+//!
+//! L = ||x - dec(z_q)||^2 + ||sg(z_e) - z_q||^2 + beta ||z_e - sg(z_q)||^2      (eq. 24)
+//!
+//! with z_q = e_k, k = argmin_j ||z_e - e_j||^2 (eq. 27). The first term reaches the encoder
+//! through the straight-through estimator z_e + sg(z_q - z_e); the codebook term moves only the
+//! codebook, the commitment term only the encoder. All distances are computed in f32.
+//!
+//! The family, one file each:
+//! * [`vq`]: nearest codeword, codebook by the codebook term (van den Oord et al. 2017; eq. 24, 27).
+//! * [`ema`]: nearest codeword, codebook by exponential moving averages (sonnet's
+//!   `VectorQuantizerEMA`); the EMA state is shared with soft EM's M-step.
+//! * [`soft_em`]: p(z|i) = softmax(-d^2 / tau) (eq. 28), Monte-Carlo samples, EMA M-step (Roy et
+//!   al. 2018): the VIB side of the seed.
+//! * [`rate`]: the prior r(z) and the rate terms H(p(Z|I), r) and KL(p(Z|I) || r) (eq. 22, 26).
+//! * [`init`]: k-means++ codebook initialisation; [`dead_codes`]: dead-code restarts.
+//!
+//! Adding a quantizer is one new file implementing [`Quantizer`] and [`Registered`], plus one
+//! line in the [`quantizers!`] list below.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::config::QuantizerConfig;
+use crate::info::InfoAccumulator;
+
+pub mod dead_codes;
+pub mod ema;
+pub mod init;
+pub mod rate;
+pub mod soft_em;
+pub mod vq;
+
+#[cfg(test)]
+mod tests;
+
+pub use dead_codes::DeadCodeTracker;
+pub use ema::EmaCodebook;
+pub use init::{CodebookInit, kmeans_pp};
+pub use rate::{PriorKind, RateKind, rate_terms};
+pub use soft_em::{sample_statistics, soft_log_probs};
+pub use vq::{DISTANCE_BUDGET, nearest, nearest_chunked, quantize, squared_distances};
+
+/// The one structured result of every quantizer (as sonnet's quantizers return it).
+pub struct QuantizerOutput {
+    /// The decoder's input: z_e + sg(z_q - z_e), equal to z_q in value, passing the decoder's
+    /// gradient to z_e unchanged (straight-through).
+    pub z_st: Tensor<2>,
+    /// z_q: the selected codeword (hard), or the mean of the sampled codewords (soft EM).
+    pub z_q: Tensor<2>,
+    /// The assigned (most probable) code of each row, `[N]`.
+    pub indices: Tensor<1, Int>,
+    /// Soft EM: the m codes drawn for each row, `[N*m]`.
+    pub samples: Option<Vec<u32>>,
+    /// mean ||sg(z_e) - z_q||^2 over elements: moves the codebook only.
+    pub codebook_loss: Tensor<1>,
+    /// mean ||z_e - sg(z_q)||^2 over elements: moves the encoder only.
+    pub commitment_loss: Tensor<1>,
+    /// The information quantities of the quantizer's own soft posterior over this batch, when
+    /// [`Context::info_log_r`] asked for them and the quantizer computed p(z|i) anyway.
+    pub info: Option<InfoAccumulator>,
+}
+
+/// What a forward pass may use beyond z_e and the codebook.
+pub struct Context<'a> {
+    /// The random stream of this pass (soft EM draws its sample seed from it).
+    pub rng: &'a mut StdRng,
+    /// When given (evaluation), a quantizer that computes p(z|i) also streams its information
+    /// quantities against this log prior into [`QuantizerOutput::info`].
+    pub info_log_r: Option<&'a [f64]>,
+}
+
+/// The posterior p(z|i) a quantizer assigns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posterior {
+    /// One-hot on the nearest codeword: H(Z|I) = 0 (eq. 27).
+    Hard,
+    /// softmax(-||z_e - e_z||^2 / tau) (eq. 28).
+    Soft,
+}
+
+/// A bottleneck between encoder and decoder.
+pub trait Quantizer: std::fmt::Debug + Send + Sync {
+    fn kind(&self) -> QuantizerKind;
+
+    /// The forward pass: z_e `[N, D]` and the codebook `[K, D]` to the structured output.
+    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput;
+
+    /// This quantizer's terms of the training loss (eq. 24 without the reconstruction term).
+    fn loss(&self, out: &QuantizerOutput) -> Tensor<1>;
+
+    /// The posterior it assigns (what evaluation measures as its own).
+    fn posterior(&self) -> Posterior {
+        Posterior::Hard
+    }
+
+    /// Whether the codebook parameter learns by gradient; otherwise [`Quantizer::update`] moves it.
+    fn codebook_by_gradient(&self) -> bool {
+        false
+    }
+
+    /// After an optimizer step: z_e of the batch (`[N*D]` on the host), its assigned codes and,
+    /// for soft EM, its samples. Returns the new codebook `[K*D]` when the quantizer moved it.
+    fn update(
+        &mut self,
+        _z_e: &[f32],
+        _indices: &[u32],
+        _samples: Option<&[u32]>,
+    ) -> Option<Vec<f32>> {
+        None
+    }
+
+    /// The EMA state, for the quantizers that keep one (checkpointed with the weights).
+    fn ema(&self) -> Option<&EmaCodebook> {
+        None
+    }
+
+    fn ema_mut(&mut self) -> Option<&mut EmaCodebook> {
+        None
+    }
+}
+
+/// How a quantizer type is registered in [`quantizers!`].
+pub trait Registered: Quantizer + Sized + 'static {
+    /// The EMA decay when `--ema-decay` is not given.
+    const DEFAULT_EMA_DECAY: f64 = 0.99;
+    fn new(cfg: &QuantizerConfig) -> Self;
+}
+
+/// Declares [`QuantizerKind`] (the `--quantizer` values, kebab-case) and [`build`] from one list.
+macro_rules! quantizers {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal => $ty:ty),* $(,)?) => {
+        /// Which quantizer sits in the bottleneck.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+        pub enum QuantizerKind {
+            $($(#[$doc])* #[serde(rename = $name)] #[value(name = $name)] $variant,)*
+        }
+
+        impl QuantizerKind {
+            /// Every registered quantizer, in registration order.
+            pub const ALL: &'static [QuantizerKind] = &[$(QuantizerKind::$variant),*];
+
+            /// The name on the command line and in every output.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(QuantizerKind::$variant => $name,)*
+                }
+            }
+
+            /// The EMA decay used when none is given.
+            pub fn default_ema_decay(self) -> f64 {
+                match self {
+                    $(QuantizerKind::$variant => <$ty as Registered>::DEFAULT_EMA_DECAY,)*
+                }
+            }
+        }
+
+        /// The quantizer a configuration names.
+        pub fn build(cfg: &QuantizerConfig) -> Box<dyn Quantizer> {
+            match cfg.kind {
+                $(QuantizerKind::$variant => Box::new(<$ty as Registered>::new(cfg)),)*
+            }
+        }
+    };
+}
+
+quantizers! {
+    /// Nearest codeword, codebook learned by the codebook loss (van den Oord et al. 2017).
+    Vq = "vq" => vq::Vq,
+    /// Nearest codeword, codebook by exponential moving averages (sonnet's VectorQuantizerEMA).
+    VqEma = "vq-ema" => ema::VqEma,
+    /// Soft EM (Roy et al. 2018): p(z|i) = softmax(-d^2/tau), Monte-Carlo samples, EMA M-step.
+    SoftEm = "soft-em" => soft_em::SoftEm,
+}
+
+impl std::fmt::Display for QuantizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A quantizer with what every bottleneck shares: codebook initialisation (k-means++ on the first
+/// batch, [`init`]) and dead-code restarts ([`dead_codes`]).
+#[derive(Debug)]
+pub struct Bottleneck {
+    pub quantizer: Box<dyn Quantizer>,
+    pub dead_codes: Option<DeadCodeTracker>,
+    pub init: CodebookInit,
+}
+
+impl Bottleneck {
+    /// A fresh bottleneck for a configuration.
+    pub fn new(cfg: &QuantizerConfig) -> Self {
+        Self {
+            quantizer: build(cfg),
+            dead_codes: (cfg.dead_code_steps > 0)
+                .then(|| DeadCodeTracker::new(cfg.codebook_size, cfg.dead_code_steps, 0)),
+            init: cfg.init,
+        }
+    }
+
+    /// Whether the codebook still waits for its data-dependent initialisation.
+    pub fn starts_uninitialised(&self) -> bool {
+        self.init != CodebookInit::Uniform
+    }
+
+    /// k-means++ (+10 Lloyd steps) on the first batch of encoder outputs `z` (`[N*D]`); the EMA
+    /// state, if any, starts as if each centre had been seen once. Returns the codebook.
+    pub fn initialise(&mut self, z: &[f32], d: usize, k: usize, seed: u64) -> Vec<f32> {
+        use rand::SeedableRng;
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x6b6d_6561_6e73);
+        let centres = kmeans_pp(z, d, k, 10, &mut rng);
+        if let Some(e) = self.quantizer.ema_mut() {
+            e.start_at(&centres);
+        }
+        centres
+    }
+
+    /// Whether [`Bottleneck::after_step`] needs the batch's z_e on the host.
+    pub fn needs_z(&self) -> bool {
+        !self.quantizer.codebook_by_gradient() || self.dead_codes.is_some()
+    }
+
+    /// After an optimizer step (number `step`): the quantizer's own update (EMA / M-step), then
+    /// dead-code restarts from random rows of z_e. `codebook` gives the current codebook when a
+    /// restart needs it. Returns the new codebook `[K*D]` when it changed.
+    pub fn after_step(
+        &mut self,
+        z: &[f32],
+        indices: &[u32],
+        samples: Option<&[u32]>,
+        step: u64,
+        rng: &mut StdRng,
+        codebook: impl FnOnce() -> Vec<f32>,
+    ) -> Option<Vec<f32>> {
+        let mut new = self.quantizer.update(z, indices, samples);
+        if let Some(t) = self.dead_codes.as_mut() {
+            t.observe(indices, step);
+            if !t.dead(step).is_empty() {
+                let mut cb = new.take().unwrap_or_else(codebook);
+                let d = cb.len() / t.last_used.len();
+                t.restart(step, &mut cb, z, d, self.quantizer.ema_mut(), rng);
+                new = Some(cb);
+            }
+        }
+        new
+    }
+}
+
+/// Whether tensors on `device` live in host memory (burn's `flex` backend), where the fused
+/// kernels of [`crate::kernels::assign`] run on them directly.
+pub fn on_host(device: &Device) -> bool {
+    let flex = Device::flex();
+    *device == flex || *device == flex.autodiff()
+}
+
+/// A tensor's values on the host.
+pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec_as::<f32>().expect("f32 data")
+}
+
+/// An index tensor's values on the host.
+pub(crate) fn host_u32(t: Tensor<1, Int>) -> Vec<u32> {
+    t.into_data()
+        .try_into_vec_as::<i64>()
+        .expect("int data")
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
+}
+
+pub(crate) fn index_tensor(idx: &[u32], device: &Device) -> Tensor<1, Int> {
+    Tensor::<1, Int>::from_data(
+        TensorData::new(
+            idx.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+            [idx.len()],
+        ),
+        device,
+    )
+}

@@ -1,0 +1,169 @@
+//! `soft-em`: soft EM (Roy et al. 2018), the VIB side of the seed. The E-step is the posterior
+//!
+//! p(z|i) = softmax_z(-||z_e(x_i) - e_z||^2 / tau)                               (eq. 28)
+//!
+//! (the denominator over z_e(x_i), as eq. 28 should read), computed by log-sum-exp. m codes are
+//! drawn from it for each latent vector; the decoder gets the mean of their codewords
+//! (straight-through to the encoder), the loss is beta ||z_e - sg(z_q)||^2, and the M-step moves
+//! the codebook by EMAs of the expected counts and sums ([`EmaCodebook::apply`]).
+
+use burn::tensor::Tensor;
+use rand::RngCore;
+
+use super::{
+    Context, EmaCodebook, Posterior, QuantizerKind, QuantizerOutput, Registered, host_f32,
+    index_tensor, squared_distances,
+};
+use crate::config::QuantizerConfig;
+use crate::kernels::assign::{self, Codebook, SoftOptions};
+
+/// log p(z|i) = log softmax_z(-||z_i - e_z||^2 / tau) (seed eq. 28 with a temperature), `[N, K]`,
+/// by log-sum-exp: a - max(a) - log sum exp(a - max(a)), a = -d^2 / tau. Differentiable in `z`
+/// and `e`.
+pub fn soft_log_probs(z: Tensor<2>, e: Tensor<2>, tau: f64) -> Tensor<2> {
+    let a = squared_distances(z, e).div_scalar(-tau);
+    let shifted = a.clone() - a.max_dim(1).detach();
+    let lse = shifted.clone().exp().sum_dim(1).log();
+    shifted - lse
+}
+
+/// Monte-Carlo soft-EM quantization: m codes drawn from p(z|i) by the fused kernel
+/// [`assign::soft_assign`] (the N x K matrix of p is never held whole, nor copied off the
+/// device; only z_e and the codebook go to the host), z_q the mean of their codewords. The
+/// codebook gets no gradient. `indices` holds the most probable code of each row, `samples`
+/// (`[N*m]`) the draws for the M-step; with `info_log_r` the same pass streams the information
+/// quantities of p(z|i) into `info`.
+pub fn soft_quantize(
+    z_e: Tensor<2>,
+    e: Tensor<2>,
+    tau: f64,
+    m: usize,
+    seed: u64,
+    info_log_r: Option<&[f64]>,
+) -> QuantizerOutput {
+    let [n, d] = z_e.dims();
+    let device = z_e.device();
+    let e = e.detach();
+    let (zv, ev) = (host_f32(z_e.clone().detach()), host_f32(e.clone()));
+    let s = assign::soft_assign(
+        &zv,
+        &Codebook::new(&ev, d),
+        &SoftOptions {
+            tau,
+            samples: m,
+            seed,
+            log_r: info_log_r,
+        },
+    );
+    let z_q = e
+        .select(0, index_tensor(&s.samples, &device))
+        .reshape([n, m, d])
+        .mean_dim(1)
+        .reshape([n, d]);
+    let indices = index_tensor(&s.argmax, &device);
+    let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
+    let commitment_loss = (z_e.clone() - z_q.clone()).square().mean();
+    let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
+    QuantizerOutput {
+        z_st,
+        z_q,
+        indices,
+        samples: Some(s.samples),
+        codebook_loss,
+        commitment_loss,
+        info: s.info,
+    }
+}
+
+/// The soft-EM M-step's statistics from Monte-Carlo samples: expected counts `[K]` and sums
+/// `[K*D]`, each of the m samples of row i counting 1/m towards its code and adding z_i / m to
+/// its sum. `z` is `[N*D]`, `samples` is `[N*m]`.
+pub fn sample_statistics(
+    z: &[f32],
+    samples: &[u32],
+    m: usize,
+    k: usize,
+    d: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let w = 1.0 / m as f64;
+    let mut counts = vec![0.0f64; k];
+    let mut sums = vec![0.0f64; k * d];
+    for (row, s) in z.chunks_exact(d).zip(samples.chunks_exact(m)) {
+        for &c in s {
+            let c = c as usize;
+            counts[c] += w;
+            for (acc, &v) in sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+                *acc += w * v as f64;
+            }
+        }
+    }
+    (counts, sums)
+}
+
+/// The soft-EM quantizer.
+#[derive(Debug)]
+pub struct SoftEm {
+    beta: f64,
+    tau: f64,
+    samples: usize,
+    ema: EmaCodebook,
+}
+
+impl Registered for SoftEm {
+    /// Roy et al. average the M-step more slowly.
+    const DEFAULT_EMA_DECAY: f64 = 0.999;
+
+    fn new(cfg: &QuantizerConfig) -> Self {
+        Self {
+            beta: cfg.beta,
+            tau: cfg.temperature,
+            samples: cfg.samples,
+            ema: EmaCodebook::new(
+                cfg.codebook_size,
+                cfg.code_dim,
+                cfg.decay(),
+                cfg.ema_epsilon,
+            ),
+        }
+    }
+}
+
+impl super::Quantizer for SoftEm {
+    fn kind(&self) -> QuantizerKind {
+        QuantizerKind::SoftEm
+    }
+
+    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput {
+        let seed = ctx.rng.next_u64();
+        soft_quantize(z_e, codebook, self.tau, self.samples, seed, ctx.info_log_r)
+    }
+
+    /// beta ||z_e - sg(z_q)||^2.
+    fn loss(&self, out: &QuantizerOutput) -> Tensor<1> {
+        out.commitment_loss.clone().mul_scalar(self.beta)
+    }
+
+    fn posterior(&self) -> Posterior {
+        Posterior::Soft
+    }
+
+    /// The M-step: each of the m samples of row i counts 1/m towards its code's expected count
+    /// and adds z_i / m to its expected sum.
+    fn update(
+        &mut self,
+        z_e: &[f32],
+        _indices: &[u32],
+        samples: Option<&[u32]>,
+    ) -> Option<Vec<f32>> {
+        let samples = samples.expect("soft EM's forward pass returns its samples");
+        Some(self.ema.update_samples(z_e, samples, self.samples))
+    }
+
+    fn ema(&self) -> Option<&EmaCodebook> {
+        Some(&self.ema)
+    }
+
+    fn ema_mut(&mut self) -> Option<&mut EmaCodebook> {
+        Some(&mut self.ema)
+    }
+}

@@ -1,0 +1,385 @@
+//! Evaluation over a whole data set: reconstruction error, the Gaussian distortion, and every
+//! information quantity of [`crate::info`] under the model's own posterior (one-hot for hard
+//! quantizers, softmax(-d^2 / tau) for soft EM) and under the common soft posterior
+//! softmax(-d^2 / tau) of its codebook; the objectives L_VDIB and L_VIB (eq. 23, 18) under both.
+//! Also what reads a saved run: `vqib eval` and `vqib reconstruct`.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::config::RunConfig;
+use crate::data::ImageSet;
+use crate::device::device_or_cpu;
+use crate::error::InputError;
+use crate::info::{InfoAccumulator, InfoSummary, gaussian_nll, objectives};
+use crate::kernels::assign::{Codebook, SoftOptions, soft_assign};
+use crate::model::VqVae;
+use crate::quantizer::{self, Context, Posterior, host_f32, host_u32};
+use crate::records::Record;
+use crate::report::write_grid;
+use crate::run::RunDir;
+
+/// A batch of images as a tensor `[B, C, H, W]` in [0, 1].
+pub fn batch_tensor(set: &ImageSet, idx: &[usize], device: &Device) -> Tensor<4> {
+    let v = set.batch_f32(idx);
+    Tensor::from_data(
+        TensorData::new(v, [idx.len(), set.channels, set.height, set.width]),
+        device,
+    )
+}
+
+/// Metrics over a whole evaluation set.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct EvalMetrics {
+    pub images: usize,
+    /// Latent vectors per image.
+    pub latents: usize,
+    /// Mean squared error per pixel, pixels in [0, 1].
+    pub mse: f64,
+    /// 10 log10(1 / mse), dB.
+    pub psnr: f64,
+    /// Gaussian decoder NLL per image, nats (sigma from the config).
+    pub distortion: f64,
+    /// H(Z) of the assigned codes over the whole set, nats (= `assigned.h_z`).
+    pub entropy_nats: f64,
+    /// exp(H(Z)) of the assigned codes.
+    pub perplexity: f64,
+    pub codes_used: usize,
+    pub dead_codes: usize,
+    pub codebook_loss: f64,
+    pub commitment_loss: f64,
+    /// Information quantities under the model's own posterior: one-hot for vq and vq-ema,
+    /// softmax(-d^2 / tau) for soft-em.
+    pub assigned: InfoSummary,
+    /// Under the soft posterior softmax(-d^2 / tau) of the model's codebook, for every model.
+    pub soft: InfoSummary,
+    /// L_VDIB and L_VIB per image (eq. 23 and 18) under the assigned posterior, beta = `beta`.
+    pub l_vdib: f64,
+    pub l_vib: f64,
+    /// The same under the soft posterior.
+    pub soft_l_vdib: f64,
+    pub soft_l_vib: f64,
+    pub beta: f64,
+    /// Counts of the most probable code of each latent vector.
+    pub histogram: Vec<u64>,
+}
+
+/// Sums over the batches of an evaluation.
+#[derive(Default)]
+struct Sums {
+    sse: f64,
+    codebook: f64,
+    commitment: f64,
+    pixels: usize,
+    vectors: usize,
+}
+
+/// The random stream of an evaluation: soft-EM samples are drawn from a fixed seed, so an
+/// evaluation is deterministic.
+fn eval_rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ 0x6576_616c)
+}
+
+/// Evaluates `model` (inference mode) on `set` in batches of `batch`.
+pub fn evaluate(
+    cfg: &RunConfig,
+    model: &VqVae,
+    set: &ImageSet,
+    batch: usize,
+    device: &Device,
+) -> anyhow::Result<EvalMetrics> {
+    let model = model.valid();
+    let q = quantizer::build(&cfg.quantizer);
+    let own_soft = q.posterior() == Posterior::Soft;
+    let log_r: Vec<f64> = host_f32(model.log_prior())
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let ev = model.codebook_values();
+    let codebook = Codebook::new(&ev, model.d());
+    let mut assigned = InfoAccumulator::new(log_r.clone());
+    let mut soft = InfoAccumulator::new(log_r.clone());
+    let mut rng = eval_rng(cfg.training.seed);
+    let mut s = Sums::default();
+    let idx: Vec<usize> = (0..set.n).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = batch_tensor(set, chunk, device);
+        // A soft quantizer streams its posterior's information quantities in its own E-step.
+        let ctx = Context {
+            rng: &mut rng,
+            info_log_r: own_soft.then_some(log_r.as_slice()),
+        };
+        let f = model.forward(x.clone(), q.as_ref(), ctx);
+        let n_vec = f.z_e.dims()[0];
+        let recon = (f.x_hat - x).square().mean();
+        let v = host_f32(Tensor::cat(
+            vec![recon, f.q.codebook_loss, f.q.commitment_loss],
+            0,
+        ));
+        let n_px = chunk.len() * set.image_len();
+        s.sse += v[0] as f64 * n_px as f64;
+        s.codebook += v[1] as f64 * n_vec as f64;
+        s.commitment += v[2] as f64 * n_vec as f64;
+        s.pixels += n_px;
+        s.vectors += n_vec;
+        // The soft posterior of every model, by the fused kernel: never N x K at once.
+        let part = match f.q.info {
+            Some(info) => info,
+            None => soft_assign(
+                &host_f32(f.z_e),
+                &codebook,
+                &SoftOptions {
+                    tau: cfg.quantizer.temperature,
+                    samples: 0,
+                    seed: 0,
+                    log_r: Some(&log_r),
+                },
+            )
+            .info
+            .expect("asked for the information quantities"),
+        };
+        soft.merge(&part);
+        if !own_soft {
+            assigned.add_hard(&host_u32(f.q.indices));
+        }
+    }
+    if own_soft {
+        assigned = soft.clone();
+    }
+    summarise(cfg, set, model.k(), &s, &assigned, &soft)
+}
+
+/// The metrics from the sums and accumulators of an evaluation.
+fn summarise(
+    cfg: &RunConfig,
+    set: &ImageSet,
+    k: usize,
+    s: &Sums,
+    assigned: &InfoAccumulator,
+    soft: &InfoAccumulator,
+) -> anyhow::Result<EvalMetrics> {
+    let mse = s.sse / s.pixels.max(1) as f64;
+    if !mse.is_finite() {
+        anyhow::bail!("evaluation produced a non-finite reconstruction error");
+    }
+    let images = set.n.max(1);
+    let latents = s.vectors / images;
+    let beta = cfg.quantizer.beta;
+    let distortion = gaussian_nll(s.sse / images as f64, set.image_len(), cfg.model.sigma);
+    let (a, so) = (assigned.summary(), soft.summary());
+    let (l_vdib, l_vib) = objectives(distortion, &a, beta, latents);
+    let (soft_l_vdib, soft_l_vib) = objectives(distortion, &so, beta, latents);
+    Ok(EvalMetrics {
+        images: set.n,
+        latents,
+        mse,
+        psnr: 10.0 * (1.0 / mse.max(1e-12)).log10(),
+        distortion,
+        entropy_nats: a.h_z,
+        perplexity: a.perplexity,
+        codes_used: a.codes_used,
+        dead_codes: k - a.codes_used,
+        codebook_loss: s.codebook / s.vectors.max(1) as f64,
+        commitment_loss: s.commitment / s.vectors.max(1) as f64,
+        histogram: assigned.argmax_counts().to_vec(),
+        assigned: a,
+        soft: so,
+        l_vdib,
+        l_vib,
+        soft_l_vdib,
+        soft_l_vib,
+        beta,
+    })
+}
+
+/// Reconstructions of the images at `idx`, `[n, c, h, w]` flattened.
+pub fn reconstruct(
+    cfg: &RunConfig,
+    model: &VqVae,
+    set: &ImageSet,
+    idx: &[usize],
+    device: &Device,
+) -> Vec<f32> {
+    let model = model.valid();
+    let q = quantizer::build(&cfg.quantizer);
+    let mut rng = eval_rng(cfg.training.seed);
+    let ctx = Context {
+        rng: &mut rng,
+        info_log_r: None,
+    };
+    host_f32(
+        model
+            .forward(batch_tensor(set, idx, device), q.as_ref(), ctx)
+            .x_hat,
+    )
+}
+
+/// A run's latest checkpoint as an inference model, on the run's device (the CPU when that
+/// device is not available here). `data_dir` replaces the data directory of the config.
+pub fn load_run(
+    run: &RunDir,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<(RunConfig, VqVae, Device)> {
+    let ck = run.load_latest()?;
+    let mut cfg = ck.config;
+    if data_dir.is_some() {
+        cfg.data.data_dir = data_dir;
+    }
+    let st = ck.dir.join("model.safetensors");
+    let c = cfg
+        .data
+        .image_shape
+        .map(|s| s[0])
+        .ok_or_else(|| InputError::file(&st, "checkpoint config lacks the image shape"))?;
+    let dev = device_or_cpu(cfg.training.device);
+    let by_gradient = crate::quantizer::build(&cfg.quantizer).codebook_by_gradient();
+    let mut model = super::new_model(&cfg, c, by_gradient, &dev);
+    model.import(&ck.tensors, &dev, &st)?;
+    Ok((cfg, model, dev))
+}
+
+/// `vqib reconstruct`: writes a PNG grid of the first `n` test images above their
+/// reconstructions.
+pub fn reconstruct_grid(
+    run: &RunDir,
+    out: &Path,
+    n: usize,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (cfg, model, dev) = load_run(run, data_dir)?;
+    let data = cfg.data.load(cfg.training.seed)?;
+    let n = n.clamp(1, data.test.n);
+    let idx: Vec<usize> = (0..n).collect();
+    let rec = reconstruct(&cfg, &model, &data.test, &idx, &dev);
+    let orig = data.test.batch_f32(&idx);
+    let shape = data.image_shape();
+    let scale = if shape[1] <= 32 { 3 } else { 1 };
+    write_grid(out, &orig, &rec, n, shape, 16, scale)
+}
+
+/// `vqib eval`: test-set metrics of a run's latest checkpoint, written to `RUN/eval.json`.
+pub fn eval_run(
+    run: &RunDir,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<(RunConfig, EvalMetrics)> {
+    let (cfg, model, dev) = load_run(run, data_dir)?;
+    let data = cfg.data.load(cfg.training.seed)?;
+    let m = evaluate(&cfg, &model, &data.test, 256, &dev)?;
+    run.write_eval(&m)?;
+    Ok((cfg, m))
+}
+
+/// The metrics log's record of an evaluation at training step `step` of epoch `epoch`.
+pub fn eval_record(
+    m: &EvalMetrics,
+    step: u64,
+    epoch: usize,
+    wall_time: f64,
+    restarts: Option<u64>,
+) -> Record {
+    Record {
+        kind: "eval".into(),
+        step,
+        epoch,
+        wall_time,
+        recon_mse: Some(m.mse),
+        codebook_loss: Some(m.codebook_loss),
+        commitment_loss: Some(m.commitment_loss),
+        perplexity: Some(m.perplexity),
+        entropy_nats: Some(m.entropy_nats),
+        codes_used: Some(m.codes_used),
+        dead_codes: Some(m.dead_codes),
+        psnr: Some(m.psnr),
+        restarts,
+        h_z_given_i: Some(m.assigned.h_z_given_i),
+        mutual_info: Some(m.assigned.mutual_info),
+        cross_entropy: Some(m.assigned.cross_entropy),
+        kl: Some(m.assigned.kl),
+        distortion: Some(m.distortion),
+        l_vdib: Some(m.l_vdib),
+        l_vib: Some(m.l_vib),
+        soft_perplexity: Some(m.soft.perplexity),
+        soft_h_z_given_i: Some(m.soft.h_z_given_i),
+        soft_mutual_info: Some(m.soft.mutual_info),
+        soft_kl: Some(m.soft.kl),
+        soft_l_vib: Some(m.soft_l_vib),
+        h_z_miller_madow: Some(m.assigned.h_z_miller_madow),
+        soft_h_z: Some(m.soft.h_z),
+        soft_cross_entropy: Some(m.soft.cross_entropy),
+        soft_l_vdib: Some(m.soft_l_vdib),
+        ..Default::default()
+    }
+}
+
+/// Summary rows of an evaluation.
+pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
+    vec![
+        ("test images", m.images.to_string()),
+        ("reconstruction MSE", format!("{:.5}", m.mse)),
+        ("PSNR (dB)", format!("{:.2}", m.psnr)),
+        ("perplexity exp(H(Z))", format!("{:.2}", m.perplexity)),
+        ("H(Z) (nats)", format!("{:.4}", m.entropy_nats)),
+        ("codes used", format!("{} / {k}", m.codes_used)),
+        ("dead codes", m.dead_codes.to_string()),
+        ("codebook loss", format!("{:.5}", m.codebook_loss)),
+        ("commitment loss", format!("{:.5}", m.commitment_loss)),
+    ]
+}
+
+/// Every information quantity of an evaluation, under the assigned and the soft posterior.
+pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
+    let row = |name: &str, a: f64, s: f64| (name.to_string(), format!("{a:.4}"), format!("{s:.4}"));
+    let (a, s) = (&m.assigned, &m.soft);
+    vec![
+        row("H(Z) plug-in (nats)", a.h_z, s.h_z),
+        row(
+            "H(Z) Miller-Madow (nats)",
+            a.h_z_miller_madow,
+            s.h_z_miller_madow,
+        ),
+        row("perplexity exp(H(Z))", a.perplexity, s.perplexity),
+        (
+            "codes used".into(),
+            a.codes_used.to_string(),
+            s.codes_used.to_string(),
+        ),
+        row("H(Z|I) (nats)", a.h_z_given_i, s.h_z_given_i),
+        row("I(I;Z) (nats)", a.mutual_info, s.mutual_info),
+        row("H(p(Z|I), r) (nats)", a.cross_entropy, s.cross_entropy),
+        row("KL(p(Z|I) || r) (nats)", a.kl, s.kl),
+        row("H(Z) (bits)", a.bits().h_z, s.bits().h_z),
+        row("H(Z|I) (bits)", a.bits().h_z_given_i, s.bits().h_z_given_i),
+        row("I(I;Z) (bits)", a.bits().mutual_info, s.bits().mutual_info),
+        row(
+            "H(p(Z|I), r) (bits)",
+            a.bits().cross_entropy,
+            s.bits().cross_entropy,
+        ),
+        row("KL(p(Z|I) || r) (bits)", a.bits().kl, s.bits().kl),
+        row(
+            "distortion -log q(x|z) per image",
+            m.distortion,
+            m.distortion,
+        ),
+        row("MSE", m.mse, m.mse),
+        row(
+            &format!("L_VDIB per image (beta {})", m.beta),
+            m.l_vdib,
+            m.soft_l_vdib,
+        ),
+        row(
+            &format!("L_VIB per image (beta {})", m.beta),
+            m.l_vib,
+            m.soft_l_vib,
+        ),
+        (
+            "".into(),
+            "assigned p(z|i)".into(),
+            format!("softmax(-d^2/{tau})"),
+        ),
+    ]
+}

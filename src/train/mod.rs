@@ -1,0 +1,496 @@
+//! Training: a [`Trainer`] built by one constructor for a new run and a resumed one, whose loop
+//! is cut into named pieces (an epoch, a step, an evaluation when due, a checkpoint when due, the
+//! finish). The step itself ([`step`]) and evaluation ([`eval`]) live beside it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::checkpoint::{self, Checkpoint, TrainState};
+use crate::config::RunConfig;
+use crate::data::Dataset;
+use crate::device::device;
+use crate::error::{InputError, NonFiniteError};
+use crate::info::CodeHistogram;
+use crate::model::{VqVae, to_vectors};
+use crate::quantizer::{Bottleneck, host_f32};
+use crate::records::{MetricsLog, Record};
+use crate::report::table;
+use crate::run::RunDir;
+
+pub mod eval;
+pub mod step;
+
+pub use eval::{
+    EvalMetrics, batch_tensor, eval_record, eval_run, evaluate, info_rows, load_run, reconstruct,
+    reconstruct_grid, summary_rows,
+};
+pub use step::{Loss, Scalars, StepOutput, loss, train_step};
+
+/// How a training run is driven.
+#[derive(Clone)]
+pub struct TrainOptions {
+    /// Show a progress bar on stderr (hidden when stderr is not a terminal).
+    pub progress: bool,
+    /// Set (by Ctrl-C) to stop: a checkpoint is saved and training returns.
+    pub stop: Arc<AtomicBool>,
+    /// Stop after this many optimizer steps in this process (for tests and smoke runs).
+    pub max_steps: Option<u64>,
+    /// Print the summary table.
+    pub print_summary: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            progress: false,
+            stop: Arc::new(AtomicBool::new(false)),
+            max_steps: None,
+            print_summary: false,
+        }
+    }
+}
+
+/// What may change when a run is resumed; everything else comes from its checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeOverrides {
+    /// A new number of epochs (to extend a finished run).
+    pub epochs: Option<usize>,
+    /// Where the data now lives.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The result of a training run.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub run_dir: PathBuf,
+    pub step: u64,
+    /// False when stopped early (Ctrl-C or `max_steps`); a checkpoint was saved.
+    pub completed: bool,
+    pub eval: Option<EvalMetrics>,
+}
+
+/// A model for a config: the codebook learns by gradient only when its quantizer says so, the
+/// prior's logits only when the prior is learned.
+pub fn new_model(cfg: &RunConfig, channels: usize, by_gradient: bool, device: &Device) -> VqVae {
+    device.seed(cfg.training.seed);
+    let m = VqVae::new(
+        channels,
+        cfg.hidden(),
+        cfg.quantizer.codebook_size,
+        cfg.quantizer.code_dim,
+        device,
+    );
+    let learned_prior = cfg.rate.prior == crate::quantizer::PriorKind::Learned;
+    VqVae {
+        codebook: m.codebook.set_require_grad(by_gradient),
+        prior_logits: m.prior_logits.set_require_grad(learned_prior),
+        ..m
+    }
+}
+
+/// Everything a training loop carries.
+pub struct Trainer {
+    cfg: RunConfig,
+    run: RunDir,
+    device: Device,
+    model: VqVae,
+    optim: ModuleOptimizer,
+    bottleneck: Bottleneck,
+    state: TrainState,
+    log: MetricsLog,
+    data: Dataset,
+    last_checkpoint: Option<PathBuf>,
+    last_eval: Option<EvalMetrics>,
+}
+
+/// How an epoch ended.
+enum EpochEnd {
+    Done,
+    Stopped,
+}
+
+impl Trainer {
+    /// A new run in `dir` (which must not already hold one).
+    pub fn create(cfg: RunConfig, dir: &Path) -> anyhow::Result<Self> {
+        let mut cfg = cfg.resolve()?;
+        let data = cfg.data.load(cfg.training.seed)?;
+        cfg.data.image_shape = Some(data.image_shape());
+        // Where the data is, as an absolute path, so that resume and eval work from any
+        // directory (--data-dir overrides it if the data moves).
+        cfg.data.data_dir = cfg
+            .data
+            .data_dir
+            .map(|d| std::fs::canonicalize(&d).unwrap_or(d));
+        device(cfg.training.device)?;
+        let run = RunDir::new(dir);
+        run.create(&cfg)?;
+        Self::assemble(cfg, run, data, None)
+    }
+
+    /// Continues the run in `dir` from its latest checkpoint, whose embedded config governs.
+    pub fn resume(dir: &Path, overrides: ResumeOverrides) -> anyhow::Result<Self> {
+        let run = RunDir::new(dir);
+        let ck = run.load_latest()?;
+        let mut cfg = ck.config.clone();
+        let changed = overrides.epochs.is_some_and(|e| e != cfg.training.epochs)
+            || overrides
+                .data_dir
+                .as_ref()
+                .is_some_and(|d| Some(d) != cfg.data.data_dir.as_ref());
+        if let Some(e) = overrides.epochs {
+            cfg.training.epochs = e;
+        }
+        if overrides.data_dir.is_some() {
+            cfg.data.data_dir = overrides.data_dir;
+        }
+        if changed {
+            run.write_config(&cfg)?;
+        }
+        let data = cfg.data.load(cfg.training.seed)?;
+        Self::assemble(cfg, run, data, Some(ck))
+    }
+
+    /// The one constructor: a fresh model and optimizer, then, when resuming, the checkpoint's
+    /// weights, optimizer, EMA and training state.
+    fn assemble(
+        cfg: RunConfig,
+        run: RunDir,
+        data: Dataset,
+        ck: Option<Checkpoint>,
+    ) -> anyhow::Result<Self> {
+        let dev = device(cfg.training.device)?.autodiff();
+        let mut bottleneck = Bottleneck::new(&cfg.quantizer);
+        let by_gradient = bottleneck.quantizer.codebook_by_gradient();
+        let mut model = new_model(&cfg, data.image_shape()[0], by_gradient, &dev);
+        let mut optim = cfg.training.optimizer().init();
+        let mut state = TrainState {
+            codebook_initialised: !bottleneck.starts_uninitialised(),
+            ..Default::default()
+        };
+        let log = match ck {
+            None => run.open_log(None)?,
+            Some(ck) => {
+                restore(&ck, &mut model, &mut optim, &mut bottleneck, &dev)?;
+                state = ck.state;
+                bottleneck.dead_codes = state.dead_codes.take();
+                run.open_log(Some(state.step))?
+            }
+        };
+        Ok(Self {
+            cfg,
+            run,
+            device: dev,
+            model,
+            optim,
+            bottleneck,
+            state,
+            log,
+            data,
+            last_checkpoint: None,
+            last_eval: None,
+        })
+    }
+
+    pub fn config(&self) -> &RunConfig {
+        &self.cfg
+    }
+
+    /// Trains to the configured number of epochs (or until stopped); then writes `eval.json`.
+    pub fn fit(mut self, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+        let bar = self.progress_bar(opts.progress);
+        let clock = (Instant::now(), self.state.wall_time);
+        let mut steps_here = 0u64;
+        let mut stopped = false;
+        while self.state.epoch < self.cfg.training.epochs {
+            match self.epoch(opts, &bar, clock, &mut steps_here) {
+                Ok(EpochEnd::Done) => self.end_epoch()?,
+                Ok(EpochEnd::Stopped) => {
+                    stopped = true;
+                    break;
+                }
+                Err(e) => {
+                    bar.abandon();
+                    return Err(e);
+                }
+            }
+        }
+        bar.finish_and_clear();
+        self.finish(stopped, opts)
+    }
+
+    fn progress_bar(&self, show: bool) -> indicatif::ProgressBar {
+        if !show {
+            return indicatif::ProgressBar::hidden();
+        }
+        let per_epoch = self.data.train.n.div_ceil(self.cfg.training.batch_size);
+        let b = indicatif::ProgressBar::new((per_epoch * self.cfg.training.epochs) as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+            )
+            .expect("valid template"),
+        );
+        b.set_position(self.state.step);
+        b
+    }
+
+    /// The remaining batches of the current epoch.
+    fn epoch(
+        &mut self,
+        opts: &TrainOptions,
+        bar: &indicatif::ProgressBar,
+        (started, wall0): (Instant, f64),
+        steps_here: &mut u64,
+    ) -> anyhow::Result<EpochEnd> {
+        let order = epoch_order(self.data.train.n, self.cfg.training.seed, self.state.epoch);
+        let batches: Vec<&[usize]> = order.chunks(self.cfg.training.batch_size).collect();
+        while self.state.batch_in_epoch < batches.len() {
+            if opts.stop.load(Ordering::SeqCst) || opts.max_steps.is_some_and(|m| *steps_here >= m)
+            {
+                return Ok(EpochEnd::Stopped);
+            }
+            let out = self.step(batches[self.state.batch_in_epoch])?;
+            self.state.wall_time = wall0 + started.elapsed().as_secs_f64();
+            *steps_here += 1;
+            let mid_epoch = self.state.batch_in_epoch < batches.len();
+            self.after_step(&out, bar, mid_epoch)?;
+        }
+        Ok(EpochEnd::Done)
+    }
+
+    /// One optimizer step on a batch (initialising the codebook first when it waits for data).
+    fn step(&mut self, idx: &[usize]) -> anyhow::Result<StepOutput> {
+        let x = batch_tensor(&self.data.train, idx, &self.device);
+        if !self.state.codebook_initialised {
+            let z = host_f32(to_vectors(
+                self.model.valid().encoder.forward(x.clone().inner()),
+            ));
+            let q = &self.cfg.quantizer;
+            let centres =
+                self.bottleneck
+                    .initialise(&z, q.code_dim, q.codebook_size, self.cfg.training.seed);
+            self.model.set_codebook(centres, &self.device);
+            self.state.codebook_initialised = true;
+        }
+        let step = self.state.step + 1;
+        let out = train_step(
+            &self.cfg,
+            &mut self.model,
+            &mut self.optim,
+            &mut self.bottleneck,
+            x,
+            step,
+            &self.device,
+        )
+        .map_err(|s| self.non_finite(step, s))?;
+        self.state.step = step;
+        self.state.batch_in_epoch += 1;
+        Ok(out)
+    }
+
+    fn non_finite(&self, step: u64, s: Scalars) -> anyhow::Error {
+        let last = self
+            .last_checkpoint
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none (no checkpoint saved yet)".into());
+        NonFiniteError {
+            step,
+            detail: format!("{s}; training stopped, the last good checkpoint is {last}"),
+        }
+        .into()
+    }
+
+    /// Progress, the training record when due, an evaluation and a checkpoint when due.
+    fn after_step(
+        &mut self,
+        out: &StepOutput,
+        bar: &indicatif::ProgressBar,
+        mid_epoch: bool,
+    ) -> anyhow::Result<()> {
+        let step = self.state.step;
+        let mut hist = CodeHistogram::new(self.cfg.quantizer.codebook_size);
+        hist.add(&out.indices);
+        let s = out.scalars;
+        bar.inc(1);
+        bar.set_message(format!(
+            "epoch {}/{} loss {:.4} recon {:.4} ppl(batch) {:.1}",
+            self.state.epoch + 1,
+            self.cfg.training.epochs,
+            s.loss,
+            s.recon,
+            hist.perplexity()
+        ));
+        if step % self.cfg.training.log_every == 0 || step == 1 {
+            self.log.write(&Record {
+                kind: "train".into(),
+                step,
+                epoch: self.state.epoch,
+                wall_time: self.state.wall_time,
+                loss: Some(s.loss as f64),
+                recon_mse: Some(s.recon as f64),
+                codebook_loss: Some(s.codebook as f64),
+                commitment_loss: Some(s.commitment as f64),
+                batch_perplexity: Some(hist.perplexity()),
+                batch_codes_used: Some(hist.used()),
+                restarts: self.restarts(),
+                rate: s.rate.map(f64::from),
+                ..Default::default()
+            })?;
+        }
+        let every = self.cfg.training.eval_every;
+        if every > 0 && step % every == 0 && mid_epoch {
+            let m = self.evaluate()?;
+            self.log_eval(&m, self.state.epoch)?;
+        }
+        let every = self.cfg.training.checkpoint_every;
+        if every > 0 && step % every == 0 {
+            self.log.flush()?;
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn restarts(&self) -> Option<u64> {
+        self.bottleneck.dead_codes.as_ref().map(|d| d.restarts)
+    }
+
+    fn evaluate(&self) -> anyhow::Result<EvalMetrics> {
+        let batch = self.cfg.training.batch_size.max(256);
+        evaluate(
+            &self.cfg,
+            &self.model,
+            &self.data.test,
+            batch,
+            &self.device.clone().inner(),
+        )
+    }
+
+    fn log_eval(&mut self, m: &EvalMetrics, epoch: usize) -> anyhow::Result<()> {
+        let rec = eval_record(
+            m,
+            self.state.step,
+            epoch,
+            self.state.wall_time,
+            self.restarts(),
+        );
+        self.log.write(&rec)
+    }
+
+    /// End of an epoch: evaluate on the test split and checkpoint.
+    fn end_epoch(&mut self) -> anyhow::Result<()> {
+        self.state.epoch += 1;
+        self.state.batch_in_epoch = 0;
+        let m = self.evaluate()?;
+        self.log_eval(&m, self.state.epoch - 1)?;
+        self.log.flush()?;
+        self.checkpoint()?;
+        self.last_eval = Some(m);
+        Ok(())
+    }
+
+    /// Saves a checkpoint of the current step (the two newest are kept).
+    fn checkpoint(&mut self) -> anyhow::Result<()> {
+        let state = TrainState {
+            dead_codes: self.bottleneck.dead_codes.clone(),
+            ..self.state.clone()
+        };
+        let dir = checkpoint::save(
+            self.run.path(),
+            &self.cfg,
+            &self.model.export(),
+            self.bottleneck.quantizer.ema(),
+            &self.optim,
+            &state,
+            2,
+        )?;
+        self.last_checkpoint = Some(dir);
+        Ok(())
+    }
+
+    /// A stopped run saves a checkpoint; a completed one writes `eval.json`; then the summary.
+    fn finish(mut self, stopped: bool, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
+        self.log.flush()?;
+        if stopped {
+            self.checkpoint()?;
+        } else if let Some(m) = &self.last_eval {
+            self.run.write_eval(m)?;
+        }
+        if opts.print_summary {
+            self.print_summary(stopped);
+        }
+        Ok(TrainOutcome {
+            run_dir: self.run.path().to_path_buf(),
+            step: self.state.step,
+            completed: !stopped,
+            eval: self.last_eval,
+        })
+    }
+
+    fn print_summary(&self, stopped: bool) {
+        if let Some(m) = &self.last_eval {
+            let mut rows = summary_rows(m, self.cfg.quantizer.codebook_size);
+            rows.insert(0, ("quantizer", self.cfg.quantizer.kind.name().to_string()));
+            rows.insert(1, ("steps", self.state.step.to_string()));
+            rows.insert(
+                2,
+                ("training time (s)", format!("{:.1}", self.state.wall_time)),
+            );
+            println!("{}", table(&rows));
+        }
+        let dir = self.run.path().display();
+        if stopped {
+            println!(
+                "stopped at step {} (checkpoint saved); continue with: vqib resume {dir}",
+                self.state.step
+            );
+        }
+        println!("run directory: {dir}");
+    }
+}
+
+/// Loads a checkpoint's weights, optimizer state and EMA state. The optimizer state is
+/// materialised on burn's default device (the binary pins that to the CPU) and moves to the
+/// parameters' device on the next step.
+fn restore(
+    ck: &Checkpoint,
+    model: &mut VqVae,
+    optim: &mut ModuleOptimizer,
+    bottleneck: &mut Bottleneck,
+    dev: &Device,
+) -> anyhow::Result<()> {
+    let st = ck.dir.join("model.safetensors");
+    model.import(&ck.tensors, dev, &st)?;
+    let op = ck.dir.join("optimizer.bpk");
+    *optim = std::mem::replace(optim, ck.config.training.optimizer().init())
+        .load(&op)
+        .map_err(|e| InputError::file(&op, format!("cannot load optimizer state: {e:?}")))?;
+    if let Some(slot) = bottleneck.quantizer.ema_mut() {
+        let ema = ck.ema.clone().ok_or_else(|| {
+            InputError::file(&st, "checkpoint lacks the EMA state its quantizer needs")
+        })?;
+        *slot = ema;
+    }
+    Ok(())
+}
+
+/// The order of the training images in epoch `epoch`: a permutation fixed by the seed.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng =
+        StdRng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+    idx.shuffle(&mut rng);
+    idx
+}
+
+#[cfg(test)]
+mod tests;
