@@ -82,8 +82,11 @@ fn train_writes_the_promised_files() {
 
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(cfg["codebook_size"], 32);
-    assert_eq!(cfg["quantizer"], "vq");
+    // config.json by section, every dependent default stated.
+    assert_eq!(cfg["quantizer"]["codebook_size"], 32);
+    assert_eq!(cfg["quantizer"]["kind"], "vq");
+    assert_eq!(cfg["quantizer"]["ema_decay"], 0.99);
+    assert_eq!(cfg["model"]["hidden"], 16);
 
     // 96 images / 16 = 6 steps an epoch, 2 epochs.
     let recs = jsonl(&out);
@@ -506,7 +509,7 @@ fn trains_on_cifar10_files_and_an_rgb_image_folder() {
     assert!(o.status.success(), "{}", text(&o));
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
-    assert_eq!(cfg["image_shape"], serde_json::json!([3, 32, 32]));
+    assert_eq!(cfg["data"]["image_shape"], serde_json::json!([3, 32, 32]));
     let bytes = std::fs::read(latest(&out).join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(
