@@ -175,8 +175,7 @@ impl TrainBench {
         let cfg = case.config(quantizer, batch);
         let (c, h, w, _) = case.shape();
         let bottleneck = Bottleneck::new(&cfg.quantizer);
-        let by_gradient = bottleneck.quantizer.codebook_by_gradient();
-        let model = train::new_model(&cfg, c, by_gradient, device);
+        let model = train::new_model(&cfg, c, device);
         let set = case.images(batch, 7);
         let idx: Vec<usize> = (0..batch).collect();
         let x = Tensor::from_data(
@@ -226,7 +225,7 @@ impl EvalBench {
         let cfg = case.config(quantizer, 128);
         let (c, _, _, _) = case.shape();
         Self {
-            model: train::new_model(&cfg, c, quantizer == QuantizerKind::Vq, device),
+            model: train::new_model(&cfg, c, device),
             cfg,
             set: case.images(images, 8),
             device: device.clone(),

@@ -37,7 +37,7 @@ fn train_new(cfg: RunConfig, dir: &std::path::Path) -> train::TrainOutcome {
 fn untrained_mse(cfg: &RunConfig) -> f64 {
     let data = cfg.data.load(cfg.training.seed).unwrap();
     let dev = Device::flex();
-    let model = train::new_model(cfg, 1, cfg.quantizer.kind == QuantizerKind::Vq, &dev);
+    let model = train::new_model(cfg, 1, &dev);
     train::evaluate(cfg, &model, &data.test, 250, &dev)
         .unwrap()
         .mse

@@ -71,9 +71,9 @@ fn wgpu_training_steps_match_flex() {
     cfg.training.lr = 1e-3;
     let cfg = cfg.resolve().unwrap();
     let cpu = Device::flex().autodiff();
-    let m_cpu = train::new_model(&cfg, 1, true, &cpu);
+    let m_cpu = train::new_model(&cfg, 1, &cpu);
     let gpu = wgpu.autodiff();
-    let mut m_gpu = train::new_model(&cfg, 1, true, &gpu);
+    let mut m_gpu = train::new_model(&cfg, 1, &gpu);
     m_gpu
         .import(&m_cpu.export(), &gpu, std::path::Path::new("<cpu model>"))
         .unwrap();

@@ -100,11 +100,6 @@ pub trait Quantizer: std::fmt::Debug + Send + Sync {
         Posterior::Hard
     }
 
-    /// Whether the codebook parameter learns by gradient; otherwise [`Quantizer::update`] moves it.
-    fn codebook_by_gradient(&self) -> bool {
-        false
-    }
-
     /// After an optimizer step: z_e of the batch (`[N*D]` on the host), its assigned codes and,
     /// for soft EM, its samples. Returns the new codebook `[K*D]` when the quantizer moved it.
     fn update(
@@ -130,6 +125,9 @@ pub trait Quantizer: std::fmt::Debug + Send + Sync {
 pub trait Registered: Quantizer + Sized + 'static {
     /// The EMA decay when `--ema-decay` is not given.
     const DEFAULT_EMA_DECAY: f64 = 0.99;
+    /// Whether the codebook parameter learns by gradient; otherwise [`Quantizer::update`] moves
+    /// it.
+    const CODEBOOK_BY_GRADIENT: bool = false;
     fn new(cfg: &QuantizerConfig) -> Self;
 }
 
@@ -150,6 +148,14 @@ macro_rules! quantizers {
             pub fn name(self) -> &'static str {
                 match self {
                     $(QuantizerKind::$variant => $name,)*
+                }
+            }
+
+            /// Whether the codebook parameter learns by gradient (else the quantizer's update
+            /// moves it).
+            pub fn codebook_by_gradient(self) -> bool {
+                match self {
+                    $(QuantizerKind::$variant => <$ty as Registered>::CODEBOOK_BY_GRADIENT,)*
                 }
             }
 
@@ -224,7 +230,7 @@ impl Bottleneck {
 
     /// Whether [`Bottleneck::after_step`] needs the batch's z_e on the host.
     pub fn needs_z(&self) -> bool {
-        !self.quantizer.codebook_by_gradient() || self.dead_codes.is_some()
+        !self.quantizer.kind().codebook_by_gradient() || self.dead_codes.is_some()
     }
 
     /// After an optimizer step (number `step`): the quantizer's own update (EMA / M-step), then

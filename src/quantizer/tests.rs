@@ -416,3 +416,64 @@ fn chunked_nearest_matches_the_whole_distance_matrix() {
         "code 37 duplicates code 3 and must never win"
     );
 }
+
+/// Every registered quantizer builds from its kind, reports it, and spells its name one way on
+/// the command line, in JSON and in outputs.
+#[test]
+fn registered_quantizers_build_and_name_themselves_one_way() {
+    use clap::ValueEnum;
+    let names: Vec<&str> = QuantizerKind::ALL.iter().map(|q| q.name()).collect();
+    assert_eq!(names, ["vq", "vq-ema", "soft-em"]);
+    for &q in QuantizerKind::ALL {
+        let mut cfg = crate::config::QuantizerConfig::default();
+        cfg.kind = q;
+        let built = build(&cfg);
+        assert_eq!(built.kind(), q);
+        assert_eq!(q.to_string(), q.name());
+        assert_eq!(
+            serde_json::to_string(&q).unwrap(),
+            format!("\"{}\"", q.name())
+        );
+        assert_eq!(QuantizerKind::from_str(q.name(), false).unwrap(), q);
+        // Only the gradient-trained codebook lacks EMA state.
+        assert_eq!(built.ema().is_none(), q.codebook_by_gradient(), "{q}");
+        let soft = built.posterior() == Posterior::Soft;
+        assert_eq!(soft, q == QuantizerKind::SoftEm, "{q}");
+    }
+    assert_eq!(QuantizerKind::SoftEm.default_ema_decay(), 0.999);
+    assert_eq!(QuantizerKind::VqEma.default_ema_decay(), 0.99);
+}
+
+/// The bottleneck restarts a dead code after the quantizer's own update, in the codebook it
+/// returns and in the EMA state.
+#[test]
+fn bottleneck_restarts_dead_codes_after_the_ema_update() {
+    let mut cfg = crate::config::QuantizerConfig::default();
+    cfg.kind = QuantizerKind::VqEma;
+    cfg.codebook_size = 3;
+    cfg.code_dim = 2;
+    cfg.dead_code_steps = 1;
+    let mut b = Bottleneck::new(&cfg);
+    let z = [1.0f32, 1.0, 2.0, 2.0];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    // Step 1: code 0 takes both rows; nothing is dead yet.
+    let cb = b
+        .after_step(&z, &[0, 0], None, 1, &mut rng, || unreachable!())
+        .unwrap();
+    assert_eq!(b.dead_codes.as_ref().unwrap().restarts, 0);
+    assert_eq!(cb.len(), 6);
+    // Step 3: codes 1 and 2 are unused for 2 > 1 steps: both restart at rows of z.
+    let cb = b
+        .after_step(&z, &[0, 0], None, 3, &mut rng, || unreachable!())
+        .unwrap();
+    assert_eq!(b.dead_codes.as_ref().unwrap().restarts, 2);
+    for c in 1..3 {
+        let row = &cb[2 * c..2 * c + 2];
+        assert!(row == [1.0, 1.0] || row == [2.0, 2.0], "code {c}: {row:?}");
+    }
+    // The EMA state was re-seeded too: its codebook has the restarted codes.
+    let ema = b.quantizer.ema().unwrap().codebook();
+    for (a, e) in cb[2..].iter().zip(&ema[2..]) {
+        assert!((a - e).abs() < 1e-4, "{cb:?} vs {ema:?}");
+    }
+}

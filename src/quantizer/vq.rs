@@ -87,6 +87,8 @@ pub struct Vq {
 }
 
 impl Registered for Vq {
+    const CODEBOOK_BY_GRADIENT: bool = true;
+
     fn new(cfg: &QuantizerConfig) -> Self {
         Self { beta: cfg.beta }
     }
@@ -104,9 +106,5 @@ impl super::Quantizer for Vq {
     /// ||sg(z_e) - z_q||^2 + beta ||z_e - sg(z_q)||^2 (eq. 24).
     fn loss(&self, out: &QuantizerOutput) -> Tensor<1> {
         out.codebook_loss.clone() + out.commitment_loss.clone().mul_scalar(self.beta)
-    }
-
-    fn codebook_by_gradient(&self) -> bool {
-        true
     }
 }

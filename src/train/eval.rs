@@ -236,8 +236,7 @@ pub fn load_run(
         .map(|s| s[0])
         .ok_or_else(|| InputError::file(&st, "checkpoint config lacks the image shape"))?;
     let dev = device_or_cpu(cfg.training.device);
-    let by_gradient = crate::quantizer::build(&cfg.quantizer).codebook_by_gradient();
-    let mut model = super::new_model(&cfg, c, by_gradient, &dev);
+    let mut model = super::new_model(&cfg, c, &dev);
     model.import(&ck.tensors, &dev, &st)?;
     Ok((cfg, model, dev))
 }

@@ -80,7 +80,8 @@ pub struct TrainOutcome {
 
 /// A model for a config: the codebook learns by gradient only when its quantizer says so, the
 /// prior's logits only when the prior is learned.
-pub fn new_model(cfg: &RunConfig, channels: usize, by_gradient: bool, device: &Device) -> VqVae {
+pub fn new_model(cfg: &RunConfig, channels: usize, device: &Device) -> VqVae {
+    let by_gradient = cfg.quantizer.kind.codebook_by_gradient();
     device.seed(cfg.training.seed);
     let m = VqVae::new(
         channels,
@@ -169,8 +170,7 @@ impl Trainer {
     ) -> anyhow::Result<Self> {
         let dev = device(cfg.training.device)?.autodiff();
         let mut bottleneck = Bottleneck::new(&cfg.quantizer);
-        let by_gradient = bottleneck.quantizer.codebook_by_gradient();
-        let mut model = new_model(&cfg, data.image_shape()[0], by_gradient, &dev);
+        let mut model = new_model(&cfg, data.image_shape()[0], &dev);
         let mut optim = cfg.training.optimizer().init();
         let mut state = TrainState {
             codebook_initialised: !bottleneck.starts_uninitialised(),

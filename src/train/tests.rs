@@ -19,7 +19,7 @@ fn tiny(q: QuantizerKind) -> RunConfig {
 fn forward_loss(cfg: &RunConfig) -> (VqVae, Loss) {
     let dev = Device::flex().autodiff();
     let q = quantizer::build(&cfg.quantizer);
-    let model = new_model(cfg, 1, q.codebook_by_gradient(), &dev);
+    let model = new_model(cfg, 1, &dev);
     let data = data::shapes(16, 4, 1);
     let idx: Vec<usize> = (0..16).collect();
     let x = batch_tensor(&data.train, &idx, &dev);
@@ -60,7 +60,7 @@ fn same_seed_same_initialisation_across_quantizers() {
     let mk = |q, seed| {
         let mut cfg = tiny(q);
         cfg.training.seed = seed;
-        new_model(&cfg, 1, true, &dev).export()
+        new_model(&cfg, 1, &dev).export()
     };
     assert_eq!(mk(QuantizerKind::Vq, 1), mk(QuantizerKind::SoftEm, 1));
     assert_eq!(mk(QuantizerKind::VqEma, 1), mk(QuantizerKind::SoftEm, 1));
@@ -122,7 +122,7 @@ fn train_step_moves_the_ema_codebook_and_reports_its_terms() {
         let cfg = tiny(q);
         let dev = Device::flex().autodiff();
         let mut b = Bottleneck::new(&cfg.quantizer);
-        let mut model = new_model(&cfg, 1, b.quantizer.codebook_by_gradient(), &dev);
+        let mut model = new_model(&cfg, 1, &dev);
         let mut optim = cfg.training.optimizer().init();
         let data = data::shapes(16, 4, 1);
         let idx: Vec<usize> = (0..16).collect();
