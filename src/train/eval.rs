@@ -84,6 +84,20 @@ fn eval_rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed ^ 0x6576_616c)
 }
 
+/// The information quantities of softmax(-d^2 / tau) over the rows of `z`, by the fused kernel:
+/// never N x K at once.
+fn soft_info(z: &[f32], codebook: &Codebook, tau: f64, log_r: &[f64]) -> InfoAccumulator {
+    let opts = SoftOptions {
+        tau,
+        samples: 0,
+        seed: 0,
+        log_r: Some(log_r),
+    };
+    soft_assign(z, codebook, &opts)
+        .info
+        .expect("asked for the information quantities")
+}
+
 /// Evaluates `model` (inference mode) on `set` in batches of `batch`.
 pub fn evaluate(
     cfg: &RunConfig,
@@ -126,21 +140,15 @@ pub fn evaluate(
         s.commitment += v[2] as f64 * n_vec as f64;
         s.pixels += n_px;
         s.vectors += n_vec;
-        // The soft posterior of every model, by the fused kernel: never N x K at once.
+        // The soft posterior of every model (a soft quantizer's own E-step already streamed it).
         let part = match f.q.info {
             Some(info) => info,
-            None => soft_assign(
+            None => soft_info(
                 &host_f32(f.z_e),
                 &codebook,
-                &SoftOptions {
-                    tau: cfg.quantizer.temperature,
-                    samples: 0,
-                    seed: 0,
-                    log_r: Some(&log_r),
-                },
-            )
-            .info
-            .expect("asked for the information quantities"),
+                cfg.quantizer.temperature,
+                &log_r,
+            ),
         };
         soft.merge(&part);
         if !own_soft {
