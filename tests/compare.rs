@@ -81,9 +81,10 @@ fn rendered(dom: &str, id: &str) -> (u32, u32, usize, (u32, u32)) {
 
 #[test]
 fn comparison_on_mnist_writes_and_renders_the_report() {
+    let Some(mnist) = mnist_dir() else { return };
     let mut base = RunConfig::default();
     base.data.dataset = DatasetKind::Mnist;
-    base.data.data_dir = Some(mnist_dir());
+    base.data.data_dir = Some(mnist);
     base.data.train_limit = 4800;
     base.data.test_limit = 500;
     base.quantizer.codebook_size = 128;
