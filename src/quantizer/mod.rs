@@ -20,8 +20,9 @@
 //! * [`rate`]: the prior r(z) and the rate terms H(p(Z|I), r) and KL(p(Z|I) || r) (eq. 22, 26).
 //! * [`init`]: k-means++ codebook initialisation; [`dead_codes`]: dead-code restarts.
 //!
-//! Adding a quantizer is one new file implementing [`Quantizer`] and [`Registered`], plus one
-//! line in the [`quantizers!`] list below.
+//! Adding a quantizer is one new file implementing [`Quantizer`] and [`Registered`], its `mod`
+//! line, and one line in the [`quantizers!`] list below; the training loop, the command line and
+//! `compare` take it from there.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
