@@ -131,10 +131,11 @@ impl Trainer {
             .data
             .data_dir
             .map(|d| std::fs::canonicalize(&d).unwrap_or(d));
-        device(cfg.training.device)?;
+        // The device before the run directory: a run that cannot start leaves nothing behind.
+        let dev = device(cfg.training.device)?.autodiff();
         let run = RunDir::new(dir);
         run.create(&cfg)?;
-        Self::assemble(cfg, run, data, None)
+        Self::assemble(cfg, run, data, dev, None)
     }
 
     /// Continues the run in `dir` from its latest checkpoint, whose embedded config governs.
@@ -157,18 +158,19 @@ impl Trainer {
             run.write_config(&cfg)?;
         }
         let data = cfg.data.load(cfg.training.seed)?;
-        Self::assemble(cfg, run, data, Some(ck))
+        let dev = device(cfg.training.device)?.autodiff();
+        Self::assemble(cfg, run, data, dev, Some(ck))
     }
 
-    /// The one constructor: a fresh model and optimizer, then, when resuming, the checkpoint's
-    /// weights, optimizer, EMA and training state.
+    /// The one constructor: a fresh model and optimizer on the (autodiff) device `dev`, then,
+    /// when resuming, the checkpoint's weights, optimizer, EMA and training state.
     fn assemble(
         cfg: RunConfig,
         run: RunDir,
         data: Dataset,
+        dev: Device,
         ck: Option<Checkpoint>,
     ) -> anyhow::Result<Self> {
-        let dev = device(cfg.training.device)?.autodiff();
         let mut bottleneck = Bottleneck::new(&cfg.quantizer);
         let mut model = new_model(&cfg, data.image_shape()[0], &dev);
         let mut optim = cfg.training.optimizer().init();
