@@ -12,17 +12,20 @@
 //! The directory is written under a temporary name and renamed into place, then the file
 //! `RUN/checkpoints/latest` (also written by temp file + rename) names it. A crash at any moment
 //! leaves the previous checkpoint intact and `latest` pointing at a complete one.
+//!
+//! Only finite checkpoints are written: [`save`] refuses (with a [`NonFiniteError`]) when any
+//! weight, EMA statistic or Adam moment is NaN or infinite, so `latest` never names a checkpoint
+//! that cannot be resumed. `latest` must name a `step-NNNNNNNN` directory inside `checkpoints/`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
-use crate::error::InputError;
-use crate::io::write_atomic;
+use crate::error::{InputError, NonFiniteError};
+use crate::io::{temp_name, write_atomic};
 use crate::model::NamedTensors;
 use crate::quantizer::{DeadCodeTracker, EmaCodebook};
 
@@ -216,7 +219,100 @@ pub fn checkpoints_dir(run: &Path) -> PathBuf {
     run.join("checkpoints")
 }
 
+/// Where in a checkpoint's content the first non-finite value sits, if anywhere: the weights,
+/// the EMA state and the optimizer state (`optimizer`: burnpack bytes).
+pub fn first_non_finite(
+    tensors: &NamedTensors,
+    ema: Option<&EmaCodebook>,
+    optimizer: &[u8],
+) -> Option<String> {
+    let count = |v: &[f32]| v.iter().filter(|x| !x.is_finite()).count();
+    let mut bad: Vec<String> = Vec::new();
+    let hit: Vec<(&String, usize)> = tensors
+        .iter()
+        .map(|(name, (_, v))| (name, count(v)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    if let Some((first, _)) = hit.first() {
+        let n: usize = hit.iter().map(|h| h.1).sum();
+        let all: usize = tensors.values().map(|(_, v)| v.len()).sum();
+        bad.push(format!(
+            "{n} of {all} weights are not finite, in {} tensors (`{first}` first)",
+            hit.len()
+        ));
+    }
+    if let Some(e) = ema {
+        let n = e.count_hidden.iter().chain(&e.sum_hidden);
+        let n = n.filter(|x| !x.is_finite()).count();
+        if n > 0 {
+            bad.push(format!("the EMA state holds {n} non-finite values"));
+        }
+    }
+    match optimizer_values(optimizer) {
+        Ok(values) => {
+            let n: usize = values.iter().map(|(_, v)| count(v)).sum();
+            if n > 0 {
+                bad.push(format!("the Adam state holds {n} non-finite values"));
+            }
+        }
+        Err(e) => bad.push(format!("the Adam state is unreadable ({e})")),
+    }
+    (!bad.is_empty()).then(|| bad.join("; "))
+}
+
+/// The f32 tensors of a burnpack optimizer record, by name; an error for a malformed record or
+/// a tensor without a parameter id (which burn's loader would panic on).
+fn optimizer_values(bytes: &[u8]) -> Result<Vec<(String, Vec<f32>)>, String> {
+    use burn_pack::DType;
+    let reader = burn_pack::Reader::from_bytes(burn_pack::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| format!("{e:?}"))?;
+    let tensors = reader.into_tensors().map_err(|e| format!("{e:?}"))?;
+    let mut out = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let (name, dtype, _, param, data) = t.into_parts().map_err(|e| format!("{e:?}"))?;
+        if param.is_none() {
+            return Err(format!("tensor `{name}` names no parameter"));
+        }
+        let v = match dtype {
+            DType::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F64 => data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            other => return Err(format!("tensor `{name}` has dtype {other:?}")),
+        };
+        out.push((name, v));
+    }
+    Ok(out)
+}
+
+/// Loads burn's optimizer state from `optimizer.bpk` into `fresh` (a new optimizer of the run's
+/// configuration). The file is checked first, and burn's loader runs behind `catch_unwind`, so
+/// that a damaged file is an error naming it, never a panic.
+pub fn read_optimizer(
+    path: &Path,
+    fresh: burn::optim::ModuleOptimizer,
+) -> Result<burn::optim::ModuleOptimizer, InputError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| InputError::file(path, format!("cannot read optimizer state: {e}")))?;
+    let bad = |m: String| InputError::file(path, format!("not a readable optimizer state: {m}"));
+    optimizer_values(&bytes).map_err(bad)?;
+    let load = std::panic::AssertUnwindSafe(|| {
+        fresh.from_bytes(burn_pack::Bytes::from_bytes_vec(bytes))
+    });
+    match std::panic::catch_unwind(load) {
+        Ok(Ok(o)) => Ok(o),
+        Ok(Err(e)) => Err(bad(format!("{e:?}"))),
+        Err(_) => Err(bad("burn could not load it".into())),
+    }
+}
+
 /// Saves a checkpoint of `step`; keeps the newest `keep` checkpoints. Returns its directory.
+/// Refuses, with a [`NonFiniteError`] and without touching the directory, when anything it
+/// would hold is not finite.
 pub fn save(
     run: &Path,
     config: &RunConfig,
@@ -226,53 +322,83 @@ pub fn save(
     state: &TrainState,
     keep: usize,
 ) -> anyhow::Result<PathBuf> {
-    let root = checkpoints_dir(run);
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let name = format!("step-{:08}", state.step);
-    let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+    let optim = optimizer
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("serialising the optimizer state: {e:?}"))?;
+    if let Some(what) = first_non_finite(tensors, ema, &optim) {
+        return Err(NonFiniteError {
+            what: "non-finite weights",
+            step: state.step,
+            detail: format!("not saving a checkpoint of step {}: {what}", state.step),
+        }
+        .into());
     }
-    std::fs::create_dir_all(&tmp)?;
-    let st = to_safetensors(tensors, ema, config, state.step)?;
-    write_atomic(&tmp.join("model.safetensors"), &st)?;
-    optimizer
-        .save(tmp.join("optimizer.bpk"))
-        .map_err(|e| anyhow::anyhow!("saving optimizer state: {e:?}"))?;
-    write_atomic(
-        &tmp.join("state.json"),
-        serde_json::to_string_pretty(state)?.as_bytes(),
-    )?;
+    let root = checkpoints_dir(run);
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e: std::io::Error| InputError::file(p, format!("cannot write checkpoint: {e}"))
+    };
+    std::fs::create_dir_all(&root).map_err(io(&root))?;
+    let name = format!("step-{:08}", state.step);
+    let tmp = root.join(temp_name(&name));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let written = (|| -> anyhow::Result<()> {
+        let st = to_safetensors(tensors, ema, config, state.step)?;
+        write_atomic(&tmp.join("model.safetensors"), &st)?;
+        write_atomic(&tmp.join("optimizer.bpk"), &optim)?;
+        let state = serde_json::to_string_pretty(state)?;
+        write_atomic(&tmp.join("state.json"), state.as_bytes())?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     let fin = root.join(&name);
     // A checkpoint of the same step (end of epoch, then Ctrl-C) is moved aside, not deleted,
     // until the new one is in place.
     let old = root.join(format!(".{name}.old-{}", std::process::id()));
     if fin.exists() {
-        std::fs::rename(&fin, &old)?;
+        std::fs::rename(&fin, &old).map_err(io(&fin))?;
     }
-    std::fs::rename(&tmp, &fin)
-        .with_context(|| format!("renaming checkpoint into {}", fin.display()))?;
+    std::fs::rename(&tmp, &fin).map_err(io(&fin))?;
     write_atomic(&root.join("latest"), name.as_bytes())?;
     if old.exists() {
-        std::fs::remove_dir_all(&old)?;
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }
-    // Prune old checkpoints.
-    let mut all: Vec<PathBuf> = std::fs::read_dir(&root)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("step-"))
-        })
-        .collect();
+    prune(&root, keep);
+    Ok(fin)
+}
+
+/// Keeps the newest `keep` step directories.
+fn prune(root: &Path, keep: usize) {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(root)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    all.retain(|p| p.is_dir() && step_of(p).is_some());
     all.sort();
     if all.len() > keep {
         for p in &all[..all.len() - keep] {
             let _ = std::fs::remove_dir_all(p);
         }
     }
-    Ok(fin)
+}
+
+/// The step of a checkpoint directory named `step-NNNNNNNN`.
+fn step_of(p: &Path) -> Option<u64> {
+    let name = p.file_name()?.to_str()?;
+    parse_step_name(name)
+}
+
+/// `step-NNNNNNNN` (eight or more digits) -> N.
+fn parse_step_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("step-")?;
+    (digits.len() >= 8 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
 }
 
 /// The directory of the newest checkpoint of a run.
@@ -281,9 +407,8 @@ pub fn latest_dir(run: &Path) -> Result<PathBuf, InputError> {
         return Err(InputError::file(run, "run directory does not exist"));
     }
     let latest = checkpoints_dir(run).join("latest");
-    let name = std::fs::read_to_string(&latest)
-        .map_err(|e| InputError::file(&latest, format!("no checkpoint to load ({e})")))?;
-    let dir = checkpoints_dir(run).join(name.trim());
+    let name = read_latest(&latest)?;
+    let dir = checkpoints_dir(run).join(&name);
     if dir.is_dir() {
         return Ok(dir);
     }
@@ -297,12 +422,7 @@ pub fn latest_dir(run: &Path) -> Result<PathBuf, InputError> {
     let mut all: Vec<PathBuf> = std::fs::read_dir(checkpoints_dir(run))
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
-    all.retain(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("step-"))
-            && complete(p)
-    });
+    all.retain(|p| step_of(p).is_some() && complete(p));
     all.sort();
     match all.pop() {
         Some(p) => {
@@ -319,6 +439,32 @@ pub fn latest_dir(run: &Path) -> Result<PathBuf, InputError> {
             format!("names checkpoint {} which does not exist", dir.display()),
         )),
     }
+}
+
+/// The checkpoint name in `latest`: at most a few bytes are read, and it must be a
+/// `step-NNNNNNNN` name (no path: `latest` never leads out of `checkpoints/`).
+fn read_latest(latest: &Path) -> Result<String, InputError> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(latest)
+        .and_then(|f| f.take(64).read_to_string(&mut text))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => {
+                InputError::file(latest, "is not text; it must name a step-NNNNNNNN checkpoint")
+            }
+            _ => InputError::file(latest, format!("no checkpoint to load ({e})")),
+        })?;
+    let name = text.trim();
+    if parse_step_name(name).is_none() {
+        let shown: String = name.chars().take(40).collect();
+        return Err(InputError::file(
+            latest,
+            format!(
+                "names {shown:?}, which is not a checkpoint directory of this run (expected step-NNNNNNNN)"
+            ),
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// Loads the newest checkpoint of a run (weights, EMA state, training state; not the optimizer).

@@ -17,6 +17,27 @@ pub enum DeviceKind {
     Cuda,
 }
 
+/// Memory this process can still take, in bytes: the kernel's `MemAvailable`, lowered to what the
+/// cgroup (a container's limit) leaves. `None` where neither can be read (not Linux).
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{f}"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    let cgroup = read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The burn device for a device kind (the autodiff decorator is added by the trainer).
 pub fn device(kind: DeviceKind) -> Result<Device, InputError> {
     match kind {

@@ -27,10 +27,12 @@ impl InputError {
     }
 }
 
-/// Training stopped because a loss became NaN or infinite.
+/// Training stopped because a loss, a weight or an evaluation became NaN or infinite (exit 3).
 #[derive(Debug, thiserror::Error)]
-#[error("non-finite loss at step {step}: {detail}")]
+#[error("{what} at step {step}: {detail}")]
 pub struct NonFiniteError {
+    /// What was not finite: "non-finite loss", "non-finite weights", "non-finite evaluation".
+    pub what: &'static str,
     pub step: u64,
     pub detail: String,
 }

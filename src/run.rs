@@ -2,9 +2,19 @@
 //! final evaluation. `train`, `resume`, `eval`, `reconstruct` and `compare` all go through it.
 //!
 //! ```text
-//! RUN/config.json  metrics.jsonl  metrics.csv  eval.json  checkpoints/{latest, step-NNNNNNNN/}
+//! RUN/config.json  metrics.jsonl  metrics.csv  eval.json  .lock
+//!     checkpoints/{latest, step-NNNNNNNN/}
 //! ```
+//!
+//! One process writes a run: [`RunDir::create`] and [`RunDir::open`] take an exclusive OS lock on
+//! `RUN/.lock` ([`RunLock`]), which the kernel releases when the process ends however it ends, so
+//! kill -9 leaves no stale lock. A second writer is refused ("RUN is in use by process N").
+//! Readers (`eval`, `reconstruct`) take no lock: every file they read is replaced by rename, so
+//! they see a whole old version or a whole new one. Under the lock, temporary files of dead
+//! processes are removed ([`RunDir::open`]).
 
+use std::fs::{File, TryLockError};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{self, Checkpoint};
@@ -12,6 +22,48 @@ use crate::config::RunConfig;
 use crate::error::InputError;
 use crate::io::write_json;
 use crate::records::MetricsLog;
+
+/// The exclusive lock of a run directory; released when dropped or when the process ends.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+fn already_holds_a_run(root: &Path) -> InputError {
+    InputError::file(
+        root,
+        "already holds a run (config.json and a checkpoint); use `vqib resume` to continue it or choose another --out",
+    )
+}
+
+/// `.BASE.tmp-PID` or `.BASE.old-PID` -> (BASE, "tmp" or "old", PID).
+fn stale_parts(name: &str) -> Option<(&str, &str, u32)> {
+    let rest = name.strip_prefix('.')?;
+    let (head, pid) = rest.rsplit_once('-')?;
+    let pid: u32 = pid.parse().ok()?;
+    let (base, kind) = head.rsplit_once('.')?;
+    (matches!(kind, "tmp" | "old") && !base.is_empty()).then_some((base, kind, pid))
+}
+
+/// Whether a process with this id exists (ours counts as alive).
+fn pid_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
 
 /// A run directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,20 +117,120 @@ impl RunDir {
         self.eval_json().is_file()
     }
 
-    /// Creates the directory for a new run and writes its `config.json`; refuses a directory that
-    /// already holds a run.
-    pub fn create(&self, cfg: &RunConfig) -> anyhow::Result<()> {
-        if self.holds_run() {
-            return Err(InputError::file(
-                &self.root,
-                "already holds a run (config.json exists); use `vqib resume` to continue it or choose another --out",
-            )
-            .into());
+    /// `.lock`: the file whose OS lock marks the run's one writer (it holds that process's id).
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    /// Creates the directory for a new run, takes its lock and writes its `config.json`. Refuses a
+    /// directory that holds a run with a checkpoint. A directory whose run died before its first
+    /// checkpoint (config.json, nothing to resume) is started anew.
+    pub fn create(&self, cfg: &RunConfig) -> anyhow::Result<RunLock> {
+        if self.has_checkpoint() {
+            return Err(already_holds_a_run(&self.root).into());
         }
         std::fs::create_dir_all(&self.root).map_err(|e| {
-            InputError::file(&self.root, format!("cannot create run directory: {e}"))
+            InputError::file(&self.root, format!("cannot create the run directory: {e}"))
         })?;
-        self.write_config(cfg)
+        let lock = self.lock()?;
+        if self.has_checkpoint() {
+            return Err(already_holds_a_run(&self.root).into());
+        }
+        if self.holds_run() {
+            eprintln!(
+                "note: {} holds a run that stopped before its first checkpoint; starting it anew",
+                self.root.display()
+            );
+        }
+        self.remove_stale_files();
+        self.write_config(cfg)?;
+        Ok(lock)
+    }
+
+    /// Opens an existing run for writing (resume): takes its lock and removes what dead
+    /// processes left behind.
+    pub fn open(&self) -> Result<RunLock, InputError> {
+        if !self.root.is_dir() {
+            return Err(InputError::file(
+                &self.root,
+                "run directory does not exist",
+            ));
+        }
+        let lock = self.lock()?;
+        self.remove_stale_files();
+        Ok(lock)
+    }
+
+    /// Takes the run's exclusive lock, or says which process holds it.
+    fn lock(&self) -> Result<RunLock, InputError> {
+        let path = self.lock_path();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| {
+                InputError::file(
+                    &self.root,
+                    format!("cannot write into the run directory (creating .lock): {e}"),
+                )
+            })?;
+        match file.try_lock() {
+            Ok(()) => {
+                let pid = std::process::id().to_string();
+                let _ = file.set_len(0).and_then(|()| file.write_all(pid.as_bytes()));
+                Ok(RunLock { _file: file })
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = (&file).take(32).read_to_string(&mut holder);
+                let holder = match holder.trim() {
+                    "" => "another process".to_string(),
+                    pid => format!("process {pid}"),
+                };
+                Err(InputError::file(
+                    &self.root,
+                    format!(
+                        "is in use by {holder} (another vqib is writing this run); wait for it to end or choose another directory"
+                    ),
+                ))
+            }
+            Err(TryLockError::Error(e)) => Err(InputError::file(
+                &path,
+                format!("cannot lock the run directory: {e}"),
+            )),
+        }
+    }
+
+    /// Removes the temporary files and directories of processes that died while writing
+    /// (`.NAME.tmp-PID`), and puts back a checkpoint that was moved aside (`.step-N.old-PID`)
+    /// when its successor never arrived. Called under the lock.
+    fn remove_stale_files(&self) {
+        let ckpts = self.checkpoints();
+        for dir in [self.root.as_path(), ckpts.as_path()] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some((base, kind, pid)) = stale_parts(&name) else {
+                    continue;
+                };
+                if pid_alive(pid) {
+                    continue;
+                }
+                let path = entry.path();
+                let home = dir.join(base);
+                if kind == "old" && !home.exists() {
+                    let _ = std::fs::rename(&path, &home);
+                } else if path.is_dir() {
+                    let _ = std::fs::remove_dir_all(&path);
+                } else {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
     }
 
     pub fn write_config(&self, cfg: &RunConfig) -> anyhow::Result<()> {
@@ -119,10 +271,19 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let run = RunDir::new(d.path().join("r"));
         assert!(!run.holds_run() && !run.has_checkpoint() && !run.is_finished());
-        run.create(&RunConfig::default()).unwrap();
+        let lock = run.create(&RunConfig::default()).unwrap();
         assert!(run.holds_run());
         let back = RunConfig::load(&run.config_path()).unwrap();
         assert_eq!(back, RunConfig::default().resolve().unwrap());
+        // Locked: a second writer is told who holds it.
+        let e = run.open().unwrap_err().to_string();
+        let pid = std::process::id().to_string();
+        assert!(e.contains("in use by process") && e.contains(&pid), "{e}");
+        drop(lock);
+        // Without a checkpoint the directory can be started anew; with one it is refused.
+        drop(run.create(&RunConfig::default()).unwrap());
+        std::fs::create_dir_all(run.checkpoints()).unwrap();
+        std::fs::write(run.checkpoints().join("latest"), "step-00000000").unwrap();
         let e = run.create(&RunConfig::default()).unwrap_err().to_string();
         assert!(e.contains("already holds a run"), "{e}");
         let e = run
@@ -130,5 +291,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("eval.json"), "{e}");
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let run = RunDir::new(d.path());
+        let ck = run.checkpoints();
+        // A process id that cannot exist (above the kernel's pid_max).
+        let dead = 4_999_999u32;
+        let me = std::process::id();
+        for name in [
+            format!(".step-00000004.tmp-{dead}"),
+            format!(".step-00000002.old-{dead}"),
+            format!(".step-00000003.old-{dead}"),
+            format!(".step-00000005.tmp-{me}"),
+        ] {
+            std::fs::create_dir_all(ck.join(name).join("x")).unwrap();
+        }
+        std::fs::create_dir_all(ck.join("step-00000003")).unwrap();
+        std::fs::write(ck.join(format!(".latest.tmp-{dead}")), "step").unwrap();
+        std::fs::write(d.path().join(format!(".config.json.tmp-{dead}")), "{").unwrap();
+        std::fs::write(d.path().join(".keep.me"), "").unwrap();
+        drop(run.open().unwrap());
+        let mut left: Vec<String> = std::fs::read_dir(&ck)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        // The moved-aside step 2 had no successor: it is put back; step 3's is dropped.
+        assert_eq!(
+            left,
+            vec![
+                format!(".step-00000005.tmp-{me}"),
+                "step-00000002".to_string(),
+                "step-00000003".to_string()
+            ]
+        );
+        assert!(!d.path().join(format!(".config.json.tmp-{dead}")).exists());
+        assert!(d.path().join(".keep.me").exists());
+        assert_eq!(stale_parts(".a.b.tmp-12"), Some(("a.b", "tmp", 12)));
+        assert_eq!(stale_parts(".tmp-12"), None);
+        assert_eq!(stale_parts("step-00000001"), None);
     }
 }

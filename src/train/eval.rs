@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use crate::config::RunConfig;
 use crate::data::ImageSet;
 use crate::device::device_or_cpu;
-use crate::error::InputError;
+use crate::error::{InputError, NonFiniteError};
 use crate::info::{InfoAccumulator, InfoSummary, gaussian_nll, objectives};
 use crate::kernels::assign::{Codebook, SoftOptions, soft_assign};
 use crate::model::VqVae;
@@ -172,7 +172,12 @@ fn summarise(
 ) -> anyhow::Result<EvalMetrics> {
     let mse = s.sse / s.pixels.max(1) as f64;
     if !mse.is_finite() {
-        anyhow::bail!("evaluation produced a non-finite reconstruction error");
+        return Err(NonFiniteError {
+            what: "non-finite evaluation",
+            step: 0,
+            detail: format!("the reconstruction error on {} test images is {mse}", set.n),
+        }
+        .into());
     }
     let images = set.n.max(1);
     let latents = s.vectors / images;
@@ -228,11 +233,14 @@ pub fn reconstruct(
 
 /// A run's latest checkpoint as an inference model, on the run's device (the CPU when that
 /// device is not available here). `data_dir` replaces the data directory of the config.
+/// The model of a run's newest checkpoint, its configuration (with `data_dir` applied), its
+/// device and its step.
 pub fn load_run(
     run: &RunDir,
     data_dir: Option<PathBuf>,
-) -> anyhow::Result<(RunConfig, VqVae, Device)> {
+) -> anyhow::Result<(RunConfig, VqVae, Device, u64)> {
     let ck = run.load_latest()?;
+    let step = ck.state.step;
     let mut cfg = ck.config;
     if data_dir.is_some() {
         cfg.data.data_dir = data_dir;
@@ -246,7 +254,7 @@ pub fn load_run(
     let dev = device_or_cpu(cfg.training.device);
     let mut model = super::new_model(&cfg, c, &dev);
     model.import(&ck.tensors, &dev, &st)?;
-    Ok((cfg, model, dev))
+    Ok((cfg, model, dev, step))
 }
 
 /// `vqib reconstruct`: writes a PNG grid of the first `n` test images above their
@@ -257,7 +265,7 @@ pub fn reconstruct_grid(
     n: usize,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let (cfg, model, dev) = load_run(run, data_dir)?;
+    let (cfg, model, dev, _) = load_run(run, data_dir)?;
     let data = cfg.data.load(cfg.training.seed)?;
     let n = n.clamp(1, data.test.n);
     let idx: Vec<usize> = (0..n).collect();
@@ -273,9 +281,14 @@ pub fn eval_run(
     run: &RunDir,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<(RunConfig, EvalMetrics)> {
-    let (cfg, model, dev) = load_run(run, data_dir)?;
+    let (cfg, model, dev, step) = load_run(run, data_dir)?;
     let data = cfg.data.load(cfg.training.seed)?;
-    let m = evaluate(&cfg, &model, &data.test, 256, &dev)?;
+    let m = evaluate(&cfg, &model, &data.test, 256, &dev).map_err(|mut e| {
+        if let Some(nf) = e.downcast_mut::<NonFiniteError>() {
+            nf.step = step;
+        }
+        e
+    })?;
     run.write_eval(&m)?;
     Ok((cfg, m))
 }

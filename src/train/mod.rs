@@ -24,7 +24,7 @@ use crate::model::{VqVae, to_vectors};
 use crate::quantizer::{Bottleneck, host_f32};
 use crate::records::{MetricsLog, Record};
 use crate::report::table;
-use crate::run::RunDir;
+use crate::run::{RunDir, RunLock};
 
 pub mod eval;
 pub mod step;
@@ -109,8 +109,12 @@ pub struct Trainer {
     state: TrainState,
     log: MetricsLog,
     data: Dataset,
+    /// The newest checkpoint known finite (every checkpoint is: [`checkpoint::save`] refuses
+    /// others); a non-finite step names it.
     last_checkpoint: Option<PathBuf>,
     last_eval: Option<EvalMetrics>,
+    /// This process owns the run directory while the trainer lives.
+    _lock: RunLock,
 }
 
 /// How an epoch ended.
@@ -120,9 +124,16 @@ enum EpochEnd {
 }
 
 impl Trainer {
-    /// A new run in `dir` (which must not already hold one).
+    /// A new run in `dir` (which must not already hold one). Its first checkpoint, step 0, is
+    /// written before training starts, so that a run that stops at any moment can be resumed.
     pub fn create(cfg: RunConfig, dir: &Path) -> anyhow::Result<Self> {
         let mut cfg = cfg.resolve()?;
+        if cfg.data.dataset == crate::data::DatasetKind::Shapes {
+            // Generated in memory: check before generating.
+            let s = crate::data::SHAPES_SIZE;
+            let n = cfg.data.shapes_train.saturating_add(cfg.data.shapes_test);
+            cfg.check_memory([1, s, s], n)?;
+        }
         let data = cfg.data.load(cfg.training.seed)?;
         cfg.data.image_shape = Some(data.image_shape());
         // Where the data is, as an absolute path, so that resume and eval work from any
@@ -134,32 +145,30 @@ impl Trainer {
         // The device before the run directory: a run that cannot start leaves nothing behind.
         let dev = device(cfg.training.device)?.autodiff();
         let run = RunDir::new(dir);
-        run.create(&cfg)?;
-        Self::assemble(cfg, run, data, dev, None)
+        let lock = run.create(&cfg)?;
+        let mut t = Self::assemble(cfg, run, data, dev, None, lock)?;
+        t.log.flush()?;
+        t.checkpoint()?;
+        Ok(t)
     }
 
-    /// Continues the run in `dir` from its latest checkpoint, whose embedded config governs.
+    /// Continues the run in `dir` from its latest checkpoint, whose embedded config governs
+    /// ([`governing_config`]).
     pub fn resume(dir: &Path, overrides: ResumeOverrides) -> anyhow::Result<Self> {
         let run = RunDir::new(dir);
+        let lock = run.open()?;
+        if run.holds_run() && !run.has_checkpoint() {
+            return Err(InputError::file(
+                dir,
+                "holds a run that stopped before its first checkpoint: nothing to resume; start it again with `vqib train --out` this directory",
+            )
+            .into());
+        }
         let ck = run.load_latest()?;
-        let mut cfg = ck.config.clone();
-        let changed = overrides.epochs.is_some_and(|e| e != cfg.training.epochs)
-            || overrides
-                .data_dir
-                .as_ref()
-                .is_some_and(|d| Some(d) != cfg.data.data_dir.as_ref());
-        if let Some(e) = overrides.epochs {
-            cfg.training.epochs = e;
-        }
-        if overrides.data_dir.is_some() {
-            cfg.data.data_dir = overrides.data_dir;
-        }
-        if changed {
-            run.write_config(&cfg)?;
-        }
+        let cfg = governing_config(&run, &ck, overrides)?;
         let data = cfg.data.load(cfg.training.seed)?;
         let dev = device(cfg.training.device)?.autodiff();
-        Self::assemble(cfg, run, data, dev, Some(ck))
+        Self::assemble(cfg, run, data, dev, Some(ck), lock)
     }
 
     /// The one constructor: a fresh model and optimizer on the (autodiff) device `dev`, then,
@@ -170,7 +179,9 @@ impl Trainer {
         data: Dataset,
         dev: Device,
         ck: Option<Checkpoint>,
+        lock: RunLock,
     ) -> anyhow::Result<Self> {
+        cfg.check_memory(data.image_shape(), data.train.n + data.test.n)?;
         let mut bottleneck = Bottleneck::new(&cfg.quantizer);
         let mut model = new_model(&cfg, data.image_shape()[0], &dev);
         let mut optim = cfg.training.optimizer().init();
@@ -178,12 +189,14 @@ impl Trainer {
             codebook_initialised: !bottleneck.starts_uninitialised(),
             ..Default::default()
         };
+        let mut last_checkpoint = None;
         let log = match ck {
             None => run.open_log(None)?,
             Some(ck) => {
                 restore(&ck, &mut model, &mut optim, &mut bottleneck, &dev)?;
                 state = ck.state;
                 bottleneck.dead_codes = state.dead_codes.take();
+                last_checkpoint = Some(ck.dir);
                 run.open_log(Some(state.step))?
             }
         };
@@ -197,8 +210,9 @@ impl Trainer {
             state,
             log,
             data,
-            last_checkpoint: None,
+            last_checkpoint,
             last_eval: None,
+            _lock: lock,
         })
     }
 
@@ -293,23 +307,37 @@ impl Trainer {
             step,
             &self.device,
         )
-        .map_err(|s| self.non_finite(step, s))?;
+        .map_err(|s| self.non_finite("non-finite loss", step, s.to_string()))?;
         self.state.step = step;
         self.state.batch_in_epoch += 1;
         Ok(out)
     }
 
-    fn non_finite(&self, step: u64, s: Scalars) -> anyhow::Error {
-        let last = self
-            .last_checkpoint
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "none (no checkpoint saved yet)".into());
+    /// Training stops (exit 3) and names the newest finite checkpoint, which resumes.
+    fn non_finite(&self, what: &'static str, step: u64, detail: String) -> anyhow::Error {
+        let last = match &self.last_checkpoint {
+            Some(p) => format!(
+                "the newest finite checkpoint is {}; `vqib resume {}` continues from it (with the same settings it will likely diverge again)",
+                p.display(),
+                self.run.path().display()
+            ),
+            None => "no checkpoint was saved".into(),
+        };
         NonFiniteError {
+            what,
             step,
-            detail: format!("{s}; training stopped, the last good checkpoint is {last}"),
+            detail: format!("{detail}; training stopped; {last}"),
         }
         .into()
+    }
+
+    /// A [`NonFiniteError`] from below (an evaluation, a refused checkpoint) as the trainer's:
+    /// at this step, naming the newest finite checkpoint.
+    fn name_good_checkpoint(&self, e: anyhow::Error) -> anyhow::Error {
+        match e.downcast::<NonFiniteError>() {
+            Ok(nf) => self.non_finite(nf.what, self.state.step, nf.detail),
+            Err(e) => e,
+        }
     }
 
     /// Progress, the training record when due, an evaluation and a checkpoint when due.
@@ -375,6 +403,7 @@ impl Trainer {
             batch,
             &self.device.clone().inner(),
         )
+        .map_err(|e| self.name_good_checkpoint(e))
     }
 
     fn log_eval(&mut self, m: &EvalMetrics, epoch: usize) -> anyhow::Result<()> {
@@ -400,7 +429,8 @@ impl Trainer {
         Ok(())
     }
 
-    /// Saves a checkpoint of the current step (the two newest are kept).
+    /// Saves a checkpoint of the current step (the two newest are kept); a model or optimizer
+    /// state that is not finite stops training instead.
     fn checkpoint(&mut self) -> anyhow::Result<()> {
         let state = TrainState {
             dead_codes: self.bottleneck.dead_codes.clone(),
@@ -414,7 +444,8 @@ impl Trainer {
             &self.optim,
             &state,
             2,
-        )?;
+        )
+        .map_err(|e| self.name_good_checkpoint(e))?;
         self.last_checkpoint = Some(dir);
         Ok(())
     }
@@ -472,10 +503,8 @@ fn restore(
 ) -> anyhow::Result<()> {
     let st = ck.dir.join("model.safetensors");
     model.import(&ck.tensors, dev, &st)?;
-    let op = ck.dir.join("optimizer.bpk");
-    *optim = std::mem::replace(optim, ck.config.training.optimizer().init())
-        .load(&op)
-        .map_err(|e| InputError::file(&op, format!("cannot load optimizer state: {e:?}")))?;
+    let fresh = std::mem::replace(optim, ck.config.training.optimizer().init());
+    *optim = checkpoint::read_optimizer(&ck.dir.join("optimizer.bpk"), fresh)?;
     if let Some(slot) = bottleneck.quantizer.ema_mut() {
         let ema = ck.ema.clone().ok_or_else(|| {
             InputError::file(&st, "checkpoint lacks the EMA state its quantizer needs")
@@ -483,6 +512,83 @@ fn restore(
         *slot = ema;
     }
     Ok(())
+}
+
+/// The configuration of a resumed run: the checkpoint's, which governs. Of the two settings a
+/// resume may change, `--epochs` and `--data-dir` come from the flags, else from `config.json`
+/// (an earlier `resume --epochs` wrote them there), else from the checkpoint. Any other setting in
+/// which `config.json` disagrees with the checkpoint is an error naming the file and the
+/// settings, never silently overwritten; a missing or unreadable `config.json` is rewritten.
+fn governing_config(
+    run: &RunDir,
+    ck: &Checkpoint,
+    overrides: ResumeOverrides,
+) -> anyhow::Result<RunConfig> {
+    let path = run.config_path();
+    let on_disk = RunConfig::load(&path);
+    let mut cfg = ck.config.clone();
+    if let Ok(disk) = &on_disk {
+        cfg.training.epochs = disk.training.epochs;
+        cfg.data.data_dir = disk.data.data_dir.clone();
+        let diff = config_differences(disk, &cfg);
+        if !diff.is_empty() {
+            return Err(InputError::file(
+                &path,
+                format!(
+                    "disagrees with checkpoint {}, whose configuration governs the run: {}; restore those values (only --epochs and --data-dir may change on resume) or start a new run",
+                    ck.dir.display(),
+                    diff.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
+    if let Some(e) = overrides.epochs {
+        cfg.training.epochs = e;
+    }
+    if let Some(d) = overrides.data_dir {
+        cfg.data.data_dir = Some(d);
+    }
+    cfg.validate()?;
+    match &on_disk {
+        Err(e) => {
+            eprintln!("warning: {e}; rewriting it from checkpoint {}", ck.dir.display());
+            run.write_config(&cfg)?;
+        }
+        Ok(disk) if *disk != cfg => run.write_config(&cfg)?,
+        Ok(_) => {}
+    }
+    eprintln!(
+        "resuming {} from {} (step {}) with its configuration, {} epochs",
+        run.path().display(),
+        ck.dir.display(),
+        ck.state.step,
+        cfg.training.epochs
+    );
+    Ok(cfg)
+}
+
+/// The settings in which two configurations differ, as `section.key: A in config.json, B in the
+/// checkpoint`.
+fn config_differences(disk: &RunConfig, ck: &RunConfig) -> Vec<String> {
+    let (a, b) = (serde_json::to_value(disk), serde_json::to_value(ck));
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else {
+        return vec!["(unreadable)".into()];
+    };
+    let mut out = Vec::new();
+    for (section, av) in &a {
+        let (Some(av), Some(bv)) = (av.as_object(), b.get(section).and_then(|v| v.as_object()))
+        else {
+            continue;
+        };
+        for (key, x) in av {
+            let y = bv.get(key).unwrap_or(&serde_json::Value::Null);
+            if x != y {
+                out.push(format!("{section}.{key}: {x} in config.json, {y} in the checkpoint"));
+            }
+        }
+    }
+    out
 }
 
 /// The order of the training images in epoch `epoch`: a permutation fixed by the seed.
