@@ -126,9 +126,6 @@ impl RunDir {
     /// directory that holds a run with a checkpoint. A directory whose run died before its first
     /// checkpoint (config.json, nothing to resume) is started anew.
     pub fn create(&self, cfg: &RunConfig) -> anyhow::Result<RunLock> {
-        if self.has_checkpoint() {
-            return Err(already_holds_a_run(&self.root).into());
-        }
         std::fs::create_dir_all(&self.root).map_err(|e| {
             InputError::file(&self.root, format!("cannot create the run directory: {e}"))
         })?;

@@ -1,72 +1,12 @@
 //! End-to-end tests of the `vqib` binary: the files a run writes, resume, Ctrl-C, eval,
 //! reconstruct, and every bad input exiting 2 with a message naming the file.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn vqib() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vqib"))
-}
+use std::path::Path;
+use std::process::Command;
 
-fn run(args: &[&str]) -> Output {
-    vqib().args(args).output().expect("vqib runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A small but real training configuration on the generated shapes data.
-const TINY: &[&str] = &[
-    "train",
-    "--shapes-train",
-    "96",
-    "--shapes-test",
-    "40",
-    "--batch-size",
-    "16",
-    "--hidden",
-    "16",
-    "--codebook-size",
-    "32",
-    "--code-dim",
-    "8",
-    "--log-every",
-    "1",
-    "--no-progress",
-];
-
-fn tiny(out: &Path, extra: &[&str]) -> Output {
-    let mut args: Vec<&str> = TINY.to_vec();
-    args.extend(["--out", out.to_str().unwrap()]);
-    args.extend(extra);
-    run(&args)
-}
-
-fn jsonl(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn latest(run: &Path) -> PathBuf {
-    let name = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
-    run.join("checkpoints").join(name.trim())
-}
-
-fn state_step(run: &Path) -> u64 {
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(latest(run).join("state.json")).unwrap())
-            .unwrap();
-    s["step"].as_u64().unwrap()
-}
+use common::*;
 
 #[test]
 fn train_writes_the_promised_files() {
@@ -255,12 +195,6 @@ fn ctrl_c_saves_a_checkpoint() {
     assert!(state_step(&out) >= 3);
 }
 
-fn jsonl_len(run: &Path) -> usize {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
-
 #[test]
 fn non_finite_loss_stops_with_a_clear_message() {
     let d = tempfile::tempdir().unwrap();
@@ -277,64 +211,6 @@ fn non_finite_loss_stops_with_a_clear_message() {
             text(&o)
         );
     }
-}
-
-fn expect_input_error(o: &Output, needles: &[&str]) {
-    let t = text(o);
-    assert_eq!(o.status.code(), Some(2), "expected exit 2: {t}");
-    assert!(!t.contains("panicked"), "panic: {t}");
-    for n in needles {
-        assert!(t.contains(n), "message lacks {n:?}: {t}");
-    }
-}
-
-fn idx_images(n: u32, rows: u32, cols: u32) -> Vec<u8> {
-    let mut v = Vec::new();
-    for x in [2051u32, n, rows, cols] {
-        v.extend(x.to_be_bytes());
-    }
-    v.extend((0..n * rows * cols).map(|i| (i % 256) as u8));
-    v
-}
-
-fn idx_labels(n: u32) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend(2049u32.to_be_bytes());
-    v.extend(n.to_be_bytes());
-    v.extend((0..n).map(|i| (i % 10) as u8));
-    v
-}
-
-fn write_mnist(dir: &Path, train_imgs: Vec<u8>, train_labels: Vec<u8>) {
-    std::fs::create_dir_all(dir).unwrap();
-    let gz = |b: &[u8]| {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(b).unwrap();
-        e.finish().unwrap()
-    };
-    std::fs::write(dir.join("train-images-idx3-ubyte.gz"), gz(&train_imgs)).unwrap();
-    std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), gz(&train_labels)).unwrap();
-    std::fs::write(
-        dir.join("t10k-images-idx3-ubyte.gz"),
-        gz(&idx_images(4, 28, 28)),
-    )
-    .unwrap();
-    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gz(&idx_labels(4))).unwrap();
-}
-
-fn train_mnist(dir: &Path, out: &Path) -> Output {
-    let mut args: Vec<&str> = TINY.to_vec();
-    args.extend([
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--epochs",
-        "1",
-    ]);
-    run(&args)
 }
 
 #[test]

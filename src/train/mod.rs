@@ -135,6 +135,7 @@ impl Trainer {
             cfg.check_memory([1, s, s], n)?;
         }
         let data = cfg.data.load(cfg.training.seed)?;
+        cfg.check_memory(data.image_shape(), data.train.n + data.test.n)?;
         cfg.data.image_shape = Some(data.image_shape());
         // Where the data is, as an absolute path, so that resume and eval work from any
         // directory (--data-dir overrides it if the data moves).
@@ -167,6 +168,7 @@ impl Trainer {
         let ck = run.load_latest()?;
         let cfg = governing_config(&run, &ck, overrides)?;
         let data = cfg.data.load(cfg.training.seed)?;
+        cfg.check_memory(data.image_shape(), data.train.n + data.test.n)?;
         let dev = device(cfg.training.device)?.autodiff();
         Self::assemble(cfg, run, data, dev, Some(ck), lock)
     }
@@ -181,7 +183,6 @@ impl Trainer {
         ck: Option<Checkpoint>,
         lock: RunLock,
     ) -> anyhow::Result<Self> {
-        cfg.check_memory(data.image_shape(), data.train.n + data.test.n)?;
         let mut bottleneck = Bottleneck::new(&cfg.quantizer);
         let mut model = new_model(&cfg, data.image_shape()[0], &dev);
         let mut optim = cfg.training.optimizer().init();
