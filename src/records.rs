@@ -3,10 +3,11 @@
 //! from that one list, so a new metric is one line there (and one in the README).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::InputError;
 use crate::io::write_atomic;
 
 /// Declares [`Record`] (the fixed fields, then one optional field a metric) and its CSV columns.
@@ -90,8 +91,14 @@ record_schema! {
 
 /// Appends records to `metrics.jsonl` and `metrics.csv` in a run directory.
 pub struct MetricsLog {
-    jsonl: std::fs::File,
-    csv: std::fs::File,
+    jsonl: (std::fs::File, PathBuf),
+    csv: (std::fs::File, PathBuf),
+}
+
+/// Appends `line` to a log file; a failure names the file.
+fn append(file: &mut (std::fs::File, PathBuf), line: &str) -> Result<(), InputError> {
+    writeln!(file.0, "{line}")
+        .map_err(|e| InputError::file(&file.1, format!("cannot write: {e}")))
 }
 
 impl MetricsLog {
@@ -116,7 +123,13 @@ impl MetricsLog {
         }
         write_atomic(jsonl, j.as_bytes())?;
         write_atomic(csv, c.as_bytes())?;
-        let open = |p: &Path| std::fs::OpenOptions::new().append(true).open(p);
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(p)
+                .map(|f| (f, p.to_path_buf()))
+                .map_err(|e| InputError::file(p, format!("cannot open for appending: {e}")))
+        };
         Ok(Self {
             jsonl: open(jsonl)?,
             csv: open(csv)?,
@@ -124,14 +137,16 @@ impl MetricsLog {
     }
 
     pub fn write(&mut self, r: &Record) -> anyhow::Result<()> {
-        writeln!(self.jsonl, "{}", serde_json::to_string(r)?)?;
-        writeln!(self.csv, "{}", r.csv_line())?;
+        append(&mut self.jsonl, &serde_json::to_string(r)?)?;
+        append(&mut self.csv, &r.csv_line())?;
         Ok(())
     }
 
     pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.jsonl.flush()?;
-        self.csv.flush()?;
+        for (f, p) in [&mut self.jsonl, &mut self.csv] {
+            f.flush()
+                .map_err(|e| InputError::file(&*p, format!("cannot write: {e}")))?;
+        }
         Ok(())
     }
 }
@@ -141,7 +156,7 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(InputError::file(path, format!("cannot read: {e}")).into()),
     };
     Ok(text
         .lines()
