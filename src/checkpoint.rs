@@ -138,6 +138,10 @@ pub fn read_safetensors(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("checkpoint lacks its step".into()))?;
     let (tensors, ema) = read_tensors(&st, &config, &meta, path)?;
+    // A checkpoint vqib wrote is finite; one that is not was damaged and cannot resume.
+    if let Some(what) = first_non_finite_values(&tensors, ema.as_ref()) {
+        return Err(bad(format!("damaged checkpoint: {what}")));
+    }
     Ok((config, tensors, ema, step))
 }
 
@@ -227,6 +231,22 @@ pub fn first_non_finite(
     optimizer: &[u8],
 ) -> Option<String> {
     let count = |v: &[f32]| v.iter().filter(|x| !x.is_finite()).count();
+    let mut bad: Vec<String> = first_non_finite_values(tensors, ema).into_iter().collect();
+    match optimizer_values(optimizer) {
+        Ok(values) => {
+            let n: usize = values.iter().map(|(_, v)| count(v)).sum();
+            if n > 0 {
+                bad.push(format!("the Adam state holds {n} non-finite values"));
+            }
+        }
+        Err(e) => bad.push(format!("the Adam state is unreadable ({e})")),
+    }
+    (!bad.is_empty()).then(|| bad.join("; "))
+}
+
+/// The non-finite values among the weights and the EMA state, described.
+fn first_non_finite_values(tensors: &NamedTensors, ema: Option<&EmaCodebook>) -> Option<String> {
+    let count = |v: &[f32]| v.iter().filter(|x| !x.is_finite()).count();
     let mut bad: Vec<String> = Vec::new();
     let hit: Vec<(&String, usize)> = tensors
         .iter()
@@ -247,15 +267,6 @@ pub fn first_non_finite(
         if n > 0 {
             bad.push(format!("the EMA state holds {n} non-finite values"));
         }
-    }
-    match optimizer_values(optimizer) {
-        Ok(values) => {
-            let n: usize = values.iter().map(|(_, v)| count(v)).sum();
-            if n > 0 {
-                bad.push(format!("the Adam state holds {n} non-finite values"));
-            }
-        }
-        Err(e) => bad.push(format!("the Adam state is unreadable ({e})")),
     }
     (!bad.is_empty()).then(|| bad.join("; "))
 }
@@ -299,10 +310,16 @@ pub fn read_optimizer(
     let bytes = std::fs::read(path)
         .map_err(|e| InputError::file(path, format!("cannot read optimizer state: {e}")))?;
     let bad = |m: String| InputError::file(path, format!("not a readable optimizer state: {m}"));
-    optimizer_values(&bytes).map_err(bad)?;
-    let load = std::panic::AssertUnwindSafe(|| {
-        fresh.from_bytes(burn_pack::Bytes::from_bytes_vec(bytes))
-    });
+    let values = optimizer_values(&bytes).map_err(bad)?;
+    let n: usize = values
+        .iter()
+        .map(|(_, v)| v.iter().filter(|x| !x.is_finite()).count())
+        .sum();
+    if n > 0 {
+        return Err(bad(format!("damaged: {n} non-finite values")));
+    }
+    let load =
+        std::panic::AssertUnwindSafe(|| fresh.from_bytes(burn_pack::Bytes::from_bytes_vec(bytes)));
     match std::panic::catch_unwind(load) {
         Ok(Ok(o)) => Ok(o),
         Ok(Err(e)) => Err(bad(format!("{e:?}"))),
@@ -449,9 +466,10 @@ fn read_latest(latest: &Path) -> Result<String, InputError> {
     std::fs::File::open(latest)
         .and_then(|f| f.take(64).read_to_string(&mut text))
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => {
-                InputError::file(latest, "is not text; it must name a step-NNNNNNNN checkpoint")
-            }
+            std::io::ErrorKind::InvalidData => InputError::file(
+                latest,
+                "is not text; it must name a step-NNNNNNNN checkpoint",
+            ),
             _ => InputError::file(latest, format!("no checkpoint to load ({e})")),
         })?;
     let name = text.trim();
@@ -482,6 +500,18 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, InputError> {
             .map_err(|e| InputError::file(&sp, format!("cannot read: {e}")))?,
     )
     .map_err(|e| InputError::file(&sp, format!("not a valid training state: {e}")))?;
+    let k = config.quantizer.codebook_size;
+    if let Some(dc) = &state.dead_codes
+        && dc.last_used.len() != k
+    {
+        return Err(InputError::file(
+            &sp,
+            format!(
+                "dead-code state tracks {} codes but the codebook has K = {k}",
+                dc.last_used.len()
+            ),
+        ));
+    }
     if state.step != step {
         return Err(InputError::file(
             &sp,

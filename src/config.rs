@@ -191,10 +191,14 @@ impl DataConfig {
         if let Some(shape) = self.image_shape
             && shape != ds.image_shape()
         {
-            return Err(InputError::config(format!(
+            let msg = format!(
                 "the data has images of shape {:?} but the run was trained on {shape:?}",
                 ds.image_shape()
-            )));
+            );
+            return Err(match &self.data_dir {
+                Some(dir) => InputError::file(dir, msg),
+                None => InputError::config(msg),
+            });
         }
         Ok(ds)
     }
@@ -284,7 +288,12 @@ impl RunConfig {
         at_least_one("--samples", q.samples)?;
         at_least_one("--log-every", t.log_every as usize)?;
         positive("--lr", t.lr)?;
-        check(t.lr <= f32::MAX as f64, "--lr", "representable as f32", t.lr)?;
+        check(
+            t.lr <= f32::MAX as f64,
+            "--lr",
+            "representable as f32",
+            t.lr,
+        )?;
         non_negative("--beta", q.beta)?;
         let decay = self.ema_decay();
         check(
@@ -344,7 +353,11 @@ impl RunConfig {
     /// batch image, and 20 bytes per entry of the N x K matrix a rate term builds.
     pub fn memory_needed(&self, [c, h, w]: [usize; 3], images: usize) -> Vec<(&'static str, f64)> {
         let (q, hid) = (&self.quantizer, self.hidden() as f64);
-        let (k, d, b) = (q.codebook_size as f64, q.code_dim as f64, self.training.batch_size as f64);
+        let (k, d, b) = (
+            q.codebook_size as f64,
+            q.code_dim as f64,
+            self.training.batch_size as f64,
+        );
         let (c, pixels) = (c as f64, (h * w) as f64);
         let latents = b * ((h / 4) * (w / 4)) as f64;
         let params = 72.0 * hid * hid + 32.0 * hid * c + 10.0 * hid * d;
@@ -352,7 +365,10 @@ impl RunConfig {
             ("the data", images as f64 * c * pixels),
             ("weights and Adam state", 24.0 * params),
             ("codebook and its EMA and Adam state", 40.0 * k * d),
-            ("activations of a batch", b * (12.0 * hid + 16.0 * c) * pixels),
+            (
+                "activations of a batch",
+                b * (12.0 * hid + 16.0 * c) * pixels,
+            ),
         ];
         if self.rate.kind != RateKind::None {
             parts.push(("the rate term's N x K posterior", 24.0 * latents * k));
@@ -360,7 +376,10 @@ impl RunConfig {
         if q.kind.codebook_by_gradient() {
             parts.push(("latents of a batch", 32.0 * latents * d));
         } else {
-            parts.push(("latents and samples of a batch", latents * (32.0 * d + 8.0 * q.samples as f64)));
+            parts.push((
+                "latents and samples of a batch",
+                latents * (32.0 * d + 8.0 * q.samples as f64),
+            ));
         }
         parts
     }
@@ -543,7 +562,9 @@ mod tests {
         assert!(need > 4e12, "{need}");
         let e = memory_fits(&parts, 16.0 * GIB).unwrap_err().to_string();
         assert!(
-            e.contains("16.0 GiB are available") && e.contains("codebook") && e.contains("--codebook-size"),
+            e.contains("16.0 GiB are available")
+                && e.contains("codebook")
+                && e.contains("--codebook-size"),
             "{e}"
         );
         // The default run fits in a few hundred MiB (measured: about 0.2 GiB resident).
@@ -562,7 +583,10 @@ mod tests {
             let mut c = RunConfig::default();
             c.data.image_size = Some(size);
             let e = c.resolve().unwrap_err().to_string();
-            assert!(e.contains("--image-size") && e.contains("multiple of 4"), "{e}");
+            assert!(
+                e.contains("--image-size") && e.contains("multiple of 4"),
+                "{e}"
+            );
         }
     }
 

@@ -31,7 +31,8 @@ pub fn available_memory() -> Option<u64> {
             .ok()
             .and_then(|t| t.trim().parse::<u64>().ok())
     };
-    let cgroup = read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+    let cgroup =
+        read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
     match (meminfo, cgroup) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

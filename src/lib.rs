@@ -34,6 +34,8 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod experiment;
+#[cfg(test)]
+mod fuzz;
 pub mod info;
 pub mod io;
 pub mod kernels;

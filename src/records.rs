@@ -97,8 +97,7 @@ pub struct MetricsLog {
 
 /// Appends `line` to a log file; a failure names the file.
 fn append(file: &mut (std::fs::File, PathBuf), line: &str) -> Result<(), InputError> {
-    writeln!(file.0, "{line}")
-        .map_err(|e| InputError::file(&file.1, format!("cannot write: {e}")))
+    writeln!(file.0, "{line}").map_err(|e| InputError::file(&file.1, format!("cannot write: {e}")))
 }
 
 impl MetricsLog {

@@ -148,10 +148,7 @@ impl RunDir {
     /// processes left behind.
     pub fn open(&self) -> Result<RunLock, InputError> {
         if !self.root.is_dir() {
-            return Err(InputError::file(
-                &self.root,
-                "run directory does not exist",
-            ));
+            return Err(InputError::file(&self.root, "run directory does not exist"));
         }
         let lock = self.lock()?;
         self.remove_stale_files();
@@ -176,7 +173,9 @@ impl RunDir {
         match file.try_lock() {
             Ok(()) => {
                 let pid = std::process::id().to_string();
-                let _ = file.set_len(0).and_then(|()| file.write_all(pid.as_bytes()));
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| file.write_all(pid.as_bytes()));
                 Ok(RunLock { _file: file })
             }
             Err(TryLockError::WouldBlock) => {

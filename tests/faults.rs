@@ -69,7 +69,17 @@ fn degenerate_images_exit_2_naming_the_data() {
         write_mnist(&m, idx_images(n, rows, cols), idx_labels(n));
         expect_input_error(&train_mnist(&m, &out), &[name]);
     }
-    let o = tiny(&out, &["--dataset", "folder", "--data-dir", d.path().to_str().unwrap(), "--image-size", "0"]);
+    let o = tiny(
+        &out,
+        &[
+            "--dataset",
+            "folder",
+            "--data-dir",
+            d.path().to_str().unwrap(),
+            "--image-size",
+            "0",
+        ],
+    );
     expect_input_error(&o, &["--image-size"]);
     assert!(!out.exists(), "a refused run leaves nothing behind");
 }
@@ -81,9 +91,23 @@ fn a_codebook_too_big_for_the_memory_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out");
     let o = out.to_str().unwrap();
-    let r = run(&["train", "--no-progress", "--out", o, "--codebook-size", "2000000000"]);
+    let r = run(&[
+        "train",
+        "--no-progress",
+        "--out",
+        o,
+        "--codebook-size",
+        "2000000000",
+    ]);
     expect_input_error(&r, &["GiB", "codebook", "available"]);
-    let r = run(&["train", "--no-progress", "--out", o, "--batch-size", "100000000"]);
+    let r = run(&[
+        "train",
+        "--no-progress",
+        "--out",
+        o,
+        "--batch-size",
+        "100000000",
+    ]);
     expect_input_error(&r, &["GiB", "activations", "--batch-size"]);
     assert!(!out.exists());
 }
@@ -96,7 +120,10 @@ fn a_diverging_run_keeps_only_finite_checkpoints() {
     let d = tempfile::tempdir().unwrap();
     for lr in ["10", "1e38"] {
         let out = d.path().join(format!("lr-{lr}"));
-        let o = tiny(&out, &["--epochs", "2", "--lr", lr, "--checkpoint-every", "1"]);
+        let o = tiny(
+            &out,
+            &["--epochs", "2", "--lr", lr, "--checkpoint-every", "1"],
+        );
         let t = text(&o);
         assert_eq!(o.status.code(), Some(3), "{t}");
         let named = named_checkpoint(&t);
@@ -104,12 +131,20 @@ fn a_diverging_run_keeps_only_finite_checkpoints() {
         for e in std::fs::read_dir(out.join("checkpoints")).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                assert!(all_weights_finite(&p), "{} holds non-finite weights", p.display());
+                assert!(
+                    all_weights_finite(&p),
+                    "{} holds non-finite weights",
+                    p.display()
+                );
             }
         }
         // It loads: evaluation runs on it, and resuming starts (and diverges again: exit 3).
         let o = run(&["eval", out.to_str().unwrap()]);
-        assert!(o.status.success() || o.status.code() == Some(3), "{}", text(&o));
+        assert!(
+            o.status.success() || o.status.code() == Some(3),
+            "{}",
+            text(&o)
+        );
         let o = run(&["resume", out.to_str().unwrap(), "--no-progress"]);
         assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     }
@@ -122,7 +157,10 @@ fn a_non_finite_evaluation_is_exit_3_naming_the_checkpoint() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("run");
     // One update an epoch.
-    let o = tiny(&out, &["--train-limit", "16", "--epochs", "2", "--lr", "1e30"]);
+    let o = tiny(
+        &out,
+        &["--train-limit", "16", "--epochs", "2", "--lr", "1e30"],
+    );
     let t = text(&o);
     assert_eq!(o.status.code(), Some(3), "{t}");
     assert!(t.contains("non-finite evaluation"), "{t}");
@@ -253,14 +291,21 @@ fn kill_9_at_any_moment_leaves_a_resumable_run() {
         let mut child = spawn(&args);
         wait_for("the run directory", || out.join("config.json").exists());
         std::thread::sleep(Duration::from_millis(delay_ms));
-        Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status()
+            .unwrap();
         child.wait().unwrap();
         let r = if out.join("checkpoints/latest").exists() {
             run(&["resume", o, "--no-progress"])
         } else {
             tiny(&out, &["--epochs", "2"])
         };
-        assert!(r.status.success(), "after kill -9 at {delay_ms} ms: {}", text(&r));
+        assert!(
+            r.status.success(),
+            "after kill -9 at {delay_ms} ms: {}",
+            text(&r)
+        );
         assert_eq!(state_step(&out), 12);
     }
 }
@@ -313,7 +358,10 @@ fn mnist_tests_skip_without_the_files_unless_required() {
     let d = tempfile::tempdir().unwrap();
     assert_eq!(find_mnist(d.path(), false), Ok(None));
     let e = find_mnist(d.path(), true).unwrap_err();
-    assert!(e.contains(d.path().to_str().unwrap()) && e.contains("VQIB_MNIST_DIR"), "{e}");
+    assert!(
+        e.contains(d.path().to_str().unwrap()) && e.contains("VQIB_MNIST_DIR"),
+        "{e}"
+    );
     std::fs::write(d.path().join("train-images-idx3-ubyte.gz"), b"").unwrap();
     assert_eq!(find_mnist(d.path(), true), Ok(Some(d.path().to_path_buf())));
 }

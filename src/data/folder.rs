@@ -23,6 +23,35 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
     Ok(files)
 }
 
+/// The largest width and height of an image file that is decoded.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// The most memory the decoder of one image may allocate.
+pub const MAX_DECODE_ALLOC: u64 = 512 << 20;
+
+/// Decodes one PNG/JPEG file under explicit limits, so that a file declaring huge dimensions is
+/// refused before anything of that size is allocated.
+fn decode(f: &Path) -> Result<image::DynamicImage, InputError> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    let mut reader = image::ImageReader::open(f)
+        .map_err(|e| InputError::file(f, format!("cannot open: {e}")))?
+        .with_guessed_format()
+        .map_err(|e| InputError::file(f, format!("cannot read: {e}")))?;
+    reader.limits(limits);
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(e) => InputError::file(
+            f,
+            format!(
+                "image too large to decode ({e}); at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels and {} MiB are allowed",
+                MAX_DECODE_ALLOC >> 20
+            ),
+        ),
+        e => InputError::file(f, format!("not a readable PNG/JPEG image: {e}")),
+    })
+}
+
 /// Decodes the images; channels are those of the first image (1 for grey, 3 for colour), the
 /// size is `size` (resized) or that of the first image (others must match).
 fn read_images(
@@ -33,12 +62,7 @@ fn read_images(
     let mut pixels = Vec::new();
     let (mut c, mut h, mut w) = (channels.unwrap_or(0), 0usize, 0usize);
     for (i, f) in files.iter().enumerate() {
-        let img = image::ImageReader::open(f)
-            .map_err(|e| InputError::file(f, format!("cannot open: {e}")))?
-            .with_guessed_format()
-            .map_err(|e| InputError::file(f, format!("cannot read: {e}")))?
-            .decode()
-            .map_err(|e| InputError::file(f, format!("not a readable PNG/JPEG image: {e}")))?;
+        let img = decode(f)?;
         let img = match size {
             Some(s) if img.width() as usize != s || img.height() as usize != s => {
                 img.resize_exact(s as u32, s as u32, image::imageops::FilterType::Triangle)
@@ -58,6 +82,18 @@ fn read_images(
                     "image is {}x{} but the first image is {w}x{h}; pass --image-size to resize all images",
                     img.width(),
                     img.height()
+                ),
+            ));
+        }
+        // The 8-bit copy made below: bounded like the decoder's own allocations.
+        if u64::from(img.width()) * u64::from(img.height()) * c as u64 > MAX_DECODE_ALLOC {
+            return Err(InputError::file(
+                f,
+                format!(
+                    "image is {}x{} with {c} channels: more than {} MiB of 8-bit pixels",
+                    img.width(),
+                    img.height(),
+                    MAX_DECODE_ALLOC >> 20
                 ),
             ));
         }
@@ -83,7 +119,17 @@ fn read_images(
 
 /// A folder of images: `train/` and `test/` subfolders if both exist, otherwise every image in
 /// `dir` with the last tenth (sorted by name, at least one) held out as the test split.
+///
+/// `size` (`--image-size`) must be a positive multiple of 4, at most [`MAX_IMAGE_SIDE`]; it is
+/// checked before any image is decoded.
 pub fn load_folder(dir: &Path, size: Option<usize>) -> Result<Dataset, InputError> {
+    if let Some(s) = size
+        && (s == 0 || s % 4 != 0 || s > MAX_IMAGE_SIDE as usize)
+    {
+        return Err(InputError::config(format!(
+            "--image-size {s}: must be a positive multiple of 4 (the model downsamples by 4), at most {MAX_IMAGE_SIDE}"
+        )));
+    }
     let (train_files, test_files) = if dir.join("train").is_dir() && dir.join("test").is_dir() {
         (
             list_images(&dir.join("train"))?,
@@ -154,5 +200,92 @@ mod tests {
         std::fs::write(d.path().join("img06.png"), b"not a png").unwrap();
         let e = load_folder(d.path(), Some(16)).unwrap_err().to_string();
         assert!(e.contains("img06.png"), "{e}");
+    }
+
+    /// An 8x8 grey (or RGBA) PNG whose IHDR declares `w`x`h` (CRC fixed, so the decoder reads
+    /// the size).
+    fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+        png_declaring_as(w, h, false)
+    }
+
+    fn png_declaring_as(w: u32, h: u32, rgba: bool) -> Vec<u8> {
+        let img = if rgba {
+            image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(8, 8, image::Rgba([9; 4])))
+        } else {
+            image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(8, 8, image::Luma([9])))
+        };
+        let mut b = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut b), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(&b[12..16], b"IHDR");
+        b[16..20].copy_from_slice(&w.to_be_bytes());
+        b[20..24].copy_from_slice(&h.to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(&b[12..29]);
+        b[29..33].copy_from_slice(&crc.sum().to_be_bytes());
+        b
+    }
+
+    /// An 8x8 RGB JPEG whose SOF0 declares `w`x`h`.
+    fn jpeg_declaring(w: u16, h: u16) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 10, 10]));
+        let mut b = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut b), image::ImageFormat::Jpeg)
+            .unwrap();
+        let sof = b.windows(2).position(|x| x == [0xFF, 0xC0]).unwrap();
+        b[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+        b[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn images_declaring_huge_sizes_are_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            let img = image::GrayImage::from_pixel(8, 8, image::Luma([i * 50]));
+            img.save(d.path().join(format!("img{i}.png"))).unwrap();
+        }
+        // Sanity: the patched 8x8 files still decode.
+        std::fs::write(d.path().join("img1.png"), png_declaring(8, 8)).unwrap();
+        std::fs::write(d.path().join("img1.jpg"), jpeg_declaring(8, 8)).unwrap();
+        assert!(load_folder(d.path(), None).is_ok());
+        std::fs::remove_file(d.path().join("img1.jpg")).unwrap();
+        for (w, h) in [
+            (100_000, 8),
+            (8, 100_000),
+            (16_385, 16_385),
+            (u32::MAX >> 1, u32::MAX >> 1),
+        ] {
+            std::fs::write(d.path().join("img1.png"), png_declaring(w, h)).unwrap();
+            let e = load_folder(d.path(), None).unwrap_err().to_string();
+            assert!(
+                e.contains("img1.png") && e.contains("too large"),
+                "{w}x{h}: {e}"
+            );
+        }
+        // Within the side limit but over the allocation limit (16384x12000 RGBA: 750 MiB).
+        std::fs::write(
+            d.path().join("img1.png"),
+            png_declaring_as(16_384, 12_000, true),
+        )
+        .unwrap();
+        let e = load_folder(d.path(), None).unwrap_err().to_string();
+        assert!(e.contains("img1.png") && e.contains("too large"), "{e}");
+        // Within every limit (256 MiB of grey): refused for its missing data, by name.
+        std::fs::write(d.path().join("img1.png"), png_declaring(16_384, 16_384)).unwrap();
+        let e = load_folder(d.path(), None).unwrap_err().to_string();
+        assert!(
+            e.contains("img1.png") && e.contains("not a readable"),
+            "{e}"
+        );
+        std::fs::write(d.path().join("img1.png"), png_declaring(8, 8)).unwrap();
+        for (w, h) in [(65_535, 65_535), (16_385, 8), (8, 20_000)] {
+            std::fs::write(d.path().join("img1.jpg"), jpeg_declaring(w, h)).unwrap();
+            let e = load_folder(d.path(), None).unwrap_err().to_string();
+            assert!(
+                e.contains("img1.jpg") && e.contains("too large"),
+                "{w}x{h}: {e}"
+            );
+        }
     }
 }

@@ -65,8 +65,10 @@ pub fn read_idx_images(path: &Path) -> Result<ImageSet, InputError> {
             ),
         ));
     }
+    let mut pixels = b;
+    pixels.drain(..16);
     Ok(ImageSet {
-        pixels: b[16..].to_vec(),
+        pixels,
         labels: None,
         n,
         channels: 1,
@@ -89,7 +91,9 @@ pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, InputError> {
             ),
         ));
     }
-    Ok(b[8..].to_vec())
+    let mut labels = b;
+    labels.drain(..8);
+    Ok(labels)
 }
 
 /// Finds `stem` or `stem.gz` in `dir`.

@@ -116,6 +116,10 @@ pub struct DataSpec {
 }
 
 /// Loads the data set described by `spec`.
+///
+/// Besides what each reader checks, both splits must hold images and the images must be at least
+/// 4x4 with sides that are multiples of 4 (the model downsamples by 4); these errors name the data
+/// directory (the generated `shapes` set has none, so its errors are configuration errors).
 pub fn load(spec: &DataSpec) -> Result<Dataset, InputError> {
     let dir = || -> Result<&Path, InputError> {
         let dir = spec.dir.as_deref().ok_or_else(|| {
@@ -132,42 +136,106 @@ pub fn load(spec: &DataSpec) -> Result<Dataset, InputError> {
         }
         Ok(dir)
     };
-    let ds = match spec.kind {
-        DatasetKind::Shapes => shapes(spec.shapes_train, spec.shapes_test, spec.seed),
-        DatasetKind::Mnist | DatasetKind::FashionMnist => load_mnist_dir(dir()?)?,
-        DatasetKind::Cifar10 => load_cifar10_dir(dir()?)?,
-        DatasetKind::Folder => load_folder(dir()?, spec.image_size)?,
+    let (ds, from) = match spec.kind {
+        DatasetKind::Shapes => (shapes(spec.shapes_train, spec.shapes_test, spec.seed), None),
+        DatasetKind::Mnist | DatasetKind::FashionMnist => {
+            let d = dir()?;
+            (load_mnist_dir(d)?, Some(d))
+        }
+        DatasetKind::Cifar10 => {
+            let d = dir()?;
+            (load_cifar10_dir(d)?, Some(d))
+        }
+        DatasetKind::Folder => {
+            let d = dir()?;
+            (load_folder(d, spec.image_size)?, Some(d))
+        }
+    };
+    check_loaded(&ds, from)?;
+    Ok(ds)
+}
+
+/// The checks every loaded data set must pass; errors name `dir` when there is one.
+fn check_loaded(ds: &Dataset, dir: Option<&Path>) -> Result<(), InputError> {
+    let bad = |m: String| match dir {
+        Some(d) => InputError::file(d, m),
+        None => InputError::config(m),
     };
     if ds.train.n == 0 {
-        return Err(InputError::config("the training split holds no images"));
+        return Err(bad("the training split holds no images".into()));
     }
     if ds.test.n == 0 {
-        return Err(InputError::config("the test split holds no images"));
+        return Err(bad("the test split holds no images".into()));
     }
     let [_, h, w] = ds.image_shape();
-    if h % 4 != 0 || w % 4 != 0 {
-        return Err(InputError::config(format!(
-            "images are {h}x{w}; the model downsamples by 4, so height and width must be multiples of 4"
+    if h < 4 || w < 4 || h % 4 != 0 || w % 4 != 0 {
+        return Err(bad(format!(
+            "images are {h}x{w}; height and width must be positive multiples of 4 (the model downsamples by 4)"
         )));
     }
-    Ok(ds)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
 
-/// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
+/// The most bytes a gzipped data file may decompress to.
+pub const MAX_DECOMPRESSED: u64 = 4 << 30;
+
+/// Reads a whole file, gunzipping it when it starts with the gzip magic bytes. Decompressed data
+/// is capped at [`MAX_DECOMPRESSED`] bytes.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, InputError> {
+    read_maybe_gz_capped(path, MAX_DECOMPRESSED)
+}
+
+fn read_maybe_gz_capped(path: &Path, cap: u64) -> Result<Vec<u8>, InputError> {
     let raw =
         std::fs::read(path).map_err(|e| InputError::file(path, format!("cannot read: {e}")))?;
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| InputError::file(path, format!("corrupt or truncated gzip data: {e}")))?;
+        let corrupt = |e: std::io::Error| {
+            InputError::file(path, format!("corrupt or truncated gzip data: {e}"))
+        };
+        let too_big = || {
+            InputError::file(
+                path,
+                format!("decompresses to more than {}", human_bytes(cap)),
+            )
+        };
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+        let mut dec = flate2::read::MultiGzDecoder::new(&raw[..]);
+        let mut chunk = vec![0u8; 64 << 10];
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let k = match dec.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(corrupt(e)),
+            };
+            if k > cap - out.len() {
+                return Err(too_big());
+            }
+            // Grow geometrically, but never past the cap (no allocation above it).
+            if out.capacity() - out.len() < k {
+                let grow = out.len().max(chunk.len()).min(cap - out.len()).max(k);
+                out.reserve_exact(grow);
+            }
+            out.extend_from_slice(&chunk[..k]);
+        }
         Ok(out)
     } else {
         Ok(raw)
+    }
+}
+
+/// `4 GiB`, `512 MiB`, or plain bytes.
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 && n % (1 << 30) == 0 {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} bytes")
     }
 }
 
@@ -183,4 +251,158 @@ fn concat(sets: Vec<ImageSet>) -> ImageSet {
         first.n += s.n;
     }
     first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// The four MNIST files of `n_train` and `n_test` images of `rows`x`cols` in `dir`.
+    fn write_mnist(dir: &Path, n_train: u32, n_test: u32, rows: u32, cols: u32) {
+        let images = |n: u32| {
+            let mut v = Vec::new();
+            for x in [2051u32, n, rows, cols] {
+                v.extend(x.to_be_bytes());
+            }
+            v.extend((0..n * rows * cols).map(|i| i as u8));
+            v
+        };
+        let labels = |n: u32| {
+            let mut v = Vec::new();
+            v.extend(2049u32.to_be_bytes());
+            v.extend(n.to_be_bytes());
+            v.extend((0..n).map(|i| (i % 10) as u8));
+            v
+        };
+        let w = |name: &str, b: Vec<u8>| std::fs::write(dir.join(name), b).unwrap();
+        w("train-images-idx3-ubyte", images(n_train));
+        w("train-labels-idx1-ubyte", labels(n_train));
+        w("t10k-images-idx3-ubyte", images(n_test));
+        w("t10k-labels-idx1-ubyte", labels(n_test));
+    }
+
+    fn spec(kind: DatasetKind, dir: Option<&Path>) -> DataSpec {
+        DataSpec {
+            kind,
+            dir: dir.map(Path::to_path_buf),
+            image_size: None,
+            shapes_train: 10,
+            shapes_test: 5,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn load_errors_name_the_data_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("my-mnist");
+        std::fs::create_dir(&dir).unwrap();
+        let name = dir.display().to_string();
+        let mnist = spec(DatasetKind::Mnist, Some(&dir));
+
+        write_mnist(&dir, 0, 2, 28, 28);
+        let e = load(&mnist).unwrap_err();
+        assert!(matches!(e, InputError::File { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.starts_with(&name) && e.contains("training split holds no images"),
+            "{e}"
+        );
+
+        write_mnist(&dir, 3, 0, 28, 28);
+        let e = load(&mnist).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&name) && e.contains("test split holds no images"),
+            "{e}"
+        );
+
+        // Zero rows used to reach the convolutions and panic there.
+        write_mnist(&dir, 3, 2, 0, 28);
+        let e = load(&mnist).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&name)
+                && e.contains("images are 0x28")
+                && e.contains("positive multiples of 4"),
+            "{e}"
+        );
+        for (r, c) in [(28, 0), (2, 4), (6, 8), (8, 10)] {
+            write_mnist(&dir, 3, 2, r, c);
+            let e = load(&mnist).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&name) && e.contains(&format!("images are {r}x{c}")),
+                "{e}"
+            );
+        }
+        write_mnist(&dir, 3, 2, 4, 8);
+        let ds = load(&mnist).unwrap();
+        assert_eq!(ds.image_shape(), [1, 4, 8]);
+    }
+
+    #[test]
+    fn generated_shapes_errors_stay_configuration_errors() {
+        let mut s = spec(DatasetKind::Shapes, None);
+        assert_eq!(load(&s).unwrap().image_shape(), [1, 28, 28]);
+        s.shapes_train = 0;
+        let e = load(&s).unwrap_err();
+        assert!(matches!(e, InputError::Config(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("training split holds no images"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn folder_image_size_is_checked_before_decoding() {
+        let d = tempfile::tempdir().unwrap();
+        // Decoding this would fail naming the file; the size check must come first.
+        std::fs::write(d.path().join("a.png"), b"not a png").unwrap();
+        std::fs::write(d.path().join("b.png"), b"not a png").unwrap();
+        let mut s = spec(DatasetKind::Folder, Some(d.path()));
+        for bad in [0, 6, 30, 1 << 20, usize::MAX] {
+            s.image_size = Some(bad);
+            let e = load(&s).unwrap_err();
+            assert!(matches!(e, InputError::Config(_)), "{e:?}");
+            let e = e.to_string();
+            assert!(
+                e.contains(&format!("--image-size {bad}"))
+                    && e.contains("multiple of 4")
+                    && !e.contains("a.png"),
+                "{e}"
+            );
+        }
+        s.image_size = Some(8);
+        let e = load(&s).unwrap_err().to_string();
+        assert!(e.contains("a.png"), "{e}");
+    }
+
+    #[test]
+    fn gzip_output_is_capped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bomb.gz");
+        let data = vec![7u8; 300_000];
+        std::fs::write(&p, gz(&data)).unwrap();
+        assert_eq!(read_maybe_gz_capped(&p, 300_000).unwrap(), data);
+        let e = read_maybe_gz_capped(&p, 299_999).unwrap_err().to_string();
+        assert!(
+            e.contains("bomb.gz") && e.contains("decompresses to more than 299999 bytes"),
+            "{e}"
+        );
+        let e = read_maybe_gz_capped(&p, 1 << 10).unwrap_err().to_string();
+        assert!(
+            e.contains("bomb.gz") && e.contains("more than 1024 bytes"),
+            "{e}"
+        );
+        assert_eq!(human_bytes(MAX_DECOMPRESSED), "4 GiB");
+        // Within the real cap, and plain files pass through.
+        assert_eq!(read_maybe_gz(&p).unwrap().len(), 300_000);
+        std::fs::write(&p, b"\x1f").unwrap();
+        assert_eq!(read_maybe_gz(&p).unwrap(), b"\x1f");
+    }
 }

@@ -251,6 +251,8 @@ pub fn load_run(
         .image_shape
         .map(|s| s[0])
         .ok_or_else(|| InputError::file(&st, "checkpoint config lacks the image shape"))?;
+    // A damaged config could ask for any size: check before allocating.
+    cfg.check_memory(cfg.data.image_shape.unwrap_or([c, 4, 4]), 0)?;
     let dev = device_or_cpu(cfg.training.device);
     let mut model = super::new_model(&cfg, c, &dev);
     model.import(&ck.tensors, &dev, &st)?;

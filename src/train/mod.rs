@@ -553,7 +553,10 @@ fn governing_config(
     cfg.validate()?;
     match &on_disk {
         Err(e) => {
-            eprintln!("warning: {e}; rewriting it from checkpoint {}", ck.dir.display());
+            eprintln!(
+                "warning: {e}; rewriting it from checkpoint {}",
+                ck.dir.display()
+            );
             run.write_config(&cfg)?;
         }
         Ok(disk) if *disk != cfg => run.write_config(&cfg)?,
@@ -585,7 +588,9 @@ fn config_differences(disk: &RunConfig, ck: &RunConfig) -> Vec<String> {
         for (key, x) in av {
             let y = bv.get(key).unwrap_or(&serde_json::Value::Null);
             if x != y {
-                out.push(format!("{section}.{key}: {x} in config.json, {y} in the checkpoint"));
+                out.push(format!(
+                    "{section}.{key}: {x} in config.json, {y} in the checkpoint"
+                ));
             }
         }
     }

@@ -160,4 +160,3 @@ pub fn train_mnist(dir: &Path, out: &Path) -> Output {
     ]);
     run(&args)
 }
-
