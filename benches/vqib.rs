@@ -3,7 +3,8 @@
 //! comparison with PyTorch, with memory, see `bench/compare`.
 //!
 //! Groups: `assign/K` and `estep/K` (N = 8192 vectors, D = 64, K in {512, 8192, 65536}),
-//! `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), and, with the `wgpu` feature
+//! `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), `codec/*` (compress,
+//! decompress and the entropy coder alone, 256 MNIST images), and, with the `wgpu` feature
 //! and a usable adapter, `train-wgpu/mnist-vq`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
@@ -82,7 +83,21 @@ fn evaluation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bottleneck, training, evaluation);
+/// `codec/compress-mnist`, `codec/decompress-mnist`, `codec/entropy-mnist` (256 images; the
+/// last is the ANS coder alone, to show its share).
+fn codec(c: &mut Criterion) {
+    let dev = device(DeviceKind::Cpu).unwrap();
+    let mut g = c.benchmark_group("codec");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.throughput(Throughput::Elements(256));
+    let t = bench::CodecBench::new(ModelCase::Mnist, 256, &dev);
+    g.bench_function("compress-mnist", |b| b.iter(|| black_box(t.compress())));
+    g.bench_function("decompress-mnist", |b| b.iter(|| black_box(t.decompress())));
+    g.bench_function("entropy-mnist", |b| b.iter(|| black_box(t.entropy_code())));
+    g.finish();
+}
+
+criterion_group!(benches, bottleneck, training, evaluation, codec);
 
 // criterion_main!, plus the allocator setting that the vqib binary makes.
 fn main() {

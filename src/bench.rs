@@ -255,6 +255,80 @@ pub enum BenchCase {
     Train,
     /// Evaluation: inference and the information quantities.
     Eval,
+    /// `vqib compress` of a batch: encoder, nearest code, ANS against the codes' marginal.
+    Compress,
+    /// `vqib decompress` of a batch: ANS decode, then the hard decode.
+    Decompress,
+    /// The entropy coder alone: ANS encode and decode of a batch's code maps.
+    EntropyCode,
+}
+
+/// The `compress` / `decompress` workloads: a model (random weights, as in `eval`), a batch of
+/// images, its code maps and an entropy model of their marginal.
+pub struct CodecBench {
+    model: VqVae,
+    set: ImageSet,
+    device: Device,
+    entropy: crate::codec::EntropyModel,
+    codes: Vec<u32>,
+    grid: [usize; 2],
+    words: Vec<u32>,
+}
+
+impl CodecBench {
+    pub fn new(case: ModelCase, images: usize, device: &Device) -> Self {
+        let cfg = case.config(QuantizerKind::Vq, 128);
+        let (c, _, _, _) = case.shape();
+        let model = train::new_model(&cfg, c, device);
+        let set = case.images(images, 8);
+        let idx: Vec<usize> = (0..set.n).collect();
+        let (codes, grid) = model.codes(train::batch_tensor(&set, &idx, device));
+        let mut counts = vec![0.5f64; model.k()];
+        codes.iter().for_each(|&c| counts[c as usize] += 1.0);
+        let entropy = crate::codec::EntropyModel::new(&counts).expect("a valid prior");
+        let words = entropy.encode(&codes).expect("codes below K");
+        Self {
+            model,
+            set,
+            device: device.clone(),
+            entropy,
+            codes,
+            grid,
+            words,
+        }
+    }
+
+    /// Images to code map to payload; returns the payload's length in words.
+    pub fn compress(&self) -> usize {
+        let idx: Vec<usize> = (0..self.set.n).collect();
+        let (codes, _) = self
+            .model
+            .codes(train::batch_tensor(&self.set, &idx, &self.device));
+        self.entropy.encode(&codes).expect("codes below K").len()
+    }
+
+    /// Payload to codes to images; returns the first pixel.
+    pub fn decompress(&self) -> f32 {
+        let codes = self
+            .entropy
+            .decode(self.words.clone(), self.codes.len())
+            .expect("decodes");
+        let x = self.model.decode_codes(&codes, self.set.n, self.grid);
+        crate::quantizer::host_f32(x)[0]
+    }
+
+    /// ANS encode and decode of the code maps alone.
+    pub fn entropy_code(&self) -> usize {
+        let w = self.entropy.encode(&self.codes).expect("codes below K");
+        self.entropy
+            .decode(w, self.codes.len())
+            .expect("decodes")
+            .len()
+    }
+
+    pub fn images(&self) -> usize {
+        self.set.n
+    }
 }
 
 /// The options of `vqib bench`.
@@ -327,6 +401,19 @@ fn model_case(b: &BenchArgs) -> anyhow::Result<Measured> {
         return Ok((format!("train {m} {q}"), secs, b.batch, "images", flops));
     }
     let dev = device(b.device)?;
+    if matches!(
+        b.case,
+        BenchCase::Compress | BenchCase::Decompress | BenchCase::EntropyCode
+    ) {
+        let t = CodecBench::new(b.model, b.batch, &dev);
+        let secs = time_it(b.warmup, b.iters, || match b.case {
+            BenchCase::Compress => drop(std::hint::black_box(t.compress())),
+            BenchCase::Decompress => drop(std::hint::black_box(t.decompress())),
+            _ => drop(std::hint::black_box(t.entropy_code())),
+        });
+        let name = format!("{:?}", b.case).to_lowercase();
+        return Ok((format!("{name} {m}"), secs, t.images(), "images", 0.0));
+    }
     let t = EvalBench::new(b.model, b.quantizer, b.batch, &dev);
     let secs = time_it(b.warmup, b.iters, || {
         std::hint::black_box(t.run());
@@ -342,7 +429,7 @@ pub fn run_case(b: &BenchArgs) -> anyhow::Result<serde_json::Value> {
     let threads = rayon::current_num_threads();
     let (name, secs, items, unit, flops) = match b.case {
         BenchCase::Assign | BenchCase::Estep => bottleneck_case(b),
-        BenchCase::Train | BenchCase::Eval => model_case(b)?,
+        _ => model_case(b)?,
     };
     let (_, peak) = rss_mib();
     Ok(serde_json::json!({

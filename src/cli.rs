@@ -46,6 +46,39 @@ enum Cmd {
     /// Measure one benchmark case in this process and print one JSON line: throughput, seconds a
     /// run, achieved GFLOP/s and peak memory (bench/compare runs it beside the PyTorch reference).
     Bench(BenchArgs),
+    /// Entropy-code the code maps of images into a .vqz file (format in the README): the nearest
+    /// code of every latent vector, ANS-coded against the run's learned prior or the code
+    /// marginal of its training split. Prints bits per image and per pixel beside the bounds.
+    Compress {
+        /// The run directory (its newest checkpoint codes).
+        run: PathBuf,
+        /// A directory of PNG/JPEG images (resized to the run's image size).
+        #[arg(long, conflicts_with = "split", required_unless_present = "split")]
+        input: Option<PathBuf>,
+        /// A split of the run's data set.
+        #[arg(long, value_enum)]
+        split: Option<SplitArg>,
+        /// The .vqz file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Read the data from here instead of the run's --data-dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Also decode, and report the PSNR and the sizes of the images raw and as PNG.
+        #[arg(long)]
+        compare: bool,
+    },
+    /// Decode a .vqz file with the run that wrote it into PNGs 000000.png, ... in a new directory
+    /// (the model's hard decode: the decoder on the nearest codewords).
+    Decompress {
+        /// The run directory.
+        run: PathBuf,
+        /// The .vqz file.
+        file: PathBuf,
+        /// The directory to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write a PNG grid: test images (top rows) above their reconstructions.
     Reconstruct {
         /// The run directory.
@@ -60,6 +93,13 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+/// A split of a run's data set.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SplitArg {
+    Train,
+    Test,
 }
 
 /// How this invocation drives a run (not part of the run's configuration).
@@ -228,6 +268,30 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches, stop: Arc<AtomicBool>) -> anyho
         }
         Cmd::Bench(b) => {
             println!("{}", vqib::bench::run_case(&b)?);
+            Ok(())
+        }
+        Cmd::Compress {
+            run,
+            input,
+            split,
+            out,
+            data_dir,
+            compare,
+        } => {
+            use vqib::codec::run::Source;
+            let source = match (input, split) {
+                (Some(d), _) => Source::Dir(d),
+                (None, Some(SplitArg::Train)) => Source::Train,
+                (None, _) => Source::Test,
+            };
+            let c = vqib::codec::compress_run(&RunDir::new(run), &source, &out, data_dir, compare)?;
+            println!("{}", table(&vqib::codec::run::rate_rows(&c)));
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Cmd::Decompress { run, file, out } => {
+            let n = vqib::codec::decompress_run(&RunDir::new(run), &file, &out)?;
+            println!("wrote {n} images to {}", out.display());
             Ok(())
         }
         Cmd::Reconstruct {

@@ -919,6 +919,41 @@ fn fuzz_cifar_batch() {
     assert!(t.accepted > 0 && t.rejected > 0);
 }
 
+/// The `.vqz` container of `vqib compress`: header fields set huge, truncations, flips.
+#[test]
+fn fuzz_code_container() {
+    use crate::codec::Container;
+    let d = tempfile::tempdir().unwrap();
+    let seed = Container {
+        model_hash: [3; 32],
+        prior_checksum: 7,
+        k: 16,
+        images: 3,
+        image_shape: [1, 28, 28],
+        grid: [7, 7],
+        payload: (1..40).collect(),
+    }
+    .to_bytes();
+    let fields = [
+        Field::Le16(8),
+        Field::Le32(46),
+        Field::Le32(50),
+        Field::Le64(64),
+        Field::Le16(60),
+    ];
+    let mut m = Mutator::new(0x7a2);
+    let mut t = Tally::new("codec::Container::read");
+    let p = d.path().join("codes.vqz");
+    for _ in 0..600 {
+        let (bytes, desc) = m.bytes(&seed, &fields);
+        std::fs::write(&p, &bytes).unwrap();
+        let pr = probe(|| Container::read(&p));
+        let _ = t.check(pr, &desc, &bytes, &["codes.vqz"], false);
+    }
+    t.report();
+    assert!(t.rejected > 0);
+}
+
 /// A folder of grey and colour PNGs and JPEGs; one file mutated a case (byte-level, PNG chunks
 /// with fixed CRCs, PNG/JPEG sizes set huge).
 #[test]

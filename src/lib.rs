@@ -16,6 +16,8 @@
 //!   `soft-em` (eq. 28), the prior and rate terms (eq. 22, 26), k-means++ init, dead codes.
 //! * [`kernels`]: the CPU kernels: whole-batch GEMM convolutions and the fused, tiled assignment
 //!   kernels (eq. 27, 28; the N x K distance matrix is never held whole).
+//! * [`codec`]: rate in real bits: code maps entropy-coded (ANS) against a prior, the `.vqz`
+//!   container, `vqib compress` / `vqib decompress`, the coded rate beside the bounds.
 //! * [`info`]: H(Z), perplexity, H(Z|I), I(I;Z), H(p(Z|I), r), KL and the objectives L_VIB and
 //!   L_VDIB over a whole data set (eq. 13-26).
 //! * [`train`]: the [`train::Trainer`], one training step, evaluation.
@@ -29,6 +31,7 @@
 pub mod alloc;
 pub mod bench;
 pub mod checkpoint;
+pub mod codec;
 pub mod config;
 pub mod data;
 pub mod device;

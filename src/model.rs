@@ -405,6 +405,33 @@ impl VqVae {
         self.codebook = Param::initialized(self.codebook.id, t);
     }
 
+    /// The code map of a batch: the nearest codeword of every latent vector (seed eq. 27; for
+    /// soft EM this is also the most probable code of p(z|i) = softmax(-||z_e - e_z||^2 / tau)),
+    /// batch-major (image, row, column), and the grid `[h, w]` of one image.
+    pub fn codes(&self, x: Tensor<4>) -> (Vec<u32>, [usize; 2]) {
+        let z = self.encoder.forward(x);
+        let [_, _, h, w] = z.dims();
+        let zv = crate::quantizer::host_f32(to_vectors(z));
+        let e = self.codebook_values();
+        let cb = crate::kernels::assign::Codebook::new(&e, self.d());
+        (crate::kernels::assign::nearest(&zv, &cb), [h, w])
+    }
+
+    /// The hard decode: the decoder on the codewords of `codes`, laid out as `b` grids of
+    /// `[h, w]` (the inverse layout of [`Self::codes`]).
+    pub fn decode_codes(&self, codes: &[u32], b: usize, [h, w]: [usize; 2]) -> Tensor<4> {
+        let (d, e) = (self.d(), self.codebook_values());
+        let mut v = Vec::with_capacity(codes.len() * d);
+        for &c in codes {
+            v.extend_from_slice(&e[c as usize * d..(c as usize + 1) * d]);
+        }
+        let t = Tensor::from_data(
+            TensorData::new(v, [codes.len(), d]),
+            &self.codebook.device(),
+        );
+        self.decoder.forward(from_vectors(t, b, h, w))
+    }
+
     /// Codebook values, `[K*D]` row-major.
     pub fn codebook_values(&self) -> Vec<f32> {
         self.codebook

@@ -38,6 +38,11 @@ pub fn table3(rows: &[(String, String, String)]) -> String {
     s
 }
 
+/// A value in [0, 1] as an 8-bit pixel (clamped, rounded): how every image vqib writes is made.
+pub fn pixel_u8(v: f32) -> u8 {
+    (v.clamp(0.0, 1.0) * 255.0).round() as u8
+}
+
 /// Writes a PNG grid: for each group of up to `cols` images, a row of originals above a row of
 /// their reconstructions. Images are `[n, c, h, w]` in [0, 1] (clamped); `scale` enlarges pixels.
 pub fn write_grid(
@@ -67,9 +72,7 @@ pub fn write_grid(
             let im = &src[i * len..(i + 1) * len];
             for y in 0..h {
                 for x in 0..w {
-                    let px = |ch: usize| {
-                        (im[ch * h * w + y * w + x].clamp(0.0, 1.0) * 255.0).round() as u8
-                    };
+                    let px = |ch: usize| pixel_u8(im[ch * h * w + y * w + x]);
                     let rgb = if c == 1 {
                         [px(0); 3]
                     } else {

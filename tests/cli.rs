@@ -536,3 +536,110 @@ fn bench_prints_one_json_line_a_case() {
     let per_s = v["items_per_s"].as_f64().unwrap() * v["secs_per_run"].as_f64().unwrap();
     assert!((per_s - 8192.0).abs() < 1e-6, "{per_s}");
 }
+
+/// `compress` / `decompress` through the binary: a round trip, a folder of images, and every
+/// damaged or foreign file exiting 2 with the file named and nothing written.
+#[test]
+fn compress_decompress_and_every_bad_file() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    for (run, seed) in [(&a, "1"), (&b, "2")] {
+        let o = tiny(run, &["--epochs", "1", "--seed", seed]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let file = d.path().join("test.vqz");
+    let f = file.to_str().unwrap();
+    let o = run(&["compress", a_s, "--split", "test", "--out", f, "--compare"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for row in ["coded bits / pixel", "ratio to PNG", "PSNR"] {
+        assert!(text(&o).contains(row), "{}", text(&o));
+    }
+    let out = d.path().join("png");
+    let o = run(&["decompress", a_s, f, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 40);
+    // A folder of images of another size is resized to the run's.
+    let imgs = d.path().join("imgs");
+    std::fs::create_dir(&imgs).unwrap();
+    for i in 0..3u8 {
+        image::GrayImage::from_pixel(30, 30, image::Luma([i * 60]))
+            .save(imgs.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let g = d.path().join("imgs.vqz");
+    let o = run(&[
+        "compress",
+        a_s,
+        "--input",
+        imgs.to_str().unwrap(),
+        "--out",
+        g.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let good = std::fs::read(&file).unwrap();
+    let bad = d.path().join("bad.vqz");
+    let bad_s = bad.to_str().unwrap();
+    let target = d.path().join("never");
+    let t = target.to_str().unwrap();
+    let expect_refused = |run_dir: &str, needles: &[&str]| {
+        let o = run(&["decompress", run_dir, bad_s, "--out", t]);
+        expect_input_error(&o, needles);
+        assert!(!target.exists(), "decompress left output behind");
+        let stray = std::fs::read_dir(d.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp-")
+            })
+            .count();
+        assert_eq!(stray, 0);
+    };
+    let mut m = good.clone();
+    m[0] ^= 0xff;
+    std::fs::write(&bad, &m).unwrap();
+    expect_refused(a_s, &["bad.vqz", "magic"]);
+    let mut v = good.clone();
+    v[8] = 9;
+    std::fs::write(&bad, &v).unwrap();
+    expect_refused(a_s, &["bad.vqz", "version 9"]);
+    std::fs::write(&bad, &good[..good.len() - 9]).unwrap();
+    expect_refused(a_s, &["bad.vqz", "truncated"]);
+    let mut flip = good.clone();
+    flip[80] ^= 0x10;
+    std::fs::write(&bad, &flip).unwrap();
+    expect_refused(a_s, &["bad.vqz", "checksum"]);
+    // Another model's file.
+    std::fs::write(&bad, &good).unwrap();
+    expect_refused(b_s, &["bad.vqz", "another model"]);
+    // A coding prior that disagrees with the file's (changed, its checksum made consistent).
+    let prior_path = a.join("code-prior.json");
+    let prior_text = std::fs::read_to_string(&prior_path).unwrap();
+    let mut prior: serde_json::Value = serde_json::from_str(&prior_text).unwrap();
+    let mut counts: Vec<u64> = serde_json::from_value(prior["counts"].clone()).unwrap();
+    counts[0] += 1;
+    // r(z) = (n_z + 1/2) / (N + K/2), as the README gives it; its CRC-32 as the file states it.
+    let n: u64 = counts.iter().sum();
+    let denom = n as f64 + counts.len() as f64 / 2.0;
+    let mut h = crc32fast::Hasher::new();
+    counts
+        .iter()
+        .for_each(|&c| h.update(&((c as f64 + 0.5) / denom).to_le_bytes()));
+    prior["counts"] = serde_json::json!(counts);
+    prior["checksum"] = serde_json::json!(h.finalize());
+    std::fs::write(&prior_path, serde_json::to_string(&prior).unwrap()).unwrap();
+    expect_refused(a_s, &["bad.vqz", "another prior"]);
+    // A damaged prior file is named.
+    let mut damaged: serde_json::Value = serde_json::from_str(&prior_text).unwrap();
+    damaged["checksum"] = serde_json::json!(damaged["checksum"].as_u64().unwrap() ^ 1);
+    std::fs::write(&prior_path, damaged.to_string()).unwrap();
+    expect_refused(a_s, &["code-prior.json", "checksum"]);
+    std::fs::write(&prior_path, &prior_text).unwrap();
+    // Decompress never overwrites.
+    let o = run(&["decompress", a_s, f, "--out", out.to_str().unwrap()]);
+    expect_input_error(&o, &["png", "already exists"]);
+}

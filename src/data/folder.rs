@@ -97,15 +97,7 @@ fn read_images(
                 ),
             ));
         }
-        if c == 1 {
-            pixels.extend_from_slice(img.to_luma8().as_raw());
-        } else {
-            let rgb = img.to_rgb8();
-            let raw = rgb.as_raw();
-            for ch in 0..3 {
-                pixels.extend(raw.iter().skip(ch).step_by(3));
-            }
-        }
+        pixels.extend(read_decoded(img, c));
     }
     Ok(ImageSet {
         pixels,
@@ -115,6 +107,49 @@ fn read_images(
         height: h,
         width: w,
     })
+}
+
+/// Every PNG/JPEG image in `dir` (sorted by name) as one set of `[c, h, w]` images: each is
+/// resized to `h x w` when its size differs and converted to `c` channels. `vqib compress --input`
+/// reads its images this way.
+pub fn read_image_dir(dir: &Path, [c, h, w]: [usize; 3]) -> Result<ImageSet, InputError> {
+    let files = list_images(dir)?;
+    if files.is_empty() {
+        return Err(InputError::file(dir, "holds no PNG/JPEG images"));
+    }
+    let mut set = ImageSet {
+        pixels: Vec::new(),
+        labels: None,
+        n: 0,
+        channels: c,
+        height: h,
+        width: w,
+    };
+    for f in &files {
+        let img = decode(f)?;
+        let img = if (img.width() as usize, img.height() as usize) != (w, h) {
+            img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
+        } else {
+            img
+        };
+        let one = read_decoded(img, c);
+        set.pixels.extend(one);
+        set.n += 1;
+    }
+    Ok(set)
+}
+
+/// The pixels of a decoded image in `c` channels (1: grey, 3: RGB), channels-first.
+fn read_decoded(img: image::DynamicImage, c: usize) -> Vec<u8> {
+    if c == 1 {
+        img.to_luma8().into_raw()
+    } else {
+        let rgb = img.to_rgb8();
+        let raw = rgb.as_raw();
+        (0..3)
+            .flat_map(|ch| raw.iter().skip(ch).step_by(3).copied())
+            .collect()
+    }
 }
 
 /// A folder of images: `train/` and `test/` subfolders if both exist, otherwise every image in

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::InputError;
 
 pub use cifar::{load_cifar10_dir, read_cifar_batch};
-pub use folder::load_folder;
+pub use folder::{load_folder, read_image_dir};
 pub use idx::{load_mnist_dir, read_idx_images, read_idx_labels};
 pub use shapes::{SHAPES_SIZE, shapes};
 

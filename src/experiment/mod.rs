@@ -183,6 +183,7 @@ pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f
         soft_l_vib: l_vib,
         beta: 0.25,
         histogram: vec![1],
+        coded: None,
     };
     RunResult {
         quantizer: q,

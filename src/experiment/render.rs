@@ -30,7 +30,20 @@ pub const COLUMNS: &[Column] = &[
     ("test MSE", |m| m.mse),
     ("soft I(I;Z) nats", |m| m.soft.mutual_info),
     ("soft L_VIB", |m| m.soft_l_vib),
+    ("L H(Z) bits/img", |m| bits(m, m.entropy_nats)),
+    ("L H(p,r) bits/img", |m| bits(m, m.assigned.cross_entropy)),
+    ("coded bits/img", |m| {
+        m.coded.as_ref().map_or(f64::NAN, |c| c.bits_per_image)
+    }),
+    ("coded bits/pixel", |m| {
+        m.coded.as_ref().map_or(f64::NAN, |c| c.bits_per_pixel)
+    }),
 ];
+
+/// A rate per latent vector in nats as bits per image.
+fn bits(m: &EvalMetrics, nats: f64) -> f64 {
+    nats * m.latents as f64 / std::f64::consts::LN_2
+}
 
 /// Curves drawn over training steps: id, title, and how to read an eval record.
 type Curve = (&'static str, &'static str, fn(&Record) -> Option<f64>);

@@ -66,6 +66,11 @@ pub struct EvalMetrics {
     pub beta: f64,
     /// Counts of the most probable code of each latent vector.
     pub histogram: Vec<u64>,
+    /// The test split's code maps entropy-coded against the run's coding prior
+    /// ([`crate::codec`]): made for `vqib eval` and a finished run's `eval.json`, not for the
+    /// evaluations during training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coded: Option<crate::codec::CodedRate>,
 }
 
 /// Sums over the batches of an evaluation.
@@ -199,6 +204,7 @@ fn summarise(
         codebook_loss: s.codebook / s.vectors.max(1) as f64,
         commitment_loss: s.commitment / s.vectors.max(1) as f64,
         histogram: assigned.argmax_counts().to_vec(),
+        coded: None,
         assigned: a,
         soft: so,
         l_vdib,
@@ -232,9 +238,8 @@ pub fn reconstruct(
 }
 
 /// A run's latest checkpoint as an inference model, on the run's device (the CPU when that
-/// device is not available here). `data_dir` replaces the data directory of the config.
-/// The model of a run's newest checkpoint, its configuration (with `data_dir` applied), its
-/// device and its step.
+/// device is not available here), with its configuration (`data_dir` replaces the data directory)
+/// and its step.
 pub fn load_run(
     run: &RunDir,
     data_dir: Option<PathBuf>,
@@ -285,12 +290,13 @@ pub fn eval_run(
 ) -> anyhow::Result<(RunConfig, EvalMetrics)> {
     let (cfg, model, dev, step) = load_run(run, data_dir)?;
     let data = cfg.data.load(cfg.training.seed)?;
-    let m = evaluate(&cfg, &model, &data.test, 256, &dev).map_err(|mut e| {
+    let mut m = evaluate(&cfg, &model, &data.test, 256, &dev).map_err(|mut e| {
         if let Some(nf) = e.downcast_mut::<NonFiniteError>() {
             nf.step = step;
         }
         e
     })?;
+    m.coded = Some(crate::codec::coded_rate(run, cfg.data.data_dir.clone())?);
     run.write_eval(&m)?;
     Ok((cfg, m))
 }
@@ -339,7 +345,7 @@ pub fn eval_record(
 
 /// Summary rows of an evaluation.
 pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
-    vec![
+    let mut rows = vec![
         ("test images", m.images.to_string()),
         ("reconstruction MSE", format!("{:.5}", m.mse)),
         ("PSNR (dB)", format!("{:.2}", m.psnr)),
@@ -349,7 +355,21 @@ pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
         ("dead codes", m.dead_codes.to_string()),
         ("codebook loss", format!("{:.5}", m.codebook_loss)),
         ("commitment loss", format!("{:.5}", m.commitment_loss)),
-    ]
+    ];
+    let bits = |nats: f64| nats * m.latents as f64 / std::f64::consts::LN_2;
+    rows.push((
+        "L H(Z) / ln 2 (bits/image)",
+        format!("{:.1}", bits(m.entropy_nats)),
+    ));
+    rows.push((
+        "L H(p(Z|I), r) / ln 2 (bits/image)",
+        format!("{:.1}", bits(m.assigned.cross_entropy)),
+    ));
+    if let Some(c) = &m.coded {
+        rows.push(("coded bits/image", format!("{:.1}", c.bits_per_image)));
+        rows.push(("coded bits/pixel", format!("{:.4}", c.bits_per_pixel)));
+    }
+    rows
 }
 
 /// Every information quantity of an evaluation, under the assigned and the soft posterior.

@@ -456,7 +456,12 @@ impl Trainer {
         self.log.flush()?;
         if stopped {
             self.checkpoint()?;
-        } else if let Some(m) = &self.last_eval {
+        } else if let Some(m) = &mut self.last_eval {
+            // The rate of the final model in real bits, beside its bounds.
+            m.coded = Some(crate::codec::coded_rate(
+                &self.run,
+                self.cfg.data.data_dir.clone(),
+            )?);
             self.run.write_eval(m)?;
         }
         if opts.print_summary {
