@@ -314,10 +314,33 @@ pub struct ModelOutput {
     pub q: QuantizerOutput,
 }
 
+/// burn's random generator is shared by every user of a device in the process: seeding it and
+/// drawing a model's initial weights happen under this lock, so that two models made from one
+/// seed are the same even when other threads make models at the same time.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl VqVae {
     /// A model for images with `channels` channels, `hidden` conv channels, K codewords of
     /// dimension D; the codebook starts uniform in [-1/K, 1/K].
     pub fn new(channels: usize, hidden: usize, k: usize, d: usize, device: &Device) -> Self {
+        let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        Self::draw(channels, hidden, k, d, device)
+    }
+
+    /// The same, its weights drawn from `device`'s generator seeded with `seed` (reproducible).
+    pub fn seeded(
+        channels: usize,
+        hidden: usize,
+        [k, d]: [usize; 2],
+        device: &Device,
+        seed: u64,
+    ) -> Self {
+        let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(seed);
+        Self::draw(channels, hidden, k, d, device)
+    }
+
+    fn draw(channels: usize, hidden: usize, k: usize, d: usize, device: &Device) -> Self {
         let lim = 1.0 / k as f64;
         let codebook = Tensor::<2>::random([k, d], Distribution::Uniform(-lim, lim), device);
         let model = Self {

@@ -82,13 +82,13 @@ pub struct TrainOutcome {
 /// prior's logits only when the prior is learned.
 pub fn new_model(cfg: &RunConfig, channels: usize, device: &Device) -> VqVae {
     let by_gradient = cfg.quantizer.kind.codebook_by_gradient();
-    device.seed(cfg.training.seed);
-    let m = VqVae::new(
+    let q = &cfg.quantizer;
+    let m = VqVae::seeded(
         channels,
         cfg.hidden(),
-        cfg.quantizer.codebook_size,
-        cfg.quantizer.code_dim,
+        [q.codebook_size, q.code_dim],
         device,
+        cfg.training.seed,
     );
     let learned_prior = cfg.rate.prior == crate::quantizer::PriorKind::Learned;
     VqVae {
