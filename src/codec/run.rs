@@ -316,7 +316,7 @@ pub fn compress_run(
 /// `vqib decompress`: decodes `file` with the run's newest checkpoint into PNGs
 /// `000000.png`, ... in `out` (which must not exist). Returns the number of images.
 pub fn decompress_run(run: &RunDir, file: &Path, out: &Path) -> anyhow::Result<usize> {
-    let c = Container::read(file)?;
+    let mut c = Container::read(file)?;
     if out.exists() {
         return Err(
             InputError::file(out, "already exists; decompress writes a new directory").into(),
@@ -365,7 +365,7 @@ pub fn decompress_run(run: &RunDir, file: &Path, out: &Path) -> anyhow::Result<u
     }
     let codes = coder
         .entropy
-        .decode(c.payload.clone(), c.codes())
+        .decode(std::mem::take(&mut c.payload), c.codes())
         .map_err(|e| bad(format!("damaged payload: {e}")))?;
     write_images(&coder, &codes, per_image, want_grid, shape, out)?;
     Ok(c.images as usize)
