@@ -671,28 +671,10 @@ fn json_spans(t: &str) -> Vec<(usize, usize)> {
 // ---------------------------------------------------------------------------------------------
 // Seeds
 
+use crate::data::idx_files::{gz, idx_labels};
+
 fn idx_images(n: u32, rows: u32, cols: u32) -> Vec<u8> {
-    let mut v = Vec::new();
-    for x in [2051u32, n, rows, cols] {
-        v.extend(x.to_be_bytes());
-    }
-    v.extend((0..n * rows * cols).map(|i| (i % 251) as u8));
-    v
-}
-
-fn idx_labels(n: u32) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend(2049u32.to_be_bytes());
-    v.extend(n.to_be_bytes());
-    v.extend((0..n).map(|i| (i % 10) as u8));
-    v
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
+    crate::data::idx_files::idx_images(n, rows, cols, 0)
 }
 
 const IDX_IMAGE_FIELDS: [Field; 4] = [
@@ -1396,20 +1378,12 @@ fn fuzz_read_records() {
 /// A small linear layer with constant weights and parameter ids 1, 2 (as
 /// `VqVae::with_stable_ids`), so that the optimizer's seed bytes are the same every run.
 fn small_linear() -> burn::nn::Linear {
-    use burn::module::{Module, ModuleMapper, Param, ParamId};
-    use burn::tensor::{Device, Tensor};
-    struct Renumber(u64);
-    impl ModuleMapper for Renumber {
-        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let (_, t, mapper) = p.consume();
-            self.0 += 1;
-            Param::from_mapped_value(ParamId::from(self.0), t, mapper)
-        }
-    }
+    use burn::module::Module;
+    use burn::tensor::Device;
     burn::nn::LinearConfig::new(4, 3)
         .with_initializer(burn::nn::Initializer::Constant { value: 0.25 })
         .init(&Device::flex().autodiff())
-        .map(&mut Renumber(0))
+        .map(&mut crate::model::StableIds::default())
 }
 
 /// One Adam step of `optim` on [`small_linear`].

@@ -355,15 +355,7 @@ impl VqVae {
     /// Gives every parameter an id from its position (0, 1, 2, ...), so that optimizer state
     /// saved by one process finds its parameters in another.
     pub fn with_stable_ids(self) -> Self {
-        struct Renumber(u64);
-        impl ModuleMapper for Renumber {
-            fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                let (_, t, mapper) = p.consume();
-                self.0 += 1;
-                Param::from_mapped_value(ParamId::from(self.0), t, mapper)
-            }
-        }
-        self.map(&mut Renumber(0))
+        self.map(&mut StableIds::default())
     }
 
     /// encoder -> quantizer -> decoder: x `[B, C, H, W]` to z_e, the quantizer's output and the
@@ -462,6 +454,18 @@ impl VqVae {
             .to_data()
             .try_into_vec_as::<f32>()
             .expect("f32 tensor data")
+    }
+}
+
+/// Renumbers a module's parameters 1, 2, 3, ... in visiting order ([`VqVae::with_stable_ids`]).
+#[derive(Default)]
+pub(crate) struct StableIds(u64);
+
+impl ModuleMapper for StableIds {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, t, mapper) = p.consume();
+        self.0 += 1;
+        Param::from_mapped_value(ParamId::from(self.0), t, mapper)
     }
 }
 

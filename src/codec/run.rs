@@ -17,7 +17,7 @@ use super::format::Container;
 use super::prior::{CodePrior, PriorSource};
 use super::{EntropyModel, payload_bits};
 use crate::config::RunConfig;
-use crate::data::ImageSet;
+use crate::data::{Dataset, ImageSet};
 use crate::error::InputError;
 use crate::io::{temp_name, write_atomic};
 use crate::model::VqVae;
@@ -155,11 +155,23 @@ fn hex(b: &[u8]) -> String {
 }
 
 impl Coder {
+    /// The run's newest checkpoint, loaded.
     fn open(run: &RunDir, data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let (cfg, model, device, _) = load_run(run, data_dir)?;
-        let model = model.valid();
+        Self::new(run, cfg, model.valid(), device, None)
+    }
+
+    /// A model already in memory (an inference model: `valid()`); `train`, the training split
+    /// when the caller has it loaded, saves loading it again for the prior.
+    fn new(
+        run: &RunDir,
+        cfg: RunConfig,
+        model: VqVae,
+        device: Device,
+        train: Option<&ImageSet>,
+    ) -> anyhow::Result<Self> {
         let hash = model_hash(&model);
-        let prior = coding_prior(run, &cfg, &model, &hash, &device)?;
+        let prior = coding_prior(run, &cfg, &model, &hash, &device, train)?;
         let entropy = prior
             .entropy_model()
             .map_err(|e| InputError::file(run.path().join(PRIOR_FILE), e))?;
@@ -231,6 +243,7 @@ fn coding_prior(
     model: &VqVae,
     hash: &[u8; 32],
     device: &Device,
+    train: Option<&ImageSet>,
 ) -> anyhow::Result<CodePrior> {
     let hash = hex(hash);
     if cfg.rate.prior == PriorKind::Learned {
@@ -247,15 +260,22 @@ fn coding_prior(
             return Ok(p);
         }
     }
-    let data = cfg.data.load(cfg.training.seed)?;
+    let loaded;
+    let train = match train {
+        Some(t) => t,
+        None => {
+            loaded = cfg.data.load(cfg.training.seed)?.train;
+            &loaded
+        }
+    };
     let mut counts = vec![0u64; model.k()];
-    let idx: Vec<usize> = (0..data.train.n).collect();
+    let idx: Vec<usize> = (0..train.n).collect();
     for b in idx.chunks(BATCH) {
-        for c in model.codes(batch_tensor(&data.train, b, device)).0 {
+        for c in model.codes(batch_tensor(train, b, device)).0 {
             counts[c as usize] += 1;
         }
     }
-    let p = CodePrior::empirical(&counts, data.train.n, hash);
+    let p = CodePrior::empirical(&counts, train.n, hash);
     p.save(&path)?;
     Ok(p)
 }
@@ -268,22 +288,28 @@ pub fn compress_run(
     data_dir: Option<PathBuf>,
     with_comparison: bool,
 ) -> anyhow::Result<Compressed> {
-    let coder = Coder::open(run, data_dir)?;
-    let shape = coder
-        .cfg
+    let (cfg, model, device, _) = load_run(run, data_dir)?;
+    let shape = cfg
         .data
         .image_shape
         .ok_or_else(|| InputError::file(run.config_path(), "lacks the image shape"))?;
-    let set = match source {
-        Source::Dir(d) => crate::data::read_image_dir(d, shape)?,
-        Source::Train | Source::Test => {
-            let data = coder.cfg.data.load(coder.cfg.training.seed)?;
-            if matches!(source, Source::Train) {
-                data.train
-            } else {
-                data.test
-            }
-        }
+    // A split of the data set: loaded once, for the images and (when needed) the prior.
+    let data = match source {
+        Source::Dir(_) => None,
+        Source::Train | Source::Test => Some(cfg.data.load(cfg.training.seed)?),
+    };
+    let coder = Coder::new(
+        run,
+        cfg,
+        model.valid(),
+        device,
+        data.as_ref().map(|d| &d.train),
+    )?;
+    let set = match (source, data) {
+        (Source::Dir(d), _) => crate::data::read_image_dir(d, shape)?,
+        (Source::Train, Some(data)) => data.train,
+        (_, Some(data)) => data.test,
+        (_, None) => unreachable!("a split source loads the data"),
     };
     let too_big =
         |what: &str, v: usize| InputError::file(out, format!("{what} {v} does not fit the format"));
@@ -429,9 +455,20 @@ pub fn save_png(img: &[f32], [c, h, w]: [usize; 3], path: &Path) -> anyhow::Resu
 }
 
 /// The coded rate of the test split for `vqib eval` and a finished run's `eval.json`.
-pub fn coded_rate(run: &RunDir, data_dir: Option<PathBuf>) -> anyhow::Result<CodedRate> {
-    let coder = Coder::open(run, data_dir)?;
-    let data = coder.cfg.data.load(coder.cfg.training.seed)?;
+pub fn coded_rate(
+    run: &RunDir,
+    cfg: &RunConfig,
+    model: &VqVae,
+    data: &Dataset,
+    device: &Device,
+) -> anyhow::Result<CodedRate> {
+    let coder = Coder::new(
+        run,
+        cfg.clone(),
+        model.clone(),
+        device.clone(),
+        Some(&data.train),
+    )?;
     let (codes, _) = coder.codes(&data.test);
     Ok(coder.rate(&codes, data.test.n, data.test.image_len())?.1)
 }

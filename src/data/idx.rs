@@ -152,12 +152,13 @@ pub fn load_mnist_dir(dir: &Path) -> Result<Dataset, InputError> {
     Ok(Dataset { train, test })
 }
 
+/// IDX files made in memory (also the seeds of the fuzz tests).
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
-    fn idx_images(n: u32, rows: u32, cols: u32, extra: i64) -> Vec<u8> {
+    pub(crate) fn idx_images(n: u32, rows: u32, cols: u32, extra: i64) -> Vec<u8> {
         let mut v = Vec::new();
         for x in [2051u32, n, rows, cols] {
             v.extend(x.to_be_bytes());
@@ -167,7 +168,7 @@ mod tests {
         v
     }
 
-    fn idx_labels(n: u32) -> Vec<u8> {
+    pub(crate) fn idx_labels(n: u32) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend(2049u32.to_be_bytes());
         v.extend(n.to_be_bytes());
@@ -175,7 +176,7 @@ mod tests {
         v
     }
 
-    fn gz(bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn gz(bytes: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(bytes).unwrap();
         e.finish().unwrap()

@@ -12,6 +12,8 @@
 mod cifar;
 mod folder;
 mod idx;
+#[cfg(test)]
+pub(crate) use idx::tests as idx_files;
 mod shapes;
 
 use std::io::Read;

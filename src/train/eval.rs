@@ -296,7 +296,7 @@ pub fn eval_run(
         }
         e
     })?;
-    m.coded = Some(crate::codec::coded_rate(run, cfg.data.data_dir.clone())?);
+    m.coded = Some(crate::codec::coded_rate(run, &cfg, &model, &data, &dev)?);
     run.write_eval(&m)?;
     Ok((cfg, m))
 }

@@ -458,9 +458,10 @@ impl Trainer {
             self.checkpoint()?;
         } else if let Some(m) = &mut self.last_eval {
             // The rate of the final model in real bits, beside its bounds.
+            // (The model in memory is the final checkpoint's: saved at the end of the epoch.)
+            let (model, dev) = (self.model.valid(), self.device.clone().inner());
             m.coded = Some(crate::codec::coded_rate(
-                &self.run,
-                self.cfg.data.data_dir.clone(),
+                &self.run, &self.cfg, &model, &self.data, &dev,
             )?);
             self.run.write_eval(m)?;
         }
