@@ -27,6 +27,7 @@ use crate::report::table;
 use crate::run::{RunDir, RunLock};
 
 pub mod eval;
+mod resume;
 pub mod step;
 
 pub use eval::{
@@ -154,7 +155,7 @@ impl Trainer {
     }
 
     /// Continues the run in `dir` from its latest checkpoint, whose embedded config governs
-    /// ([`governing_config`]).
+    /// ([`resume::governing_config`]).
     pub fn resume(dir: &Path, overrides: ResumeOverrides) -> anyhow::Result<Self> {
         let run = RunDir::new(dir);
         let lock = run.open()?;
@@ -166,7 +167,7 @@ impl Trainer {
             .into());
         }
         let ck = run.load_latest()?;
-        let cfg = governing_config(&run, &ck, overrides)?;
+        let cfg = resume::governing_config(&run, &ck, overrides)?;
         let data = cfg.data.load(cfg.training.seed)?;
         cfg.check_memory(data.image_shape(), data.train.n + data.test.n)?;
         let dev = device(cfg.training.device)?.autodiff();
@@ -519,88 +520,6 @@ fn restore(
         *slot = ema;
     }
     Ok(())
-}
-
-/// The configuration of a resumed run: the checkpoint's, which governs. Of the two settings a
-/// resume may change, `--epochs` and `--data-dir` come from the flags, else from `config.json`
-/// (an earlier `resume --epochs` wrote them there), else from the checkpoint. Any other setting in
-/// which `config.json` disagrees with the checkpoint is an error naming the file and the
-/// settings, never silently overwritten; a missing or unreadable `config.json` is rewritten.
-fn governing_config(
-    run: &RunDir,
-    ck: &Checkpoint,
-    overrides: ResumeOverrides,
-) -> anyhow::Result<RunConfig> {
-    let path = run.config_path();
-    let on_disk = RunConfig::load(&path);
-    let mut cfg = ck.config.clone();
-    if let Ok(disk) = &on_disk {
-        cfg.training.epochs = disk.training.epochs;
-        cfg.data.data_dir = disk.data.data_dir.clone();
-        let diff = config_differences(disk, &cfg);
-        if !diff.is_empty() {
-            return Err(InputError::file(
-                &path,
-                format!(
-                    "disagrees with checkpoint {}, whose configuration governs the run: {}; restore those values (only --epochs and --data-dir may change on resume) or start a new run",
-                    ck.dir.display(),
-                    diff.join(", ")
-                ),
-            )
-            .into());
-        }
-    }
-    if let Some(e) = overrides.epochs {
-        cfg.training.epochs = e;
-    }
-    if let Some(d) = overrides.data_dir {
-        cfg.data.data_dir = Some(d);
-    }
-    cfg.validate()?;
-    match &on_disk {
-        Err(e) => {
-            eprintln!(
-                "warning: {e}; rewriting it from checkpoint {}",
-                ck.dir.display()
-            );
-            run.write_config(&cfg)?;
-        }
-        Ok(disk) if *disk != cfg => run.write_config(&cfg)?,
-        Ok(_) => {}
-    }
-    eprintln!(
-        "resuming {} from {} (step {}) with its configuration, {} epochs",
-        run.path().display(),
-        ck.dir.display(),
-        ck.state.step,
-        cfg.training.epochs
-    );
-    Ok(cfg)
-}
-
-/// The settings in which two configurations differ, as `section.key: A in config.json, B in the
-/// checkpoint`.
-fn config_differences(disk: &RunConfig, ck: &RunConfig) -> Vec<String> {
-    let (a, b) = (serde_json::to_value(disk), serde_json::to_value(ck));
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else {
-        return vec!["(unreadable)".into()];
-    };
-    let mut out = Vec::new();
-    for (section, av) in &a {
-        let (Some(av), Some(bv)) = (av.as_object(), b.get(section).and_then(|v| v.as_object()))
-        else {
-            continue;
-        };
-        for (key, x) in av {
-            let y = bv.get(key).unwrap_or(&serde_json::Value::Null);
-            if x != y {
-                out.push(format!(
-                    "{section}.{key}: {x} in config.json, {y} in the checkpoint"
-                ));
-            }
-        }
-    }
-    out
 }
 
 /// The order of the training images in epoch `epoch`: a permutation fixed by the seed.
