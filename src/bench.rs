@@ -66,6 +66,7 @@ pub fn estep_case(z: &[f32], cb: &Codebook, m: usize, seed: u64) -> (Vec<f64>, V
             samples: m,
             seed,
             log_r: None,
+            labels: None,
         },
     );
     sample_statistics(z, &s.samples, m, cb.k, cb.d)

@@ -38,11 +38,23 @@ enum Cmd {
         /// Read the data from here instead of the run's --data-dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Code maps drawn per test image for the seed's expected distortion [default: the
+        /// run's --eval-samples]; 0 skips it.
+        #[arg(long, value_name = "S")]
+        eval_samples: Option<usize>,
     },
     /// Train every quantizer with every seed and write report.html, report.md, summary.csv.
     /// Takes train's options for the shared settings; a finished run is reused, a stopped one
     /// resumed, so rerunning the command continues an interrupted comparison.
     Compare(CompareArgs),
+    /// Train a grid of runs and report the trade-off: each of --quantizers, --beta,
+    /// --rate-weight, --codebook-size, --temperature, --code-dim and --seeds takes a
+    /// comma-separated list, every combination is a run (OUT/runs/NAME, reused when finished,
+    /// resumed when stopped). Writes OUT/sweep.csv and OUT/sweep.html (rate-distortion curves,
+    /// the information plane, perplexity and codes used against K). --list prints one
+    /// `vqib train` command a point, --shard I/N trains only every N-th point from the I-th,
+    /// --collect reports the finished runs. Takes train's other options for the shared settings.
+    Sweep(SweepArgs),
     /// Measure one benchmark case in this process and print one JSON line: throughput, seconds a
     /// run, achieved GFLOP/s and peak memory (bench/compare runs it beside the PyTorch reference).
     Bench(BenchArgs),
@@ -166,6 +178,41 @@ struct CompareArgs {
     train: TrainArgs,
 }
 
+#[derive(Args)]
+struct SweepArgs {
+    /// Quantizers, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "vq,vq-ema,soft-em"
+    )]
+    quantizers: Vec<QuantizerKind>,
+    /// Seeds: a count N (seeds 1..=N) or a comma-separated list (`--seeds 3,7`).
+    #[arg(long, default_value = "1", value_name = "N|LIST")]
+    seeds: String,
+    /// Print one `vqib train ...` command a point and exit.
+    #[arg(long, conflicts_with_all = ["shard", "collect"])]
+    list: bool,
+    /// Train only share I of N (0 <= I < N): the points whose index is I modulo N; no report.
+    #[arg(long, value_name = "I/N", conflicts_with = "collect")]
+    shard: Option<String>,
+    /// Train nothing: write sweep.csv and sweep.html from the finished runs.
+    #[arg(long)]
+    collect: bool,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+/// The arguments of the command line as clap should see them: `sweep`'s list-valued train
+/// options (`--beta 0.1,0.25`, ...) taken out ([`vqib::experiment::sweep::Axes`] reads them).
+pub fn prepare_args(mut args: Vec<String>) -> Result<Vec<String>, InputError> {
+    if args.get(1).map(String::as_str) == Some("sweep") {
+        vqib::experiment::sweep::Axes::take_from_args(&mut args)?;
+    }
+    Ok(args)
+}
+
 /// Training was interrupted (Ctrl-C); a checkpoint was saved in the run directory.
 #[derive(Debug)]
 pub struct Interrupted(pub PathBuf);
@@ -235,7 +282,13 @@ fn default_out(cfg: &RunConfig) -> PathBuf {
 }
 
 /// Runs the parsed command; `matches` tells which flags were given explicitly.
-pub fn run(cli: Cli, matches: &clap::ArgMatches, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// `raw_args` is the command line as given (before [`prepare_args`]).
+pub fn run(
+    cli: Cli,
+    matches: &clap::ArgMatches,
+    raw_args: &[String],
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Train(a) => {
             let out = a.out.clone().unwrap_or_else(|| default_out(&a.config));
@@ -251,9 +304,14 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches, stop: Arc<AtomicBool>) -> anyho
             finish_training(trainer.fit(&a.drive.options(&stop))?.run_dir, &stop)
         }
         Cmd::Compare(a) => compare(a, matches, &stop),
-        Cmd::Eval { run, data_dir } => {
+        Cmd::Sweep(a) => sweep(a, matches, raw_args, &stop),
+        Cmd::Eval {
+            run,
+            data_dir,
+            eval_samples,
+        } => {
             let run = RunDir::new(run);
-            let (cfg, m) = train::eval_run(&run, data_dir)?;
+            let (cfg, m) = train::eval_run(&run, data_dir, eval_samples)?;
             println!(
                 "{}",
                 table(&train::summary_rows(&m, cfg.quantizer.codebook_size))
@@ -314,24 +372,90 @@ fn finish_training(run_dir: PathBuf, stop: &AtomicBool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn compare(
-    a: CompareArgs,
-    matches: &clap::ArgMatches,
-    stop: &Arc<AtomicBool>,
-) -> anyhow::Result<()> {
+/// `compare` and `sweep` take lists of quantizers and seeds, not one.
+fn refuse_single(matches: &clap::ArgMatches, cmd: &str) -> Result<(), InputError> {
     let given = |id: &str| {
         matches
-            .subcommand_matches("compare")
+            .subcommand_matches(cmd)
             .is_some_and(|m| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
     };
     for (id, flag) in [("quantizer", "--quantizer"), ("seed", "--seed")] {
         if given(id) {
             return Err(InputError::config(format!(
-                "compare does not take {flag} (use --quantizers and --seeds)"
-            ))
-            .into());
+                "{cmd} does not take {flag} (use --quantizers and --seeds)"
+            )));
         }
     }
+    Ok(())
+}
+
+fn sweep(
+    a: SweepArgs,
+    matches: &clap::ArgMatches,
+    raw_args: &[String],
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    use vqib::experiment::sweep::{self, Axes, SweepSpec};
+    refuse_single(matches, "sweep")?;
+    let mut args = raw_args.to_vec();
+    let mut axes = Axes::take_from_args(&mut args)?;
+    axes.quantizers = a.quantizers;
+    axes.seeds = sweep::parse_seeds(&a.seeds)?;
+    let share = a.shard.as_deref().map(sweep::parse_shard).transpose()?;
+    let out = a
+        .train
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/sweep"));
+    let spec = SweepSpec {
+        base: a.train.config,
+        axes,
+        out: out.clone(),
+        command: raw_args.join(" "),
+        train_args: sweep::train_args(args.get(2..).unwrap_or_default()),
+    };
+    // Every point's configuration is checked before anything is trained.
+    for p in spec.points() {
+        p.config(&spec.base).resolve()?;
+    }
+    if a.list {
+        for line in spec.list() {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    if !a.collect {
+        if let Err(e) = sweep::train(&spec, share, &a.train.drive.options(stop)) {
+            if stop.load(Ordering::SeqCst) {
+                anyhow::bail!(Interrupted(out));
+            }
+            return Err(e);
+        }
+        if let Some((i, n)) = share {
+            println!(
+                "share {i}/{n} finished; `vqib sweep ... --collect` with the same options writes the report"
+            );
+            return Ok(());
+        }
+    }
+    let c = sweep::collect(&spec)?;
+    println!("{}", sweep::summary_table(&c.rows));
+    println!(
+        "{} of {} points finished; wrote {} and {}",
+        c.results.len(),
+        c.results.len() + c.missing.len(),
+        out.join("sweep.csv").display(),
+        out.join("sweep.html").display()
+    );
+    Ok(())
+}
+
+fn compare(
+    a: CompareArgs,
+    matches: &clap::ArgMatches,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    refuse_single(matches, "compare")?;
     if a.seeds == 0 {
         return Err(InputError::config("--seeds must be at least 1").into());
     }

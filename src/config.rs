@@ -158,6 +158,10 @@ pub struct TrainingConfig {
     /// Also evaluate on the test split every N steps (0 = at each epoch's end only).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub eval_every: u64,
+    /// Code maps drawn per test image for the seed's distortion, an expectation over the
+    /// posterior, in the final evaluation (0 = not estimated; otherwise at least 2).
+    #[arg(long, default_value_t = 4, value_name = "S")]
+    pub eval_samples: usize,
 }
 
 default_from_clap!(
@@ -287,6 +291,12 @@ impl RunConfig {
         at_least_one("--batch-size", t.batch_size)?;
         at_least_one("--samples", q.samples)?;
         at_least_one("--log-every", t.log_every as usize)?;
+        check(
+            t.eval_samples != 1,
+            "--eval-samples",
+            "0 (off) or at least 2 (a standard error needs two draws)",
+            t.eval_samples,
+        )?;
         positive("--lr", t.lr)?;
         check(
             t.lr <= f32::MAX as f64,

@@ -13,7 +13,17 @@
 //! * KL(p(Z|I) || r) = H(p(Z|I), r) - H(Z|I)               (seed eq. 15/26)
 //!
 //! "Codes used" counts the codes that are the most probable code of at least one point (for a
-//! hard quantizer: assigned at least once).
+//! hard quantizer: assigned at least once). Miller–Madow's m is that count: for a soft marginal,
+//! whose every code has some mass, the correction is a count of argmax codes and not a property
+//! of the soft distribution.
+//!
+//! Relevance (the information bottleneck's other axis), when each point carries a label y (the
+//! class of its image; every latent vector of an image carries the image's label):
+//!
+//! * joint p(z, y) = (1/N) sum_{i: y_i = y} p(z|i); H(Y), H(Z, Y) plug-in
+//! * I(Z;Y) = H(Z) + H(Y) - H(Z, Y) = H(Z) - H(Z|Y), H(Z|Y) = sum_y p(y) H(p(.|y))
+//! * Miller–Madow: each entropy + (m - 1) / (2N), m its nonzero cells, over the argmax codes
+//!   (counts); for a soft posterior only the plug-in value of its own joint is reported.
 
 /// Entropy in nats of a probability vector; zero entries contribute 0 (0 log 0 = 0).
 pub fn entropy(p: &[f64]) -> f64 {
@@ -119,6 +129,12 @@ pub struct InfoAccumulator {
     sum_h: f64,
     sum_ce: f64,
     n: u64,
+    /// Label classes C (0: no labels, no joint).
+    classes: usize,
+    /// `[K * C]`: sum over the points of label y of p(z|i), at `z * C + y`.
+    joint: Vec<f64>,
+    /// `[K * C]`: counts of (most probable code, label).
+    joint_argmax: Vec<u64>,
 }
 
 impl InfoAccumulator {
@@ -132,6 +148,41 @@ impl InfoAccumulator {
             sum_h: 0.0,
             sum_ce: 0.0,
             n: 0,
+            classes: 0,
+            joint: Vec::new(),
+            joint_argmax: Vec::new(),
+        }
+    }
+
+    /// Also accumulates the joint of codes and labels 0..`classes` (for I(Z;Y)): points are then
+    /// added with their label.
+    pub fn with_classes(mut self, classes: usize) -> Self {
+        self.classes = classes;
+        self.joint = vec![0.0; self.k() * classes];
+        self.joint_argmax = vec![0; self.k() * classes];
+        self
+    }
+
+    /// Label classes of the joint (0: none).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Adds a point's label to the joints: its p(z|i) (`w_z * inv_sum`, all K, or the one-hot
+    /// code `argmax` when `w` is empty) and its most probable code.
+    fn add_label(&mut self, w: &[f32], inv_sum: f64, argmax: usize, label: Option<u32>) {
+        let (c, Some(y)) = (self.classes, label) else {
+            return;
+        };
+        let y = y as usize;
+        assert!(y < c, "label {y} outside 0..{c}");
+        self.joint_argmax[argmax * c + y] += 1;
+        if w.is_empty() {
+            self.joint[argmax * c + y] += 1.0;
+        } else {
+            for (z, &wz) in w.iter().enumerate() {
+                self.joint[z * c + y] += wz as f64 * inv_sum;
+            }
         }
     }
 
@@ -147,11 +198,21 @@ impl InfoAccumulator {
 
     /// Adds points with one-hot p(z|i) at `indices`.
     pub fn add_hard(&mut self, indices: &[u32]) {
-        for &c in indices {
+        self.add_hard_labelled(indices, None);
+    }
+
+    /// Adds points with one-hot p(z|i) at `indices`, with their labels where the accumulator
+    /// keeps the joint (`labels[i]` of `indices[i]`).
+    pub fn add_hard_labelled(&mut self, indices: &[u32], labels: Option<&[u32]>) {
+        if let Some(l) = labels {
+            assert_eq!(l.len(), indices.len(), "a label per point");
+        }
+        for (i, &c) in indices.iter().enumerate() {
             let c = c as usize;
             self.sum_p[c] += 1.0;
             self.argmax_counts[c] += 1;
             self.sum_ce -= self.log_r[c];
+            self.add_label(&[], 1.0, c, labels.map(|l| l[i]));
         }
         self.n += indices.len() as u64;
     }
@@ -187,6 +248,19 @@ impl InfoAccumulator {
     /// sum w), with its entropy H(p(.|i)) = `h` and most probable code `argmax` computed by the
     /// caller (the soft-assignment kernel has them from its log-sum-exp pass).
     pub fn add_weights(&mut self, w: &[f32], inv_sum: f64, h: f64, argmax: usize) {
+        self.add_weights_labelled(w, inv_sum, h, argmax, None);
+    }
+
+    /// [`Self::add_weights`] for a point with label `label` (used where the joint is kept).
+    pub fn add_weights_labelled(
+        &mut self,
+        w: &[f32],
+        inv_sum: f64,
+        h: f64,
+        argmax: usize,
+        label: Option<u32>,
+    ) {
+        self.add_label(w, inv_sum, argmax, label);
         let mut ce = 0.0f64;
         for ((s, &lr), &wz) in self.sum_p.iter_mut().zip(&self.log_r).zip(w) {
             let p = wz as f64 * inv_sum;
@@ -211,6 +285,49 @@ impl InfoAccumulator {
         self.sum_h += other.sum_h;
         self.sum_ce += other.sum_ce;
         self.n += other.n;
+        assert_eq!(self.classes, other.classes, "joints over different labels");
+        for (a, b) in self.joint.iter_mut().zip(&other.joint) {
+            *a += b;
+        }
+        for (a, b) in self.joint_argmax.iter_mut().zip(&other.joint_argmax) {
+            *a += b;
+        }
+    }
+
+    /// I(Z;Y) and its parts (see the module docs), where the accumulator kept the joint.
+    pub fn relevance(&self) -> Option<Relevance> {
+        let c = self.classes;
+        if c == 0 {
+            return None;
+        }
+        let n = self.n.max(1) as f64;
+        let pzy: Vec<f64> = self.joint.iter().map(|v| v / n).collect();
+        let marg = |cells: &[f64]| {
+            let mut py = vec![0.0; c];
+            let mut pz = vec![0.0; self.k()];
+            for (i, &v) in cells.iter().enumerate() {
+                py[i % c] += v;
+                pz[i / c] += v;
+            }
+            (pz, py)
+        };
+        let (pz, py) = marg(&pzy);
+        let (h_z, h_y, h_zy) = (entropy(&pz), entropy(&py), entropy(&pzy));
+        // Over the argmax codes: plug-in and Miller–Madow.
+        let cz: Vec<f64> = self.joint_argmax.iter().map(|&v| v as f64 / n).collect();
+        let (az, ay) = marg(&cz);
+        let nz = |p: &[f64]| p.iter().filter(|&&v| v > 0.0).count().max(1) as f64 - 1.0;
+        let plug = entropy(&az) + entropy(&ay) - entropy(&cz);
+        let mm = plug + (nz(&az) + nz(&ay) - nz(&cz)) / (2.0 * n);
+        Some(Relevance {
+            classes: c,
+            h_y,
+            h_y_miller_madow: h_y + nz(&py) / (2.0 * n),
+            i_zy: h_z + h_y - h_zy,
+            h_z_given_y: h_zy - h_y,
+            argmax_i_zy: plug,
+            argmax_i_zy_miller_madow: mm,
+        })
     }
 
     /// Adds points given by rows of p(z|i) (`[N*K]`).
@@ -258,6 +375,24 @@ impl InfoAccumulator {
             kl: ce - h_zi,
         }
     }
+}
+
+/// Relevance I(Z;Y) of the codes of one posterior for the labels, nats per point (module docs).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Relevance {
+    /// Label classes C.
+    pub classes: usize,
+    /// H(Y), plug-in, and Miller–Madow corrected.
+    pub h_y: f64,
+    pub h_y_miller_madow: f64,
+    /// I(Z;Y) plug-in under the posterior's own joint (soft for a soft posterior).
+    pub i_zy: f64,
+    /// H(Z|Y) under the same joint: I(Z;Y) = H(Z) - H(Z|Y).
+    pub h_z_given_y: f64,
+    /// I(Z;Y) of the most probable codes, plug-in and Miller–Madow (for a hard posterior, the
+    /// same joint as `i_zy`).
+    pub argmax_i_zy: f64,
+    pub argmax_i_zy_miller_madow: f64,
 }
 
 /// The seed's two objectives for one data set, per image: the distortion term is the negative
@@ -406,6 +541,97 @@ mod tests {
         acc.add_hard(&[0, 0, 1, 2, 2, 2, 5]);
         let s = acc.summary();
         close(s.h_z_miller_madow, s.h_z + (4.0 - 1.0) / (2.0 * 7.0), 1e-12);
+    }
+
+    /// Z independent of Y: I(Z;Y) = 0; Z a function of Y (one code a class): I(Z;Y) = H(Y).
+    #[test]
+    fn relevance_closed_forms() {
+        let mut acc = InfoAccumulator::uniform(4).with_classes(2);
+        // Each class uses every code equally often.
+        let codes = [0u32, 1, 2, 3, 0, 1, 2, 3];
+        let labels = [0u32, 0, 0, 0, 1, 1, 1, 1];
+        acc.add_hard_labelled(&codes, Some(&labels));
+        let r = acc.relevance().unwrap();
+        close(r.i_zy, 0.0, 1e-12);
+        close(r.argmax_i_zy, 0.0, 1e-12);
+        close(r.h_y, 2f64.ln(), 1e-12);
+        close(r.h_z_given_y, 4f64.ln(), 1e-12);
+        // Miller–Madow: m_Z = 4, m_Y = 2, m_ZY = 8 cells.
+        close(r.argmax_i_zy_miller_madow, (3.0 + 1.0 - 7.0) / 16.0, 1e-12);
+        close(r.h_y_miller_madow, 2f64.ln() + 1.0 / 16.0, 1e-12);
+
+        // z = 2y over three classes of sizes 1, 2, 5.
+        let labels: Vec<u32> = [0, 1, 1, 2, 2, 2, 2, 2].to_vec();
+        let codes: Vec<u32> = labels.iter().map(|y| 2 * y).collect();
+        let mut acc = InfoAccumulator::uniform(6).with_classes(3);
+        acc.add_hard_labelled(&codes, Some(&labels));
+        let r = acc.relevance().unwrap();
+        let h_y = entropy(&[1.0 / 8.0, 2.0 / 8.0, 5.0 / 8.0]);
+        close(r.h_y, h_y, 1e-12);
+        close(r.i_zy, h_y, 1e-12);
+        close(r.argmax_i_zy, h_y, 1e-12);
+        close(r.h_z_given_y, 0.0, 1e-12);
+        // Without classes there is no relevance.
+        assert!(InfoAccumulator::uniform(3).relevance().is_none());
+    }
+
+    /// Under a soft posterior: I(Z;Y) = H(Z) - H(Z|Y) with H(Z|Y) from the class conditionals,
+    /// and the sum over the joint; streaming in two parts equals one pass.
+    #[test]
+    fn soft_relevance_is_h_z_minus_h_z_given_y() {
+        let (k, c, n) = (5usize, 3usize, 40usize);
+        let mut rng = crate::kernels::assign::SplitMix64::new(7, 0);
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let w: Vec<f64> = (0..k).map(|_| rng.next_f64() + 0.01).collect();
+            let s: f64 = w.iter().sum();
+            rows.push(w.iter().map(|v| (v / s) as f32).collect::<Vec<f32>>());
+            labels.push((i * 7 % c) as u32);
+        }
+        let add = |acc: &mut InfoAccumulator, range: std::ops::Range<usize>| {
+            for i in range {
+                let row = &rows[i];
+                let inv = 1.0 / row.iter().map(|&v| v as f64).sum::<f64>();
+                let h = -row.iter().map(|&v| v as f64 * inv * (v as f64 * inv).ln()).sum::<f64>();
+                let am = (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+                acc.add_weights_labelled(row, inv, h, am, Some(labels[i]));
+            }
+        };
+        let mut whole = InfoAccumulator::uniform(k).with_classes(c);
+        add(&mut whole, 0..n);
+        let mut a = InfoAccumulator::uniform(k).with_classes(c);
+        let mut b = InfoAccumulator::uniform(k).with_classes(c);
+        add(&mut a, 0..17);
+        add(&mut b, 17..n);
+        a.merge(&b);
+        let r = whole.relevance().unwrap();
+        let r2 = a.relevance().unwrap();
+        close(r.i_zy, r2.i_zy, 1e-12);
+        close(r.argmax_i_zy, r2.argmax_i_zy, 1e-12);
+        // Directly from the class conditionals.
+        let mut joint = vec![vec![0.0f64; k]; c];
+        for (row, &y) in rows.iter().zip(&labels) {
+            let s: f64 = row.iter().map(|&v| v as f64).sum();
+            for z in 0..k {
+                joint[y as usize][z] += row[z] as f64 / s / n as f64;
+            }
+        }
+        let mut h_z_given_y = 0.0;
+        let mut mi = 0.0;
+        let pz: Vec<f64> = (0..k).map(|z| joint.iter().map(|r| r[z]).sum()).collect();
+        for row in &joint {
+            let py: f64 = row.iter().sum();
+            let cond: Vec<f64> = row.iter().map(|v| v / py).collect();
+            h_z_given_y += py * entropy(&cond);
+            for z in 0..k {
+                mi += row[z] * (row[z] / (py * pz[z])).ln();
+            }
+        }
+        close(r.h_z_given_y, h_z_given_y, 1e-9);
+        close(r.i_zy, mi, 1e-9);
+        close(r.i_zy, whole.summary().h_z - r.h_z_given_y, 1e-9);
+        assert!(r.i_zy > 0.0 && r.i_zy < r.h_y);
     }
 
     #[test]

@@ -18,12 +18,15 @@
 //!   kernels (eq. 27, 28; the N x K distance matrix is never held whole).
 //! * [`codec`]: rate in real bits: code maps entropy-coded (ANS) against a prior, the `.vqz`
 //!   container, `vqib compress` / `vqib decompress`, the coded rate beside the bounds.
-//! * [`info`]: H(Z), perplexity, H(Z|I), I(I;Z), H(p(Z|I), r), KL and the objectives L_VIB and
-//!   L_VDIB over a whole data set (eq. 13-26).
+//! * [`info`]: H(Z), perplexity, H(Z|I), I(I;Z), H(p(Z|I), r), KL, the relevance I(Z;Y) and
+//!   the objectives L_VIB and L_VDIB over a whole data set (eq. 13-26).
+//! * [`distortion`]: the seed's distortion term, an expectation over the posterior (eq. 18,
+//!   23), estimated from sampled code maps with its standard error.
 //! * [`train`]: the [`train::Trainer`], one training step, evaluation.
 //! * [`run`]: the run directory; [`checkpoint`]: safetensors checkpoints and resume.
 //! * [`records`]: the metrics log (one schema, JSONL and CSV); [`report`]: tables and grids.
-//! * [`experiment`]: `vqib compare`, the seed's experiment, its statistics and its report.
+//! * [`experiment`]: `vqib compare`, the seed's experiment, and `vqib sweep`, the grid over
+//!   the training options; their statistics and reports.
 //! * [`bench`]: benchmark workloads (`cargo bench`, `vqib bench`, `bench/compare`).
 //! * [`device`], [`io`], [`error`], [`alloc`]: devices, atomic writes, error kinds, malloc
 //!   settings.
@@ -35,6 +38,7 @@ pub mod codec;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod distortion;
 pub mod error;
 pub mod experiment;
 #[cfg(test)]

@@ -20,7 +20,14 @@ fn main() -> ExitCode {
         // SAFETY: no other thread has been started yet.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
-    let args = cli::rewrite_resume_alias(std::env::args().collect());
+    let raw_args = cli::rewrite_resume_alias(std::env::args().collect());
+    let args = match cli::prepare_args(raw_args.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let matches = match cli::Cli::command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => match cli::explain_resume_error(&args, &e) {
@@ -46,7 +53,7 @@ fn main() -> ExitCode {
             eprintln!("\ninterrupt: saving a checkpoint, then stopping (Ctrl-C again to quit now)");
         });
     }
-    match cli::run(parsed, &matches, stop) {
+    match cli::run(parsed, &matches, &raw_args, stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -424,12 +424,18 @@ impl VqVae {
     /// soft EM this is also the most probable code of p(z|i) = softmax(-||z_e - e_z||^2 / tau)),
     /// batch-major (image, row, column), and the grid `[h, w]` of one image.
     pub fn codes(&self, x: Tensor<4>) -> (Vec<u32>, [usize; 2]) {
-        let z = self.encoder.forward(x);
-        let [_, _, h, w] = z.dims();
-        let zv = crate::quantizer::host_f32(to_vectors(z));
+        let (zv, grid) = self.latents(x);
         let e = self.codebook_values();
         let cb = crate::kernels::assign::Codebook::new(&e, self.d());
-        (crate::kernels::assign::nearest(&zv, &cb), [h, w])
+        (crate::kernels::assign::nearest(&zv, &cb), grid)
+    }
+
+    /// The latent vectors z_e of a batch on the host, `[B*h*w, D]` batch-major (image, row,
+    /// column), and the grid `[h, w]` of one image.
+    pub fn latents(&self, x: Tensor<4>) -> (Vec<f32>, [usize; 2]) {
+        let z = self.encoder.forward(x);
+        let [_, _, h, w] = z.dims();
+        (crate::quantizer::host_f32(to_vectors(z)), [h, w])
     }
 
     /// The hard decode: the decoder on the codewords of `codes`, laid out as `b` grids of

@@ -127,7 +127,7 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
             assert!(a.h_z_given_i > 0.0);
         }
     }
-    assert_eq!(verdicts.claims().len(), 2, "{verdicts}");
+    assert_eq!(verdicts.claims().len(), 4, "{verdicts}");
     for v in verdicts.claims() {
         assert!(v.holds && v.seeds == 2, "{v}");
         assert!(v.soft_em.0.is_finite() && v.vq.0.is_finite(), "{v}");

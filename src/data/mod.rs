@@ -73,6 +73,24 @@ impl ImageSet {
         }
     }
 
+    /// The number of label classes (the largest label + 1), where the images carry labels.
+    pub fn classes(&self) -> Option<usize> {
+        let l = self.labels.as_ref()?;
+        l.iter().max().map(|&m| m as usize + 1)
+    }
+
+    /// The label of each of the `per_image` latent vectors of every image at `indices` (the
+    /// image's label), where the images carry labels.
+    pub fn vector_labels(&self, indices: &[usize], per_image: usize) -> Option<Vec<u32>> {
+        let l = self.labels.as_ref()?;
+        Some(
+            indices
+                .iter()
+                .flat_map(|&i| std::iter::repeat_n(l[i] as u32, per_image))
+                .collect(),
+        )
+    }
+
     /// Pixels of the images at `indices`, scaled to `[0, 1]`, as a flat `[len, c, h, w]` buffer.
     pub fn batch_f32(&self, indices: &[usize]) -> Vec<f32> {
         let len = self.image_len();

@@ -17,6 +17,8 @@
 
 pub mod render;
 pub mod stats;
+pub mod sweep;
+pub mod sweep_render;
 
 use std::path::{Path, PathBuf};
 
@@ -73,9 +75,9 @@ pub fn run(spec: &CompareSpec, opts: &TrainOptions) -> anyhow::Result<(Vec<RunRe
                 eprintln!("== {q} seed {seed} -> {}", run.path().display());
             }
             if !run.is_finished() {
-                train_run(run_config(&base, q, seed), &run, opts)?;
+                finish_run(run_config(&base, q, seed), &run, opts)?;
             }
-            results.push(load_run(q, seed, &run)?);
+            results.push(load_result(q, seed, &run)?);
         }
     }
     let verdicts = verdicts(&results);
@@ -104,8 +106,9 @@ fn run_config(base: &RunConfig, q: QuantizerKind, seed: u64) -> RunConfig {
     cfg
 }
 
-/// Trains the run to its end: resumes it from its latest checkpoint, or starts it anew.
-fn train_run(cfg: RunConfig, run: &RunDir, opts: &TrainOptions) -> anyhow::Result<()> {
+/// Trains the run to its end: resumes it from its latest checkpoint, or starts it anew (the
+/// machinery `compare` and `sweep` share).
+pub(crate) fn finish_run(cfg: RunConfig, run: &RunDir, opts: &TrainOptions) -> anyhow::Result<()> {
     let o = TrainOptions {
         print_summary: false,
         ..opts.clone()
@@ -120,7 +123,7 @@ fn train_run(cfg: RunConfig, run: &RunDir, opts: &TrainOptions) -> anyhow::Resul
     };
     if !trainer.fit(&o)?.completed {
         anyhow::bail!(
-            "comparison stopped during {}; rerun the same command to continue",
+            "stopped during {}; rerun the same command to continue",
             run.path().display()
         );
     }
@@ -128,7 +131,11 @@ fn train_run(cfg: RunConfig, run: &RunDir, opts: &TrainOptions) -> anyhow::Resul
 }
 
 /// A finished run as its directory holds it: the final evaluation and the evaluation curve.
-fn load_run(quantizer: QuantizerKind, seed: u64, run: &RunDir) -> anyhow::Result<RunResult> {
+pub(crate) fn load_result(
+    quantizer: QuantizerKind,
+    seed: u64,
+    run: &RunDir,
+) -> anyhow::Result<RunResult> {
     let eval: EvalMetrics = run.read_eval()?;
     let curve = read_records(&run.metrics_jsonl())?
         .into_iter()
@@ -152,6 +159,7 @@ pub fn run_dir(out: &Path, q: QuantizerKind, seed: u64) -> PathBuf {
 /// A run with the given final perplexity and L_VIB, for the tests of the statistics and reports.
 #[cfg(test)]
 pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f64) -> RunResult {
+    // Distortion 1, beta 0.25, one latent vector an image: L_VIB = 1 + kl / 4.
     let info = crate::info::InfoSummary {
         n: 1,
         h_z: perplexity.ln(),
@@ -160,8 +168,8 @@ pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f
         codes_used: 1,
         h_z_given_i: 0.0,
         mutual_info: perplexity.ln(),
-        cross_entropy: 1.0,
-        kl: 1.0,
+        cross_entropy: (l_vib - 1.0) * 4.0,
+        kl: (l_vib - 1.0) * 4.0,
     };
     let eval = EvalMetrics {
         images: 1,
@@ -184,6 +192,9 @@ pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f
         beta: 0.25,
         histogram: vec![1],
         coded: None,
+        relevance: None,
+        soft_relevance: None,
+        expected: None,
     };
     RunResult {
         quantizer: q,

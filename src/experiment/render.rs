@@ -38,6 +38,22 @@ pub const COLUMNS: &[Column] = &[
     ("coded bits/pixel", |m| {
         m.coded.as_ref().map_or(f64::NAN, |c| c.bits_per_pixel)
     }),
+    ("E -log q(x|z)", |m| {
+        m.expected.as_ref().map_or(f64::NAN, |e| e.distortion.mean)
+    }),
+    ("E L_VIB", |m| m.expected.as_ref().map_or(f64::NAN, |e| e.l_vib)),
+    ("soft E L_VIB", |m| {
+        m.expected.as_ref().map_or(f64::NAN, |e| e.soft_l_vib)
+    }),
+    ("E L (r = p(z))", |m| {
+        m.expected.as_ref().map_or(f64::NAN, |e| e.l_marginal)
+    }),
+    ("uniform-prior excess", |m| {
+        m.beta * m.latents as f64 * (m.assigned.kl - m.assigned.mutual_info)
+    }),
+    ("I(Z;Y) nats", |m| {
+        m.relevance.as_ref().map_or(f64::NAN, |r| r.i_zy)
+    }),
 ];
 
 /// A rate per latent vector in nats as bits per image.
@@ -495,7 +511,7 @@ mod tests {
         for part in [
             "<p><code>vqib compare --out &quot;a&lt;b&quot;</code></p>\n",
             "<p>Seeds 3,4. Mean ± standard deviation",
-            "τ = 1. L_VIB and L_VDIB per image, β = 0.25, Gaussian decoder σ = 1.</p>\n",
+            "τ = 1. L_VIB and L_VDIB per image, β = 0.25, Gaussian decoder σ = 1, with the training-time distortion",
             "<section id=\"verdicts\">\n<p>V</p>\n</section>\n<h2>Final metrics</h2>\n<table id=\"summary\"></table>\n<h2>Training curves",
             "<div class=\"plots\">\n<div>C</div>\n</div>\n<h2>Code usage (seed 3, codes sorted by count)</h2>\n<div class=\"plots\">\n<div>H</div>\n</div>\n",
             "reconstructions)</h2>\n<h3>G</h3>\n<script>\n",
@@ -526,7 +542,8 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("\n| soft-em | 60.0 ± 14.1 |"), "{md}");
-        assert!(md.ends_with(&format!("\n\n- {}\n- {}\n", v.lines()[0], v.lines()[1])));
+        let listed: String = v.lines().iter().map(|l| format!("- {l}\n")).collect();
+        assert!(md.ends_with(&format!("\n\n{listed}")));
 
         let table = html_table(&g);
         assert_eq!(table.matches("<tr>").count(), 3, "header + 2 quantizers");
@@ -535,16 +552,17 @@ mod tests {
         let html = html_verdicts(&v);
         assert_eq!(
             html.matches("<p class=\"verdict holds\">Claim ").count(),
-            2,
+            3,
             "{html}"
         );
+        assert_eq!(html.matches("<p class=\"verdict fails\">With the tightest prior").count(), 1);
         let fails = verdicts(&[
             fake_result(Vq, 1, 50.0, 700.0),
             fake_result(SoftEm, 1, 5.0, 800.0),
         ]);
         assert_eq!(
             html_verdicts(&fails).matches("\"verdict fails\"").count(),
-            2
+            3
         );
         assert_eq!(
             html_verdicts(&Verdicts::NotEvaluated),

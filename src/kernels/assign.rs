@@ -169,6 +169,9 @@ pub struct SoftOptions<'a> {
     pub seed: u64,
     /// When given (log r(z), length K), the information quantities are accumulated under it.
     pub log_r: Option<&'a [f64]>,
+    /// With `log_r`: a label per row and the number of classes, for the joint of codes and
+    /// labels (I(Z;Y), [`InfoAccumulator::relevance`]).
+    pub labels: Option<(&'a [u32], usize)>,
 }
 
 /// The soft assignment of a batch: samples, most probable codes, information quantities.
@@ -223,7 +226,7 @@ pub fn soft_assign_tiled(
         tile: vec![0.0; rows * k],
         blocks: Vec::with_capacity(k.div_ceil(BLOCK)),
         uniforms: vec![0.0; m],
-        info: opts.log_r.map(|lr| InfoAccumulator::new(lr.to_vec())),
+        info: opts.log_r.map(|lr| new_info(lr, opts)),
     };
     let infos: Vec<Option<InfoAccumulator>> = z
         .par_chunks(rows * d)
@@ -236,8 +239,11 @@ pub fn soft_assign_tiled(
         })
         .map(|w| w.info)
         .collect();
+    if let Some((l, _)) = opts.labels {
+        assert_eq!(l.len(), n, "a label per row");
+    }
     let info = opts.log_r.map(|lr| {
-        let mut total = InfoAccumulator::new(lr.to_vec());
+        let mut total = new_info(lr, opts);
         for part in infos.iter().flatten() {
             total.merge(part);
         }
@@ -248,6 +254,15 @@ pub fn soft_assign_tiled(
         samples,
         argmax,
         info,
+    }
+}
+
+/// An empty accumulator under `log_r`, keeping the joint with the labels where given.
+fn new_info(log_r: &[f64], opts: &SoftOptions) -> InfoAccumulator {
+    let acc = InfoAccumulator::new(log_r.to_vec());
+    match opts.labels {
+        Some((_, classes)) => acc.with_classes(classes),
+        None => acc,
     }
 }
 
@@ -289,7 +304,8 @@ impl SoftJob<'_> {
                 // H(p(.|i)) = log S - sum_j q_j b_j with b = a - max a, q = exp(b) / S.
                 let inv = 1.0 / st.sum;
                 let h = st.sum.ln() - st.pb * inv;
-                acc.add_weights(row, inv, h, st.argmax);
+                let label = opts.labels.map(|(l, _)| l[global as usize]);
+                acc.add_weights_labelled(row, inv, h, st.argmax, label);
             }
         }
     }
@@ -570,6 +586,7 @@ mod tests {
                 samples: 0,
                 seed: 0,
                 log_r: Some(&log_r),
+                labels: None,
             };
             let s = soft_assign_tiled(&z, &cb, &opts, rows);
             assert!(s.samples.is_empty());
@@ -612,6 +629,7 @@ mod tests {
                 samples: 3,
                 seed: 1,
                 log_r: Some(&log_r),
+                labels: None,
             },
         );
         let info = s.info.unwrap().summary();
@@ -637,6 +655,7 @@ mod tests {
                 samples: m,
                 seed: 2024,
                 log_r: None,
+                labels: None,
             },
         );
         let mut counts = [0f64; 5];
@@ -664,6 +683,7 @@ mod tests {
             samples: 5,
             seed: 99,
             log_r: None,
+            labels: None,
         };
         let base = soft_assign(&z, &cb, &opts);
         for rows in [1, 13, 300] {
@@ -695,6 +715,7 @@ mod tests {
                 samples: 4,
                 seed: 0,
                 log_r: Some(&log_r),
+                labels: None,
             },
         );
         assert_eq!(s.argmax, vec![1, 1]);

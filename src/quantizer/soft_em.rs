@@ -53,6 +53,7 @@ pub fn soft_quantize(
             samples: m,
             seed,
             log_r: info_log_r,
+            labels: None,
         },
     );
     let z_q = e

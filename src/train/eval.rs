@@ -3,20 +3,28 @@
 //! quantizers, softmax(-d^2 / tau) for soft EM) and under the common soft posterior
 //! softmax(-d^2 / tau) of its codebook; the objectives L_VDIB and L_VIB (eq. 23, 18) under both.
 //! Also what reads a saved run: `vqib eval` and `vqib reconstruct`.
+//!
+//! Two distortions: [`evaluate`]'s `distortion` is the *training-time* one, the decoder applied to
+//! what the quantizer gives it (for soft EM the mean of m sampled codewords); [`expectations`]
+//! estimates the seed's, an expectation over the posterior ([`crate::distortion`]), and the
+//! objectives with it, under the model's own posterior and the common soft one, and with the
+//! tightest prior r = p(z) (eq. 14-17, where the KL term is I(I;Z)). Where the data carry labels,
+//! I(Z;Y) under both posteriors ([`crate::info::Relevance`]).
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand::rngs::StdRng;
 
 use crate::config::RunConfig;
 use crate::data::ImageSet;
 use crate::device::device_or_cpu;
 use crate::error::{InputError, NonFiniteError};
-use crate::info::{InfoAccumulator, InfoSummary, gaussian_nll, objectives};
-use crate::kernels::assign::{Codebook, SoftOptions, soft_assign};
+use crate::distortion::{Estimate, ExpectedDistortion, draw_code_maps};
+use crate::info::{InfoAccumulator, InfoSummary, Relevance, gaussian_nll, objectives};
+use crate::kernels::assign::{Codebook, SoftOptions, nearest, soft_assign};
 use crate::model::VqVae;
 use crate::quantizer::{self, Context, Posterior, host_f32, host_u32};
 use crate::records::Record;
@@ -66,11 +74,48 @@ pub struct EvalMetrics {
     pub beta: f64,
     /// Counts of the most probable code of each latent vector.
     pub histogram: Vec<u64>,
+    /// I(Z;Y) of the codes under the model's own posterior and under the soft posterior, where
+    /// the data carry labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relevance: Option<Relevance>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soft_relevance: Option<Relevance>,
+    /// The seed's estimators with the expectation distortion ([`expectations`]): made for `vqib
+    /// eval` and a finished run's `eval.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Expected>,
     /// The test split's code maps entropy-coded against the run's coding prior
     /// ([`crate::codec`]): made for `vqib eval` and a finished run's `eval.json`, not for the
     /// evaluations during training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coded: Option<crate::codec::CodedRate>,
+}
+
+/// The objectives with the seed's distortion, an expectation over the posterior, estimated from
+/// `samples` code maps an image ([`crate::distortion`]); nats per image.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Expected {
+    /// Code maps drawn per image (S, `--eval-samples`).
+    pub samples: usize,
+    /// -E_{z ~ p(Z|I)} log q(x|z) under the model's own posterior (for vq and vq-ema one-hot: the
+    /// hard distortion, standard error 0).
+    pub distortion: Estimate,
+    /// The expected squared error per pixel under the own posterior.
+    pub mse: Estimate,
+    /// The same under the soft posterior softmax(-d^2 / tau), for every model.
+    pub soft_distortion: Estimate,
+    pub soft_mse: Estimate,
+    /// distortion + beta L H(p(Z|I), r) (eq. 23) and + beta L KL(p(Z|I) || r) (eq. 18), own
+    /// posterior.
+    pub l_vdib: f64,
+    pub l_vib: f64,
+    /// The same under the soft posterior.
+    pub soft_l_vdib: f64,
+    pub soft_l_vib: f64,
+    /// With the tightest prior, r = the aggregate marginal p(z) (eq. 14-17): the KL term is then
+    /// I(I;Z), so L = distortion + beta L I(I;Z). Own and soft posterior.
+    pub l_marginal: f64,
+    pub soft_l_marginal: f64,
 }
 
 /// Sums over the batches of an evaluation.
@@ -91,12 +136,19 @@ fn eval_rng(seed: u64) -> StdRng {
 
 /// The information quantities of softmax(-d^2 / tau) over the rows of `z`, by the fused kernel:
 /// never N x K at once.
-fn soft_info(z: &[f32], codebook: &Codebook, tau: f64, log_r: &[f64]) -> InfoAccumulator {
+fn soft_info(
+    z: &[f32],
+    codebook: &Codebook,
+    tau: f64,
+    log_r: &[f64],
+    labels: Option<(&[u32], usize)>,
+) -> InfoAccumulator {
     let opts = SoftOptions {
         tau,
         samples: 0,
         seed: 0,
         log_r: Some(log_r),
+        labels,
     };
     soft_assign(z, codebook, &opts)
         .info
@@ -120,17 +172,21 @@ pub fn evaluate(
         .collect();
     let ev = model.codebook_values();
     let codebook = Codebook::new(&ev, model.d());
-    let mut assigned = InfoAccumulator::new(log_r.clone());
-    let mut soft = InfoAccumulator::new(log_r.clone());
+    let classes = set.classes();
+    let with_classes = |acc: InfoAccumulator| match classes {
+        Some(c) => acc.with_classes(c),
+        None => acc,
+    };
+    let mut assigned = with_classes(InfoAccumulator::new(log_r.clone()));
+    let mut soft = with_classes(InfoAccumulator::new(log_r.clone()));
     let mut rng = eval_rng(cfg.training.seed);
     let mut s = Sums::default();
     let idx: Vec<usize> = (0..set.n).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let x = batch_tensor(set, chunk, device);
-        // A soft quantizer streams its posterior's information quantities in its own E-step.
         let ctx = Context {
             rng: &mut rng,
-            info_log_r: own_soft.then_some(log_r.as_slice()),
+            info_log_r: None,
         };
         let f = model.forward(x.clone(), q.as_ref(), ctx);
         let n_vec = f.z_e.dims()[0];
@@ -145,25 +201,104 @@ pub fn evaluate(
         s.commitment += v[2] as f64 * n_vec as f64;
         s.pixels += n_px;
         s.vectors += n_vec;
-        // The soft posterior of every model (a soft quantizer's own E-step already streamed it).
-        let part = match f.q.info {
-            Some(info) => info,
-            None => soft_info(
-                &host_f32(f.z_e),
-                &codebook,
-                cfg.quantizer.temperature,
-                &log_r,
-            ),
-        };
+        // The soft posterior of every model, with the joint of codes and labels.
+        let labels = set.vector_labels(chunk, n_vec / chunk.len());
+        let labels = labels.as_deref().zip(classes);
+        let part = soft_info(
+            &host_f32(f.z_e),
+            &codebook,
+            cfg.quantizer.temperature,
+            &log_r,
+            labels,
+        );
         soft.merge(&part);
         if !own_soft {
-            assigned.add_hard(&host_u32(f.q.indices));
+            assigned.add_hard_labelled(&host_u32(f.q.indices), labels.map(|(l, _)| l));
         }
     }
     if own_soft {
         assigned = soft.clone();
     }
     summarise(cfg, set, model.k(), &s, &assigned, &soft)
+}
+
+/// Per-image squared errors of `x_hat` against `x` (`[B, C, H, W]`), in f64.
+fn image_sse(x_hat: Tensor<4>, x: &Tensor<4>) -> Vec<f64> {
+    let [b, c, h, w] = x.dims();
+    let e = (x_hat - x.clone()).square().reshape([b, c * h * w]).sum_dim(1);
+    host_f32(e).into_iter().map(f64::from).collect()
+}
+
+/// The seed's estimators over `set` ([`Expected`]): `samples` (S >= 2) code maps an image drawn
+/// from the soft posterior softmax(-d^2 / tau), and for a hard quantizer its own one-hot
+/// posterior (one decode: every draw is the hard code map); `m` is the evaluation of the same
+/// model on `set`, whose rate terms the objectives take.
+pub fn expectations(
+    cfg: &RunConfig,
+    model: &VqVae,
+    set: &ImageSet,
+    batch: usize,
+    device: &Device,
+    samples: usize,
+    m: &EvalMetrics,
+) -> anyhow::Result<Expected> {
+    anyhow::ensure!(samples >= 2, "the expectation needs at least 2 code maps an image");
+    let model = model.valid();
+    let own_soft = quantizer::build(&cfg.quantizer).posterior() == Posterior::Soft;
+    let ev = model.codebook_values();
+    let codebook = Codebook::new(&ev, model.d());
+    let (px, sigma, tau) = (set.image_len(), cfg.model.sigma, cfg.quantizer.temperature);
+    let mut rng = eval_rng(cfg.training.seed ^ 0x6578_7063);
+    let (mut own, mut soft) = (ExpectedDistortion::new(), ExpectedDistortion::new());
+    let idx: Vec<usize> = (0..set.n).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let b = chunk.len();
+        let x = batch_tensor(set, chunk, device);
+        let (z, grid) = model.latents(x.clone());
+        let maps = draw_code_maps(&z, &codebook, tau, samples, rng.next_u64());
+        let sse: Vec<Vec<f64>> = maps
+            .iter()
+            .map(|map| image_sse(model.decode_codes(map, b, grid), &x))
+            .collect();
+        let hard = (!own_soft).then(|| {
+            let codes = nearest(&z, &codebook);
+            image_sse(model.decode_codes(&codes, b, grid), &x)
+        });
+        for i in 0..b {
+            let draws: Vec<f64> = sse.iter().map(|v| v[i]).collect();
+            soft.add_image(&draws, px, sigma);
+            match &hard {
+                Some(h) => own.add_image(&[h[i]], px, sigma),
+                None => own.add_image(&draws, px, sigma),
+            }
+        }
+    }
+    let (d, sd) = (own.nll(), soft.nll());
+    for (what, e) in [("own", d), ("soft", sd)] {
+        if !(e.mean.is_finite() && e.se.is_finite()) {
+            return Err(NonFiniteError {
+                what: "non-finite evaluation",
+                step: 0,
+                detail: format!("the expected distortion under the {what} posterior is {e:?}"),
+            }
+            .into());
+        }
+    }
+    let l = m.latents as f64 * m.beta;
+    let (a, so) = (&m.assigned, &m.soft);
+    Ok(Expected {
+        samples,
+        distortion: d,
+        mse: own.mse(),
+        soft_distortion: sd,
+        soft_mse: soft.mse(),
+        l_vdib: d.mean + l * a.cross_entropy,
+        l_vib: d.mean + l * a.kl,
+        soft_l_vdib: sd.mean + l * so.cross_entropy,
+        soft_l_vib: sd.mean + l * so.kl,
+        l_marginal: d.mean + l * a.mutual_info,
+        soft_l_marginal: sd.mean + l * so.mutual_info,
+    })
 }
 
 /// The metrics from the sums and accumulators of an evaluation.
@@ -205,6 +340,9 @@ fn summarise(
         commitment_loss: s.commitment / s.vectors.max(1) as f64,
         histogram: assigned.argmax_counts().to_vec(),
         coded: None,
+        relevance: assigned.relevance(),
+        soft_relevance: soft.relevance(),
+        expected: None,
         assigned: a,
         soft: so,
         l_vdib,
@@ -284,18 +422,29 @@ pub fn reconstruct_grid(
 }
 
 /// `vqib eval`: test-set metrics of a run's latest checkpoint, written to `RUN/eval.json`.
+/// `samples` replaces the run's `--eval-samples`.
 pub fn eval_run(
     run: &RunDir,
     data_dir: Option<PathBuf>,
+    samples: Option<usize>,
 ) -> anyhow::Result<(RunConfig, EvalMetrics)> {
     let (cfg, model, dev, step) = load_run(run, data_dir)?;
+    let samples = samples.unwrap_or(cfg.training.eval_samples);
+    if samples == 1 {
+        return Err(InputError::config("--eval-samples must be 0 (off) or at least 2").into());
+    }
     let data = cfg.data.load(cfg.training.seed)?;
-    let mut m = evaluate(&cfg, &model, &data.test, 256, &dev).map_err(|mut e| {
+    let at_step = |mut e: anyhow::Error| {
         if let Some(nf) = e.downcast_mut::<NonFiniteError>() {
             nf.step = step;
         }
         e
-    })?;
+    };
+    let mut m = evaluate(&cfg, &model, &data.test, 256, &dev).map_err(at_step)?;
+    if samples > 0 {
+        let e = expectations(&cfg, &model, &data.test, 256, &dev, samples, &m).map_err(at_step)?;
+        m.expected = Some(e);
+    }
     m.coded = Some(crate::codec::coded_rate(run, &cfg, &model, &data, &dev)?);
     run.write_eval(&m)?;
     Ok((cfg, m))
@@ -376,7 +525,7 @@ pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
 pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
     let row = |name: &str, a: f64, s: f64| (name.to_string(), format!("{a:.4}"), format!("{s:.4}"));
     let (a, s) = (&m.assigned, &m.soft);
-    vec![
+    let mut rows = vec![
         row("H(Z) plug-in (nats)", a.h_z, s.h_z),
         row(
             "H(Z) Miller-Madow (nats)",
@@ -403,7 +552,7 @@ pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
         ),
         row("KL(p(Z|I) || r) (bits)", a.bits().kl, s.bits().kl),
         row(
-            "distortion -log q(x|z) per image",
+            "distortion -log q(x|z) per image, training-time decode",
             m.distortion,
             m.distortion,
         ),
@@ -423,5 +572,33 @@ pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
             "assigned p(z|i)".into(),
             format!("softmax(-d^2/{tau})"),
         ),
-    ]
+    ];
+    let (r, sr) = (m.relevance.as_ref(), m.soft_relevance.as_ref());
+    if let (Some(r), Some(sr)) = (r, sr) {
+        rows.push(row("H(Y) of the labels (nats)", r.h_y, sr.h_y));
+        rows.push(row("I(Z;Y) plug-in (nats)", r.i_zy, sr.i_zy));
+        rows.push(row("H(Z|Y) (nats)", r.h_z_given_y, sr.h_z_given_y));
+        rows.push(row(
+            "I(Z;Y) of argmax codes, Miller-Madow",
+            r.argmax_i_zy_miller_madow,
+            sr.argmax_i_zy_miller_madow,
+        ));
+    }
+    if let Some(e) = &m.expected {
+        let est = |x: Estimate| format!("{:.4} ± {:.4}", x.mean, x.se);
+        rows.push((
+            format!("E -log q(x|z) per image ({} draws, ± s.e.)", e.samples),
+            est(e.distortion),
+            est(e.soft_distortion),
+        ));
+        rows.push(("E MSE (± s.e.)".into(), est(e.mse), est(e.soft_mse)));
+        rows.push(row("L_VDIB, expected distortion", e.l_vdib, e.soft_l_vdib));
+        rows.push(row("L_VIB, expected distortion", e.l_vib, e.soft_l_vib));
+        rows.push(row(
+            "L with r = p(z): distortion + beta L I(I;Z)",
+            e.l_marginal,
+            e.soft_l_marginal,
+        ));
+    }
+    rows
 }

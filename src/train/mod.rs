@@ -31,7 +31,7 @@ mod resume;
 pub mod step;
 
 pub use eval::{
-    EvalMetrics, batch_tensor, eval_record, eval_run, evaluate, info_rows, load_run, reconstruct,
+    EvalMetrics, Expected, batch_tensor, eval_record, eval_run, evaluate, expectations, info_rows, load_run, reconstruct,
     reconstruct_grid, summary_rows,
 };
 pub use step::{Loss, Scalars, StepOutput, loss, train_step};
@@ -464,6 +464,14 @@ impl Trainer {
             m.coded = Some(crate::codec::coded_rate(
                 &self.run, &self.cfg, &model, &self.data, &dev,
             )?);
+            let s = self.cfg.training.eval_samples;
+            if s > 0 {
+                let batch = self.cfg.training.batch_size.max(256);
+                match eval::expectations(&self.cfg, &model, &self.data.test, batch, &dev, s, m) {
+                    Ok(e) => m.expected = Some(e),
+                    Err(e) => return Err(self.name_good_checkpoint(e)),
+                }
+            }
             self.run.write_eval(m)?;
         }
         if opts.print_summary {

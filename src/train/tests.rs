@@ -209,3 +209,51 @@ fn an_interrupted_ema_run_resumes_bit_exactly() {
     assert_eq!(ca.tensors, cb.tensors, "weights differ");
     assert_eq!(ca.ema, cb.ema, "EMA state differs");
 }
+
+/// The seed's estimators on a model: for a hard quantizer the own-posterior expectation is the
+/// hard decode (standard error 0), equal to the evaluation's distortion up to the rounding of the
+/// straight-through estimator; for soft EM the own posterior is the soft one; the objectives are
+/// the distortion plus beta L times their rate; and I(Z;Y) is measured on the labelled shapes.
+#[test]
+fn expectations_and_relevance_of_an_evaluation() {
+    let dev = Device::flex();
+    let data = data::shapes(8, 24, 3);
+    for q in [QuantizerKind::Vq, QuantizerKind::SoftEm] {
+        let mut cfg = tiny(q);
+        cfg.quantizer.temperature = 0.05;
+        let model = new_model(&cfg, 1, &dev);
+        let m = evaluate(&cfg, &model, &data.test, 10, &dev).unwrap();
+        let e = expectations(&cfg, &model, &data.test, 10, &dev, 6, &m).unwrap();
+        let l = m.beta * m.latents as f64;
+        let close = |a: f64, b: f64, tol: f64| assert!((a - b).abs() <= tol * b.abs(), "{a} vs {b}");
+        close(e.l_vib, e.distortion.mean + l * m.assigned.kl, 1e-12);
+        close(e.l_vdib, e.distortion.mean + l * m.assigned.cross_entropy, 1e-12);
+        close(e.soft_l_vib, e.soft_distortion.mean + l * m.soft.kl, 1e-12);
+        close(e.l_marginal, e.distortion.mean + l * m.assigned.mutual_info, 1e-12);
+        assert!(e.soft_distortion.se > 0.0, "{q}: sampled maps vary: {e:?}");
+        if q == QuantizerKind::Vq {
+            assert_eq!(e.distortion.se, 0.0);
+            close(e.distortion.mean, m.distortion, 1e-5);
+            close(e.mse.mean, m.mse, 1e-4);
+        } else {
+            assert_eq!(e.distortion, e.soft_distortion, "soft EM's own posterior is the soft one");
+        }
+        // Batches of 10 and of 24 give the same estimate: the draws depend on the batch seed, so
+        // compare through the standard errors.
+        let e2 = expectations(&cfg, &model, &data.test, 24, &dev, 6, &m).unwrap();
+        let se = (e.soft_distortion.se.powi(2) + e2.soft_distortion.se.powi(2)).sqrt();
+        assert!((e.soft_distortion.mean - e2.soft_distortion.mean).abs() < 5.0 * se + 1e-9);
+        let r = m.relevance.as_ref().expect("shapes carry labels");
+        let sr = m.soft_relevance.as_ref().unwrap();
+        assert_eq!(r.classes, data.test.classes().unwrap());
+        for x in [r, sr] {
+            assert!(x.i_zy >= -1e-12 && x.i_zy <= x.h_y + 1e-12, "{x:?}");
+            close(x.i_zy + x.h_z_given_y, if std::ptr::eq(x, r) { m.assigned.h_z } else { m.soft.h_z }, 1e-9);
+        }
+    }
+    // One draw gives no standard error: refused.
+    let cfg = tiny(QuantizerKind::Vq);
+    let model = new_model(&cfg, 1, &dev);
+    let m = evaluate(&cfg, &model, &data.test, 10, &dev).unwrap();
+    assert!(expectations(&cfg, &model, &data.test, 10, &dev, 1, &m).is_err());
+}

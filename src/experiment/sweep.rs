@@ -1,0 +1,590 @@
+//! `vqib sweep`: a grid over the training options. Each of `--quantizers`, `--beta`,
+//! `--rate-weight`, `--codebook-size`, `--temperature`, `--code-dim` and `--seeds` takes a list;
+//! every combination is one point, one run directory `OUT/runs/NAME` ([`Point::name`]), trained
+//! or reused or resumed by the machinery `compare` uses ([`super::finish_run`]).
+//!
+//! Outputs ([`collect`]): `sweep.csv`, one row a setting (a point without its seed): the options,
+//! the seeds found, and the mean and standard deviation over seeds of every quantity of
+//! [`METRICS`]; and `sweep.html` ([`super::sweep_render`]): rate-distortion curves, the
+//! information plane, perplexity and codes used against K.
+//!
+//! Past one machine: [`list`] gives one `vqib train ...` command a point (the sweep's own train
+//! options passed through verbatim, the point's options and `--out` added), `--shard I/N` trains
+//! only the points whose index is I modulo N, and `--collect` reports whatever runs are finished.
+
+use std::path::{Path, PathBuf};
+
+use super::{RunResult, finish_run, load_result};
+use crate::config::RunConfig;
+use crate::error::InputError;
+use crate::quantizer::QuantizerKind;
+use crate::run::RunDir;
+use crate::train::{EvalMetrics, TrainOptions};
+
+/// The list-valued options of a sweep; an empty list means the base configuration's value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Axes {
+    pub quantizers: Vec<QuantizerKind>,
+    pub beta: Vec<f64>,
+    pub rate_weight: Vec<f64>,
+    pub codebook_size: Vec<usize>,
+    pub temperature: Vec<f64>,
+    pub code_dim: Vec<usize>,
+    pub seeds: Vec<u64>,
+}
+
+/// The flags of `train` that a sweep takes as lists (beside `--quantizers` and `--seeds`, which
+/// `compare` has too).
+const LIST_FLAGS: [&str; 5] = [
+    "--beta",
+    "--rate-weight",
+    "--codebook-size",
+    "--temperature",
+    "--code-dim",
+];
+
+/// The flags that belong to the sweep itself (with whether each takes a value): not passed on to
+/// the `vqib train` commands of `--list`.
+const SWEEP_FLAGS: [(&str, bool); 6] = [
+    ("--quantizers", true),
+    ("--seeds", true),
+    ("--out", true),
+    ("--list", false),
+    ("--shard", true),
+    ("--collect", false),
+];
+
+fn parse_list<T: std::str::FromStr>(flag: &str, v: &str) -> Result<Vec<T>, InputError> {
+    v.split(',')
+        .map(|x| {
+            x.trim().parse::<T>().map_err(|_| {
+                InputError::config(format!("{flag}: cannot read {x:?} in the list {v:?}"))
+            })
+        })
+        .collect()
+}
+
+/// `--seeds`: a count N (seeds 1..=N, as `compare`) or a comma-separated list of seeds.
+pub fn parse_seeds(v: &str) -> Result<Vec<u64>, InputError> {
+    let seeds: Vec<u64> = parse_list("--seeds", v)?;
+    match seeds.as_slice() {
+        [] | [0] => Err(InputError::config("--seeds must be at least 1")),
+        [n] if !v.contains(',') => Ok((1..=*n).collect()),
+        _ => Ok(seeds),
+    }
+}
+
+/// `--shard I/N`: the I-th (0-based) of N shares.
+pub fn parse_shard(v: &str) -> Result<(usize, usize), InputError> {
+    let bad = || InputError::config(format!("--shard {v:?}: expected I/N with 0 <= I < N"));
+    let (i, n) = v.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (
+        i.trim().parse::<usize>().map_err(|_| bad())?,
+        n.trim().parse::<usize>().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+impl Axes {
+    /// Takes the list-valued train flags (`--beta 0.1,0.25`, `--beta=0.1,0.25`) out of the
+    /// arguments of `vqib sweep` (the rest is parsed as train's options), into the axes.
+    pub fn take_from_args(args: &mut Vec<String>) -> Result<Axes, InputError> {
+        let mut axes = Axes::default();
+        let mut i = 0;
+        while i < args.len() {
+            let Some((flag, inline)) = LIST_FLAGS.iter().find_map(|f| {
+                let a = args[i].as_str();
+                if a == *f {
+                    Some((*f, None))
+                } else {
+                    a.strip_prefix(f)
+                        .and_then(|r| r.strip_prefix('='))
+                        .map(|v| (*f, Some(v.to_string())))
+                }
+            }) else {
+                i += 1;
+                continue;
+            };
+            args.remove(i);
+            let value = match inline {
+                Some(v) => v,
+                None if i < args.len() => args.remove(i),
+                None => return Err(InputError::config(format!("{flag} needs a value"))),
+            };
+            match flag {
+                "--beta" => axes.beta.extend(parse_list::<f64>(flag, &value)?),
+                "--rate-weight" => axes.rate_weight.extend(parse_list::<f64>(flag, &value)?),
+                "--codebook-size" => axes.codebook_size.extend(parse_list::<usize>(flag, &value)?),
+                "--temperature" => axes.temperature.extend(parse_list::<f64>(flag, &value)?),
+                _ => axes.code_dim.extend(parse_list::<usize>(flag, &value)?),
+            }
+        }
+        Ok(axes)
+    }
+}
+
+/// One point of the grid: a setting and a seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub setting: Setting,
+    pub seed: u64,
+}
+
+/// The options of a point but its seed (a row of `sweep.csv`, a point of the plots).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting {
+    pub quantizer: QuantizerKind,
+    pub k: usize,
+    pub d: usize,
+    pub beta: f64,
+    pub rate_weight: f64,
+    pub tau: f64,
+}
+
+impl Setting {
+    /// The options as (name, value) pairs, in the order of `sweep.csv`'s first columns.
+    pub fn options(&self) -> [(&'static str, String); 6] {
+        [
+            ("quantizer", self.quantizer.name().to_string()),
+            ("K", self.k.to_string()),
+            ("D", self.d.to_string()),
+            ("beta", self.beta.to_string()),
+            ("rate_weight", self.rate_weight.to_string()),
+            ("tau", self.tau.to_string()),
+        ]
+    }
+}
+
+impl Point {
+    /// The run directory's name: every option and the seed, so that a grid extended later finds
+    /// the runs it already has.
+    pub fn name(&self) -> String {
+        let s = &self.setting;
+        format!(
+            "{}-k{}-d{}-beta{}-rw{}-tau{}-seed{}",
+            s.quantizer.name(),
+            s.k,
+            s.d,
+            s.beta,
+            s.rate_weight,
+            s.tau,
+            self.seed
+        )
+    }
+
+    /// The base configuration with this point's options.
+    pub fn config(&self, base: &RunConfig) -> RunConfig {
+        let s = &self.setting;
+        let mut c = base.clone();
+        c.quantizer.kind = s.quantizer;
+        c.quantizer.codebook_size = s.k;
+        c.quantizer.code_dim = s.d;
+        c.quantizer.beta = s.beta;
+        c.rate.weight = s.rate_weight;
+        c.quantizer.temperature = s.tau;
+        c.training.seed = self.seed;
+        c
+    }
+
+    /// This point's options as `vqib train` flags.
+    pub fn flags(&self) -> Vec<String> {
+        let s = &self.setting;
+        [
+            ("--quantizer", s.quantizer.name().to_string()),
+            ("--codebook-size", s.k.to_string()),
+            ("--code-dim", s.d.to_string()),
+            ("--beta", s.beta.to_string()),
+            ("--rate-weight", s.rate_weight.to_string()),
+            ("--temperature", s.tau.to_string()),
+            ("--seed", self.seed.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(f, v)| [f.to_string(), v])
+        .collect()
+    }
+}
+
+/// What to sweep.
+#[derive(Clone, Debug)]
+pub struct SweepSpec {
+    /// Settings shared by every point (the options of the axes are replaced per point).
+    pub base: RunConfig,
+    pub axes: Axes,
+    pub out: PathBuf,
+    /// The command line, shown in the report.
+    pub command: String,
+    /// The sweep's train options as given (without its own flags and the axes), for `--list`.
+    pub train_args: Vec<String>,
+}
+
+/// The arguments of `vqib sweep` that are train options: without the sweep's own flags
+/// ([`SWEEP_FLAGS`]; the axes were taken out by [`Axes::take_from_args`]).
+pub fn train_args(sweep_args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = sweep_args.iter();
+    while let Some(a) = it.next() {
+        let own = SWEEP_FLAGS.iter().find(|(f, _)| {
+            a == f || a.strip_prefix(f).is_some_and(|r| r.starts_with('='))
+        });
+        match own {
+            Some((f, true)) if a == f => {
+                it.next();
+            }
+            Some(_) => {}
+            None => out.push(a.clone()),
+        }
+    }
+    out
+}
+
+impl SweepSpec {
+    /// Every point of the grid, quantizers outermost, seeds innermost.
+    pub fn points(&self) -> Vec<Point> {
+        let (b, a) = (&self.base, &self.axes);
+        let or = |v: &Vec<f64>, d: f64| if v.is_empty() { vec![d] } else { v.clone() };
+        let or_u = |v: &Vec<usize>, d: usize| if v.is_empty() { vec![d] } else { v.clone() };
+        let quantizers = if a.quantizers.is_empty() {
+            vec![b.quantizer.kind]
+        } else {
+            a.quantizers.clone()
+        };
+        let seeds = if a.seeds.is_empty() {
+            vec![b.training.seed]
+        } else {
+            a.seeds.clone()
+        };
+        let mut out = Vec::new();
+        for &quantizer in &quantizers {
+            for &k in &or_u(&a.codebook_size, b.quantizer.codebook_size) {
+                for &d in &or_u(&a.code_dim, b.quantizer.code_dim) {
+                    for &beta in &or(&a.beta, b.quantizer.beta) {
+                        for &rate_weight in &or(&a.rate_weight, b.rate.weight) {
+                            for &tau in &or(&a.temperature, b.quantizer.temperature) {
+                                for &seed in &seeds {
+                                    out.push(Point {
+                                        setting: Setting {
+                                            quantizer,
+                                            k,
+                                            d,
+                                            beta,
+                                            rate_weight,
+                                            tau,
+                                        },
+                                        seed,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Where a point's run lives.
+    pub fn run_dir(&self, p: &Point) -> PathBuf {
+        self.out.join("runs").join(p.name())
+    }
+
+    /// One `vqib train ...` command a point.
+    pub fn list(&self) -> Vec<String> {
+        self.points()
+            .iter()
+            .map(|p| {
+                let mut words = vec!["vqib".to_string(), "train".to_string()];
+                words.extend(self.train_args.iter().cloned());
+                words.extend(p.flags());
+                words.push("--out".into());
+                words.push(self.run_dir(p).display().to_string());
+                words.iter().map(|w| shell_word(w)).collect::<Vec<_>>().join(" ")
+            })
+            .collect()
+    }
+}
+
+/// `w` quoted for a POSIX shell where it needs it.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// The points of share `i` of `n`: those whose index in the grid is `i` modulo `n`.
+pub fn shard(points: Vec<Point>, (i, n): (usize, usize)) -> Vec<Point> {
+    points
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| j % n == i)
+        .map(|(_, p)| p)
+        .collect()
+}
+
+/// Trains (or reuses, or resumes) the points of the grid, or of one share of it.
+pub fn train(spec: &SweepSpec, share: Option<(usize, usize)>, opts: &TrainOptions) -> anyhow::Result<()> {
+    let points = spec.points();
+    let total = points.len();
+    let mine = match share {
+        Some(s) => shard(points, s),
+        None => points,
+    };
+    for (i, p) in mine.iter().enumerate() {
+        let run = RunDir::new(spec.run_dir(p));
+        if opts.print_summary {
+            eprintln!(
+                "== point {}/{} of {total}: {} -> {}",
+                i + 1,
+                mine.len(),
+                p.name(),
+                run.path().display()
+            );
+        }
+        if !run.is_finished() {
+            finish_run(p.config(&spec.base), &run, opts)?;
+        }
+    }
+    Ok(())
+}
+
+/// A finished point.
+#[derive(Clone, Debug)]
+pub struct PointResult {
+    pub point: Point,
+    pub run: RunResult,
+}
+
+/// What [`collect`] found.
+#[derive(Clone, Debug)]
+pub struct Collected {
+    pub results: Vec<PointResult>,
+    /// Points without a finished run, by run directory.
+    pub missing: Vec<PathBuf>,
+    pub rows: Vec<SweepRow>,
+}
+
+/// Reads every finished point and writes `sweep.csv` and `sweep.html` into `spec.out`.
+pub fn collect(spec: &SweepSpec) -> anyhow::Result<Collected> {
+    let points = spec.points();
+    let mut results = Vec::new();
+    let mut missing = Vec::new();
+    for p in points {
+        let run = RunDir::new(spec.run_dir(&p));
+        if run.is_finished() && run.eval_json().exists() {
+            let r = load_result(p.setting.quantizer, p.seed, &run)?;
+            results.push(PointResult { point: p, run: r });
+        } else {
+            missing.push(run.path().to_path_buf());
+        }
+    }
+    let rows = rows(&results);
+    std::fs::create_dir_all(&spec.out)
+        .map_err(|e| InputError::file(&spec.out, format!("cannot create: {e}")))?;
+    crate::io::write_atomic(&spec.out.join("sweep.csv"), sweep_csv(&rows).as_bytes())?;
+    let page = super::sweep_render::SweepPage {
+        command: &spec.command,
+        points: results.len() + missing.len(),
+        finished: results.len(),
+        missing: &missing,
+    };
+    let html = super::sweep_render::sweep_html(&page, &rows)?;
+    crate::io::write_atomic(&spec.out.join("sweep.html"), html.as_bytes())?;
+    Ok(Collected {
+        results,
+        missing,
+        rows,
+    })
+}
+
+/// A quantity of a sweep's row: its id (a column of `sweep.csv`: `ID mean`, `ID sd`), a label
+/// for tables and axes, and how to read it from an evaluation (None where it was not measured).
+pub struct Metric {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub f: fn(&EvalMetrics) -> Option<f64>,
+}
+
+/// A rate per latent vector in nats as bits per image: times L (latent vectors an image), over
+/// ln 2.
+fn bits(m: &EvalMetrics, nats: f64) -> f64 {
+    nats * m.latents as f64 / std::f64::consts::LN_2
+}
+
+/// Every quantity of `sweep.csv`. Information quantities are under the model's own posterior
+/// unless named `soft_` (softmax(-d^2/tau) for every model); `nll`, `mse_expected` and the
+/// objectives use the seed's expected distortion ([`crate::distortion`]); `mse`, `psnr` and
+/// `distortion_train` are the training-time decode (for soft EM, the decoder of the mean of m
+/// sampled codewords).
+pub const METRICS: &[Metric] = &[
+    Metric { id: "perplexity", label: "perplexity exp(H(Z))", f: |m| Some(m.perplexity) },
+    Metric { id: "codes_used", label: "codes used", f: |m| Some(m.codes_used as f64) },
+    Metric { id: "h_z", label: "H(Z) (nats)", f: |m| Some(m.assigned.h_z) },
+    Metric { id: "h_z_given_i", label: "H(Z|I) (nats)", f: |m| Some(m.assigned.h_z_given_i) },
+    Metric { id: "i_iz", label: "I(I;Z) (nats)", f: |m| Some(m.assigned.mutual_info) },
+    Metric { id: "cross_entropy", label: "H(p(Z|I), r) (nats)", f: |m| Some(m.assigned.cross_entropy) },
+    Metric { id: "kl", label: "KL(p(Z|I) || r) (nats)", f: |m| Some(m.assigned.kl) },
+    Metric { id: "rate_iz_bits", label: "L I(I;Z) / ln 2 (bits/image)", f: |m| Some(bits(m, m.assigned.mutual_info)) },
+    Metric { id: "rate_hz_bits", label: "L H(Z) / ln 2 (bits/image)", f: |m| Some(bits(m, m.assigned.h_z)) },
+    Metric { id: "rate_ce_bits", label: "L H(p(Z|I), r) / ln 2 (bits/image)", f: |m| Some(bits(m, m.assigned.cross_entropy)) },
+    Metric { id: "rate_kl_bits", label: "L KL(p(Z|I) || r) / ln 2 (bits/image)", f: |m| Some(bits(m, m.assigned.kl)) },
+    Metric { id: "h_y", label: "H(Y) (nats)", f: |m| m.relevance.as_ref().map(|r| r.h_y) },
+    Metric { id: "i_zy", label: "I(Z;Y) (nats)", f: |m| m.relevance.as_ref().map(|r| r.i_zy) },
+    Metric { id: "i_zy_mm", label: "I(Z;Y) Miller-Madow, argmax codes (nats)", f: |m| m.relevance.as_ref().map(|r| r.argmax_i_zy_miller_madow) },
+    Metric { id: "soft_i_iz", label: "soft I(I;Z) (nats)", f: |m| Some(m.soft.mutual_info) },
+    Metric { id: "soft_kl", label: "soft KL (nats)", f: |m| Some(m.soft.kl) },
+    Metric { id: "soft_i_zy", label: "soft I(Z;Y) (nats)", f: |m| m.soft_relevance.as_ref().map(|r| r.i_zy) },
+    Metric { id: "mse", label: "MSE (training-time decode)", f: |m| Some(m.mse) },
+    Metric { id: "psnr", label: "PSNR dB (training-time decode)", f: |m| Some(m.psnr) },
+    Metric { id: "distortion_train", label: "-log q(x|z) training-time decode (nats/image)", f: |m| Some(m.distortion) },
+    Metric { id: "nll", label: "E -log q(x|z) (nats/image)", f: |m| m.expected.as_ref().map(|e| e.distortion.mean) },
+    Metric { id: "nll_se", label: "standard error of E -log q(x|z)", f: |m| m.expected.as_ref().map(|e| e.distortion.se) },
+    Metric { id: "mse_expected", label: "E MSE", f: |m| m.expected.as_ref().map(|e| e.mse.mean) },
+    Metric { id: "soft_nll", label: "soft E -log q(x|z) (nats/image)", f: |m| m.expected.as_ref().map(|e| e.soft_distortion.mean) },
+    Metric { id: "l_vdib", label: "L_VDIB (nats/image)", f: |m| m.expected.as_ref().map(|e| e.l_vdib) },
+    Metric { id: "l_vib", label: "L_VIB (nats/image)", f: |m| m.expected.as_ref().map(|e| e.l_vib) },
+    Metric { id: "l_marginal", label: "L with r = p(z) (nats/image)", f: |m| m.expected.as_ref().map(|e| e.l_marginal) },
+    Metric { id: "soft_l_vib", label: "soft L_VIB (nats/image)", f: |m| m.expected.as_ref().map(|e| e.soft_l_vib) },
+    Metric { id: "coded_bits", label: "coded bits/image", f: |m| m.coded.as_ref().map(|c| c.bits_per_image) },
+];
+
+/// One row of `sweep.csv`: a setting, the seeds it was measured with, and the mean and sample
+/// standard deviation over them of each of [`METRICS`] (NaN where a run lacks it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRow {
+    pub setting: Setting,
+    pub seeds: Vec<u64>,
+    /// `(mean, sd)` in the order of [`METRICS`].
+    pub values: Vec<(f64, f64)>,
+}
+
+impl SweepRow {
+    /// The mean and standard deviation of the metric `id`, where every seed measured it.
+    pub fn get(&self, id: &str) -> Option<(f64, f64)> {
+        let i = METRICS.iter().position(|m| m.id == id)?;
+        let v = self.values[i];
+        v.0.is_finite().then_some(v)
+    }
+}
+
+/// The rows of the finished points, a row a setting, in grid order.
+pub fn rows(results: &[PointResult]) -> Vec<SweepRow> {
+    let mut rows: Vec<(Setting, Vec<&PointResult>)> = Vec::new();
+    for r in results {
+        match rows.iter_mut().find(|(s, _)| *s == r.point.setting) {
+            Some((_, v)) => v.push(r),
+            None => rows.push((r.point.setting.clone(), vec![r])),
+        }
+    }
+    rows.into_iter()
+        .map(|(setting, runs)| SweepRow {
+            seeds: runs.iter().map(|r| r.point.seed).collect(),
+            values: METRICS
+                .iter()
+                .map(|m| {
+                    let v: Vec<f64> = runs
+                        .iter()
+                        .map(|r| (m.f)(&r.run.eval).unwrap_or(f64::NAN))
+                        .collect();
+                    super::mean_sd(&v)
+                })
+                .collect(),
+            setting,
+        })
+        .collect()
+}
+
+/// The terminal's table of a sweep: a line a setting with its main quantities.
+pub fn summary_table(rows: &[SweepRow]) -> String {
+    use std::fmt::Write as _;
+    let cols = [
+        ("rate_iz_bits", "I(I;Z) bits/img"),
+        ("nll", "E -log q"),
+        ("mse_expected", "E MSE"),
+        ("perplexity", "perplexity"),
+        ("codes_used", "codes"),
+        ("i_zy", "I(Z;Y)"),
+        ("l_vib", "L_VIB"),
+    ];
+    let mut t = String::from("| quantizer | K | D | beta | rate w | tau | seeds |");
+    for (_, h) in cols {
+        let _ = write!(t, " {h} |");
+    }
+    let _ = write!(t, "\n|{}", "---|".repeat(7 + cols.len()));
+    for r in rows {
+        let o = r.setting.options();
+        let _ = write!(t, "\n|");
+        for (_, v) in &o {
+            let _ = write!(t, " {v} |");
+        }
+        let _ = write!(t, " {} |", r.seeds.len());
+        for (id, _) in cols {
+            match r.get(id) {
+                Some((m, s)) if m.abs() >= 100.0 => {
+                    let _ = write!(t, " {m:.1} ± {s:.1} |");
+                }
+                Some((m, s)) => {
+                    let _ = write!(t, " {m:.4} ± {s:.4} |");
+                }
+                None => t.push_str(" – |"),
+            }
+        }
+    }
+    t
+}
+
+/// `sweep.csv`.
+pub fn sweep_csv(rows: &[SweepRow]) -> String {
+    use std::fmt::Write as _;
+    let mut csv = String::from("quantizer,K,D,beta,rate_weight,tau,seeds");
+    for m in METRICS {
+        let _ = write!(csv, ",{0} mean,{0} sd", m.id);
+    }
+    csv.push('\n');
+    for r in rows {
+        let opts: Vec<String> = r.setting.options().into_iter().map(|(_, v)| v).collect();
+        let _ = write!(csv, "{},{}", opts.join(","), r.seeds.len());
+        for (m, s) in &r.values {
+            let _ = write!(csv, ",{m},{s}");
+        }
+        csv.push('\n');
+    }
+    csv
+}
+
+/// Settings for the tests: a row with the given values of some metrics (the others NaN).
+#[cfg(test)]
+pub(crate) fn fake_row(q: QuantizerKind, k: usize, values: &[(&str, f64, f64)]) -> SweepRow {
+    SweepRow {
+        setting: Setting {
+            quantizer: q,
+            k,
+            d: 64,
+            beta: 0.25,
+            rate_weight: 1.0,
+            tau: 1.0,
+        },
+        seeds: vec![1, 2],
+        values: METRICS
+            .iter()
+            .map(|m| {
+                values
+                    .iter()
+                    .find(|(id, _, _)| *id == m.id)
+                    .map_or((f64::NAN, f64::NAN), |&(_, a, b)| (a, b))
+            })
+            .collect(),
+    }
+}
+
+/// A path shown in the report, relative to the sweep's directory where it is inside it.
+pub fn shown(out: &Path, p: &Path) -> String {
+    p.strip_prefix(out).unwrap_or(p).display().to_string()
+}
