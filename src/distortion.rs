@@ -66,7 +66,10 @@ impl ExpectedDistortion {
             self.images == 0 || self.samples == sse.len(),
             "the same number of draws for every image"
         );
-        let nll: Vec<f64> = sse.iter().map(|&e| gaussian_nll(e, pixels, sigma)).collect();
+        let nll: Vec<f64> = sse
+            .iter()
+            .map(|&e| gaussian_nll(e, pixels, sigma))
+            .collect();
         let (m, v) = mean_var(&nll);
         let (ms, vs) = mean_var(sse);
         self.sum_mean += m;
@@ -172,7 +175,9 @@ mod tests {
     fn toy_estimate(samples: usize, images: usize, seed: u64) -> (Estimate, f64) {
         let (l, k, d, p) = (6, 5, 3, 4);
         let (z, e, post) = toy(l, k, d, 0.05);
-        let v: Vec<f64> = (0..k * p).map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.3).collect();
+        let v: Vec<f64> = (0..k * p)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.3)
+            .collect();
         let x: Vec<f64> = (0..p).map(|i| 0.5 - 0.2 * i as f64).collect();
         // Closed form: E||x - sum_l v[z_l]||^2 = ||x - mu||^2 + sum_l sum_p Var_l(v[z]_p), the
         // positions independent.
@@ -225,7 +230,10 @@ mod tests {
         );
         let (b, _) = toy_estimate(100, 50, 2);
         let ratio = b.se / a.se;
-        assert!((1.7..2.3).contains(&ratio), "SE ratio for 4x the draws: {ratio}");
+        assert!(
+            (1.7..2.3).contains(&ratio),
+            "SE ratio for 4x the draws: {ratio}"
+        );
     }
 
     /// A posterior so sharp that it is one-hot in f32: every draw is the nearest code, so the
@@ -242,7 +250,13 @@ mod tests {
         acc.add_image(&maps.iter().map(|m| sse(m)).collect::<Vec<_>>(), 4, 1.0);
         let mut one = ExpectedDistortion::new();
         one.add_image(&[sse(&hard)], 4, 1.0);
-        assert_eq!(acc.nll(), Estimate { mean: gaussian_nll(sse(&hard), 4, 1.0), se: 0.0 });
+        assert_eq!(
+            acc.nll(),
+            Estimate {
+                mean: gaussian_nll(sse(&hard), 4, 1.0),
+                se: 0.0
+            }
+        );
         assert_eq!(acc.nll(), one.nll());
         assert_eq!(acc.mse().mean, sse(&hard) / 4.0);
     }
@@ -267,7 +281,11 @@ mod tests {
                 .map(|j| (counts[j] - n * post[0][j]).powi(2) / (n * post[0][j]))
                 .sum();
             // 4 degrees of freedom at most: the 99.9% point is 18.5.
-            assert!(chi2 < 18.5, "chi-square {chi2}: {counts:?} vs {:?}", post[0]);
+            assert!(
+                chi2 < 18.5,
+                "chi-square {chi2}: {counts:?} vs {:?}",
+                post[0]
+            );
         }
     }
 }

@@ -593,7 +593,10 @@ mod tests {
             for i in range {
                 let row = &rows[i];
                 let inv = 1.0 / row.iter().map(|&v| v as f64).sum::<f64>();
-                let h = -row.iter().map(|&v| v as f64 * inv * (v as f64 * inv).ln()).sum::<f64>();
+                let h = -row
+                    .iter()
+                    .map(|&v| v as f64 * inv * (v as f64 * inv).ln())
+                    .sum::<f64>();
                 let am = (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
                 acc.add_weights_labelled(row, inv, h, am, Some(labels[i]));
             }

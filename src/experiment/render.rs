@@ -41,7 +41,9 @@ pub const COLUMNS: &[Column] = &[
     ("E -log q(x|z)", |m| {
         m.expected.as_ref().map_or(f64::NAN, |e| e.distortion.mean)
     }),
-    ("E L_VIB", |m| m.expected.as_ref().map_or(f64::NAN, |e| e.l_vib)),
+    ("E L_VIB", |m| {
+        m.expected.as_ref().map_or(f64::NAN, |e| e.l_vib)
+    }),
     ("soft E L_VIB", |m| {
         m.expected.as_ref().map_or(f64::NAN, |e| e.soft_l_vib)
     }),
@@ -555,7 +557,11 @@ mod tests {
             3,
             "{html}"
         );
-        assert_eq!(html.matches("<p class=\"verdict fails\">With the tightest prior").count(), 1);
+        assert_eq!(
+            html.matches("<p class=\"verdict fails\">With the tightest prior")
+                .count(),
+            1
+        );
         let fails = verdicts(&[
             fake_result(Vq, 1, 50.0, 700.0),
             fake_result(SoftEm, 1, 5.0, 800.0),

@@ -180,9 +180,15 @@ impl fmt::Display for Verdict {
             ),
             _ => {
                 let what = match self.claim {
-                    Claim::LowerVib => "Claim 2, soft EM reaches a lower L_VIB than vq, each under its own posterior",
-                    Claim::LowerVibSoftPosterior => "Claim 2 under the same posterior softmax(-d^2/tau) for both models",
-                    _ => "With the tightest prior r = p(z) (rate beta L I(I;Z)), soft EM's objective is lower than vq's",
+                    Claim::LowerVib => {
+                        "Claim 2, soft EM reaches a lower L_VIB than vq, each under its own posterior"
+                    }
+                    Claim::LowerVibSoftPosterior => {
+                        "Claim 2 under the same posterior softmax(-d^2/tau) for both models"
+                    }
+                    _ => {
+                        "With the tightest prior r = p(z) (rate beta L I(I;Z)), soft EM's objective is lower than vq's"
+                    }
                 };
                 let d = if self.expected {
                     "expected distortion"
@@ -285,7 +291,9 @@ mod tests {
         // ln(perplexity) / 4 here, which the higher perplexity of soft EM raises.
         assert!(soft.holds && soft.soft_em.0 == 742.0);
         assert!(!marginal.holds, "{marginal:?}");
-        assert!((marginal.soft_em.0 - (1.0 + 0.25 * 0.5 * (50f64.ln() + 70f64.ln()))).abs() < 1e-12);
+        assert!(
+            (marginal.soft_em.0 - (1.0 + 0.25 * 0.5 * (50f64.ln() + 70f64.ln()))).abs() < 1e-12
+        );
 
         // Soft EM with the lower perplexity and the higher L_VIB: both claims fail.
         let fails = [result(Vq, 1, 50.0, 700.0), result(SoftEm, 1, 5.0, 800.0)];

@@ -117,7 +117,9 @@ impl Axes {
             match flag {
                 "--beta" => axes.beta.extend(parse_list::<f64>(flag, &value)?),
                 "--rate-weight" => axes.rate_weight.extend(parse_list::<f64>(flag, &value)?),
-                "--codebook-size" => axes.codebook_size.extend(parse_list::<usize>(flag, &value)?),
+                "--codebook-size" => axes
+                    .codebook_size
+                    .extend(parse_list::<usize>(flag, &value)?),
                 "--temperature" => axes.temperature.extend(parse_list::<f64>(flag, &value)?),
                 _ => axes.code_dim.extend(parse_list::<usize>(flag, &value)?),
             }
@@ -226,9 +228,9 @@ pub fn train_args(sweep_args: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut it = sweep_args.iter();
     while let Some(a) = it.next() {
-        let own = SWEEP_FLAGS.iter().find(|(f, _)| {
-            a == f || a.strip_prefix(f).is_some_and(|r| r.starts_with('='))
-        });
+        let own = SWEEP_FLAGS
+            .iter()
+            .find(|(f, _)| a == f || a.strip_prefix(f).is_some_and(|r| r.starts_with('=')));
         match own {
             Some((f, true)) if a == f => {
                 it.next();
@@ -300,7 +302,11 @@ impl SweepSpec {
                 words.extend(p.flags());
                 words.push("--out".into());
                 words.push(self.run_dir(p).display().to_string());
-                words.iter().map(|w| shell_word(w)).collect::<Vec<_>>().join(" ")
+                words
+                    .iter()
+                    .map(|w| shell_word(w))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             })
             .collect()
     }
@@ -309,8 +315,7 @@ impl SweepSpec {
 /// `w` quoted for a POSIX shell where it needs it.
 fn shell_word(w: &str) -> String {
     let plain = !w.is_empty()
-        && w
-            .chars()
+        && w.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c));
     if plain {
         w.to_string()
@@ -330,7 +335,11 @@ pub fn shard(points: Vec<Point>, (i, n): (usize, usize)) -> Vec<Point> {
 }
 
 /// Trains (or reuses, or resumes) the points of the grid, or of one share of it.
-pub fn train(spec: &SweepSpec, share: Option<(usize, usize)>, opts: &TrainOptions) -> anyhow::Result<()> {
+pub fn train(
+    spec: &SweepSpec,
+    share: Option<(usize, usize)>,
+    opts: &TrainOptions,
+) -> anyhow::Result<()> {
     let points = spec.points();
     let total = points.len();
     let mine = match share {
@@ -424,35 +433,151 @@ fn bits(m: &EvalMetrics, nats: f64) -> f64 {
 /// `distortion_train` are the training-time decode (for soft EM, the decoder of the mean of m
 /// sampled codewords).
 pub const METRICS: &[Metric] = &[
-    Metric { id: "perplexity", label: "perplexity exp(H(Z))", f: |m| Some(m.perplexity) },
-    Metric { id: "codes_used", label: "codes used", f: |m| Some(m.codes_used as f64) },
-    Metric { id: "h_z", label: "H(Z) (nats)", f: |m| Some(m.assigned.h_z) },
-    Metric { id: "h_z_given_i", label: "H(Z|I) (nats)", f: |m| Some(m.assigned.h_z_given_i) },
-    Metric { id: "i_iz", label: "I(I;Z) (nats)", f: |m| Some(m.assigned.mutual_info) },
-    Metric { id: "cross_entropy", label: "H(p(Z|I), r) (nats)", f: |m| Some(m.assigned.cross_entropy) },
-    Metric { id: "kl", label: "KL(p(Z|I) || r) (nats)", f: |m| Some(m.assigned.kl) },
-    Metric { id: "rate_iz_bits", label: "L I(I;Z) / ln 2 (bits/image)", f: |m| Some(bits(m, m.assigned.mutual_info)) },
-    Metric { id: "rate_hz_bits", label: "L H(Z) / ln 2 (bits/image)", f: |m| Some(bits(m, m.assigned.h_z)) },
-    Metric { id: "rate_ce_bits", label: "L H(p(Z|I), r) / ln 2 (bits/image)", f: |m| Some(bits(m, m.assigned.cross_entropy)) },
-    Metric { id: "rate_kl_bits", label: "L KL(p(Z|I) || r) / ln 2 (bits/image)", f: |m| Some(bits(m, m.assigned.kl)) },
-    Metric { id: "h_y", label: "H(Y) (nats)", f: |m| m.relevance.as_ref().map(|r| r.h_y) },
-    Metric { id: "i_zy", label: "I(Z;Y) (nats)", f: |m| m.relevance.as_ref().map(|r| r.i_zy) },
-    Metric { id: "i_zy_mm", label: "I(Z;Y) Miller-Madow, argmax codes (nats)", f: |m| m.relevance.as_ref().map(|r| r.argmax_i_zy_miller_madow) },
-    Metric { id: "soft_i_iz", label: "soft I(I;Z) (nats)", f: |m| Some(m.soft.mutual_info) },
-    Metric { id: "soft_kl", label: "soft KL (nats)", f: |m| Some(m.soft.kl) },
-    Metric { id: "soft_i_zy", label: "soft I(Z;Y) (nats)", f: |m| m.soft_relevance.as_ref().map(|r| r.i_zy) },
-    Metric { id: "mse", label: "MSE (training-time decode)", f: |m| Some(m.mse) },
-    Metric { id: "psnr", label: "PSNR dB (training-time decode)", f: |m| Some(m.psnr) },
-    Metric { id: "distortion_train", label: "-log q(x|z) training-time decode (nats/image)", f: |m| Some(m.distortion) },
-    Metric { id: "nll", label: "E -log q(x|z) (nats/image)", f: |m| m.expected.as_ref().map(|e| e.distortion.mean) },
-    Metric { id: "nll_se", label: "standard error of E -log q(x|z)", f: |m| m.expected.as_ref().map(|e| e.distortion.se) },
-    Metric { id: "mse_expected", label: "E MSE", f: |m| m.expected.as_ref().map(|e| e.mse.mean) },
-    Metric { id: "soft_nll", label: "soft E -log q(x|z) (nats/image)", f: |m| m.expected.as_ref().map(|e| e.soft_distortion.mean) },
-    Metric { id: "l_vdib", label: "L_VDIB (nats/image)", f: |m| m.expected.as_ref().map(|e| e.l_vdib) },
-    Metric { id: "l_vib", label: "L_VIB (nats/image)", f: |m| m.expected.as_ref().map(|e| e.l_vib) },
-    Metric { id: "l_marginal", label: "L with r = p(z) (nats/image)", f: |m| m.expected.as_ref().map(|e| e.l_marginal) },
-    Metric { id: "soft_l_vib", label: "soft L_VIB (nats/image)", f: |m| m.expected.as_ref().map(|e| e.soft_l_vib) },
-    Metric { id: "coded_bits", label: "coded bits/image", f: |m| m.coded.as_ref().map(|c| c.bits_per_image) },
+    Metric {
+        id: "perplexity",
+        label: "perplexity exp(H(Z))",
+        f: |m| Some(m.perplexity),
+    },
+    Metric {
+        id: "codes_used",
+        label: "codes used",
+        f: |m| Some(m.codes_used as f64),
+    },
+    Metric {
+        id: "h_z",
+        label: "H(Z) (nats)",
+        f: |m| Some(m.assigned.h_z),
+    },
+    Metric {
+        id: "h_z_given_i",
+        label: "H(Z|I) (nats)",
+        f: |m| Some(m.assigned.h_z_given_i),
+    },
+    Metric {
+        id: "i_iz",
+        label: "I(I;Z) (nats)",
+        f: |m| Some(m.assigned.mutual_info),
+    },
+    Metric {
+        id: "cross_entropy",
+        label: "H(p(Z|I), r) (nats)",
+        f: |m| Some(m.assigned.cross_entropy),
+    },
+    Metric {
+        id: "kl",
+        label: "KL(p(Z|I) || r) (nats)",
+        f: |m| Some(m.assigned.kl),
+    },
+    Metric {
+        id: "rate_iz_bits",
+        label: "L I(I;Z) / ln 2 (bits/image)",
+        f: |m| Some(bits(m, m.assigned.mutual_info)),
+    },
+    Metric {
+        id: "rate_hz_bits",
+        label: "L H(Z) / ln 2 (bits/image)",
+        f: |m| Some(bits(m, m.assigned.h_z)),
+    },
+    Metric {
+        id: "rate_ce_bits",
+        label: "L H(p(Z|I), r) / ln 2 (bits/image)",
+        f: |m| Some(bits(m, m.assigned.cross_entropy)),
+    },
+    Metric {
+        id: "rate_kl_bits",
+        label: "L KL(p(Z|I) || r) / ln 2 (bits/image)",
+        f: |m| Some(bits(m, m.assigned.kl)),
+    },
+    Metric {
+        id: "h_y",
+        label: "H(Y) (nats)",
+        f: |m| m.relevance.as_ref().map(|r| r.h_y),
+    },
+    Metric {
+        id: "i_zy",
+        label: "I(Z;Y) (nats)",
+        f: |m| m.relevance.as_ref().map(|r| r.i_zy),
+    },
+    Metric {
+        id: "i_zy_mm",
+        label: "I(Z;Y) Miller-Madow, argmax codes (nats)",
+        f: |m| m.relevance.as_ref().map(|r| r.argmax_i_zy_miller_madow),
+    },
+    Metric {
+        id: "soft_i_iz",
+        label: "soft I(I;Z) (nats)",
+        f: |m| Some(m.soft.mutual_info),
+    },
+    Metric {
+        id: "soft_kl",
+        label: "soft KL (nats)",
+        f: |m| Some(m.soft.kl),
+    },
+    Metric {
+        id: "soft_i_zy",
+        label: "soft I(Z;Y) (nats)",
+        f: |m| m.soft_relevance.as_ref().map(|r| r.i_zy),
+    },
+    Metric {
+        id: "mse",
+        label: "MSE (training-time decode)",
+        f: |m| Some(m.mse),
+    },
+    Metric {
+        id: "psnr",
+        label: "PSNR dB (training-time decode)",
+        f: |m| Some(m.psnr),
+    },
+    Metric {
+        id: "distortion_train",
+        label: "-log q(x|z) training-time decode (nats/image)",
+        f: |m| Some(m.distortion),
+    },
+    Metric {
+        id: "nll",
+        label: "E -log q(x|z) (nats/image)",
+        f: |m| m.expected.as_ref().map(|e| e.distortion.mean),
+    },
+    Metric {
+        id: "nll_se",
+        label: "standard error of E -log q(x|z)",
+        f: |m| m.expected.as_ref().map(|e| e.distortion.se),
+    },
+    Metric {
+        id: "mse_expected",
+        label: "E MSE",
+        f: |m| m.expected.as_ref().map(|e| e.mse.mean),
+    },
+    Metric {
+        id: "soft_nll",
+        label: "soft E -log q(x|z) (nats/image)",
+        f: |m| m.expected.as_ref().map(|e| e.soft_distortion.mean),
+    },
+    Metric {
+        id: "l_vdib",
+        label: "L_VDIB (nats/image)",
+        f: |m| m.expected.as_ref().map(|e| e.l_vdib),
+    },
+    Metric {
+        id: "l_vib",
+        label: "L_VIB (nats/image)",
+        f: |m| m.expected.as_ref().map(|e| e.l_vib),
+    },
+    Metric {
+        id: "l_marginal",
+        label: "L with r = p(z) (nats/image)",
+        f: |m| m.expected.as_ref().map(|e| e.l_marginal),
+    },
+    Metric {
+        id: "soft_l_vib",
+        label: "soft L_VIB (nats/image)",
+        f: |m| m.expected.as_ref().map(|e| e.soft_l_vib),
+    },
+    Metric {
+        id: "coded_bits",
+        label: "coded bits/image",
+        f: |m| m.coded.as_ref().map(|c| c.bits_per_image),
+    },
 ];
 
 /// One row of `sweep.csv`: a setting, the seeds it was measured with, and the mean and sample

@@ -89,8 +89,8 @@ const COLORS: [RGBColor; 10] = [
 const HEAD: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>vqib sweep</title>
 <style>
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left;font-weight:600}
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1500px}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td{white-space:nowrap}th{background:#f3f3f3}td:first-child{text-align:left;font-weight:600}
 .plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #eee;padding:4px}
 .note{color:#666;font-style:italic;max-width:400px}
 code{background:#f3f3f3;padding:2px 4px}
@@ -124,7 +124,11 @@ pub fn sweep_html(page: &SweepPage, rows: &[SweepRow]) -> anyhow::Result<String>
             page.missing.len()
         );
         for p in page.missing {
-            let _ = writeln!(html, "<li><code>{}</code></li>", esc(&p.display().to_string()));
+            let _ = writeln!(
+                html,
+                "<li><code>{}</code></li>",
+                esc(&p.display().to_string())
+            );
         }
         html.push_str("</ul>\n");
     }
@@ -150,7 +154,6 @@ pub fn sweep_html(page: &SweepPage, rows: &[SweepRow]) -> anyhow::Result<String>
                 curves: quantizer_curves(rows, x, y),
                 pareto: true,
                 log2_x: false,
-                legend: SeriesLabelPosition::UpperRight,
             };
             html.push_str(&chart_div(&spec, "no setting has both quantities.")?);
         }
@@ -174,7 +177,6 @@ pub fn sweep_html(page: &SweepPage, rows: &[SweepRow]) -> anyhow::Result<String>
             curves: k_curves(rows, metric),
             pareto: false,
             log2_x: true,
-            legend: SeriesLabelPosition::UpperLeft,
         };
         html.push_str(&chart_div(&spec, "no setting was measured.")?);
     }
@@ -193,10 +195,7 @@ fn esc(s: &str) -> String {
 
 /// The label of the metric `id` of [`METRICS`] (the id itself where there is none).
 fn label(id: &str) -> &str {
-    METRICS
-        .iter()
-        .find(|m| m.id == id)
-        .map_or(id, |m| m.label)
+    METRICS.iter().find(|m| m.id == id).map_or(id, |m| m.label)
 }
 
 /// "mean ± sd", to one decimal from 10 up, else to four.
@@ -293,7 +292,6 @@ struct ChartSpec {
     pareto: bool,
     /// Whether x is on a log2 scale (x must then be positive).
     log2_x: bool,
-    legend: SeriesLabelPosition,
 }
 
 /// The colour of a quantizer: by its place among every registered quantizer, so that it is the
@@ -431,7 +429,6 @@ fn plane_div(rows: &[SweepRow]) -> anyhow::Result<String> {
         curves: quantizer_curves(rows, "i_iz", "i_zy"),
         pareto: false,
         log2_x: false,
-        legend: SeriesLabelPosition::LowerRight,
     };
     chart_div(&spec, "no setting has both I(I;Z) and I(Z;Y).")
 }
@@ -457,7 +454,10 @@ fn chart_div(spec: &ChartSpec, empty: &str) -> anyhow::Result<String> {
         return Ok(note_div(&spec.id, &format!("{}: {empty}", spec.title)));
     }
     let front: Vec<(f64, f64)> = if spec.pareto {
-        pareto_front(&points).into_iter().map(|i| points[i]).collect()
+        pareto_front(&points)
+            .into_iter()
+            .map(|i| points[i])
+            .collect()
     } else {
         Vec::new()
     };
@@ -501,7 +501,10 @@ fn chart_ranges(curves: &[Curve], log2_x: bool) -> ((f64, f64), (f64, f64)) {
     }
     let x = if log2_x {
         let x0 = if x0 > 0.0 { x0 } else { 1.0 };
-        (x0 / std::f64::consts::SQRT_2, x1.max(x0) * std::f64::consts::SQRT_2)
+        (
+            x0 / std::f64::consts::SQRT_2,
+            x1.max(x0) * std::f64::consts::SQRT_2,
+        )
     } else {
         padded(x0, x1, 0.05)
     };
@@ -521,20 +524,28 @@ fn k_tick(v: &f64) -> String {
 /// front `front` (rings joined by a thin black line; none where empty) and the legend.
 fn chart_svg(spec: &ChartSpec, front: &[(f64, f64)]) -> anyhow::Result<String> {
     let ((x0, x1), (y0, y1)) = chart_ranges(&spec.curves, spec.log2_x);
+    // The legend stands right of the plotting area: room for its longest label.
+    let longest = spec
+        .curves
+        .iter()
+        .map(|c| c.label.chars().count())
+        .chain((!front.is_empty()).then_some("Pareto front".len()))
+        .max()
+        .unwrap_or(0);
+    let legend = 6 * longest as u32 + 40;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (440, 310)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (380 + legend, 310)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut builder = ChartBuilder::on(&root);
         builder
             .caption(&spec.title, ("sans-serif", 15))
             .margin(8)
-            .margin_right(22)
+            .margin_right(legend + 8)
             .x_label_area_size(40)
             .y_label_area_size(62);
         if spec.log2_x {
-            let mut chart =
-                builder.build_cartesian_2d((x0..x1).log_scale().base(2.0), y0..y1)?;
+            let mut chart = builder.build_cartesian_2d((x0..x1).log_scale().base(2.0), y0..y1)?;
             chart
                 .configure_mesh()
                 .x_desc(spec.x_desc.as_str())
@@ -565,8 +576,8 @@ fn chart_svg(spec: &ChartSpec, front: &[(f64, f64)]) -> anyhow::Result<String> {
 /// Draws into `chart` a frame around the plotting area (a `<rect>`), then each curve of `spec`:
 /// its error bars (± one standard deviation in x and y, where positive, as `<rect>`s on `root`),
 /// its line (one `LineSeries`: one `<polyline>`) and a filled circle a point; then the Pareto
-/// front `front` (a thin black `LineSeries` and a black ring a point) and the legend (swatches
-/// as `<rect>`s).
+/// front `front` (a thin black `LineSeries` and a black ring a point) and the legend, right of
+/// the plotting area (swatches as `<rect>`s).
 fn draw_curves<'a, 'b: 'a, X>(
     root: &DrawingArea<SVGBackend<'b>, Shift>,
     chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, RangedCoordf64>>,
@@ -611,13 +622,10 @@ where
                 }
             }
         }
-        chart
-            .draw_series(LineSeries::new(
-                c.points.iter().map(|p| (p.x, p.y)),
-                color.stroke_width(2),
-            ))?
-            .label(c.label.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 1), (x + 16, y + 1)], color.filled()));
+        chart.draw_series(LineSeries::new(
+            c.points.iter().map(|p| (p.x, p.y)),
+            color.stroke_width(2),
+        ))?;
         chart.draw_series(
             c.points
                 .iter()
@@ -625,25 +633,32 @@ where
         )?;
     }
     if !front.is_empty() {
-        chart
-            .draw_series(LineSeries::new(
-                front.iter().copied(),
-                BLACK.stroke_width(1),
-            ))?
-            .label("Pareto front")
-            .legend(|(x, y)| Rectangle::new([(x, y), (x + 16, y + 1)], BLACK.filled()));
+        chart.draw_series(LineSeries::new(
+            front.iter().copied(),
+            BLACK.stroke_width(1),
+        ))?;
         chart.draw_series(
             front
                 .iter()
                 .map(|&p| Circle::new(p, 6, BLACK.stroke_width(1))),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .position(spec.legend.clone())
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    // The legend, drawn on `root` (the plotting area clips what is drawn on it): an entry a
+    // curve and one for the front, each a swatch and a label.
+    let (px, py) = chart.plotting_area().get_pixel_range();
+    let entries = spec
+        .curves
+        .iter()
+        .map(|c| (c.label.as_str(), c.color, 2))
+        .chain((!front.is_empty()).then_some(("Pareto front", BLACK, 1)));
+    for (i, (label, color, thick)) in entries.enumerate() {
+        let (x, y) = (px.end + 10, py.start + 4 + 16 * i as i32);
+        root.draw(&Rectangle::new(
+            [(x, y + 6), (x + 16, y + 6 + thick)],
+            color.filled(),
+        ))?;
+        root.draw(&Text::new(label, (x + 22, y), ("sans-serif", 12)))?;
+    }
     Ok(())
 }
 
@@ -712,7 +727,10 @@ mod tests {
 
     fn attr(tag: &str, name: &str) -> usize {
         let needle = format!("{name}=\"");
-        let at = tag.find(&needle).unwrap_or_else(|| panic!("no {name} in {tag}")) + needle.len();
+        let at = tag
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no {name} in {tag}"))
+            + needle.len();
         let len = tag[at..].find('"').unwrap();
         tag[at..at + len].parse().unwrap()
     }
@@ -761,7 +779,10 @@ mod tests {
                 assert_eq!(div.matches("<polyline").count(), 4, "{div}");
                 assert_eq!(div.matches("<circle").count(), 12, "{div}");
                 for name in ["vq", "vq-ema", "soft-em", "Pareto front"] {
-                    assert!(div.contains(&format!("\n{name}\n</text>")), "{name} in {div}");
+                    assert!(
+                        div.contains(&format!("\n{name}\n</text>")),
+                        "{name} in {div}"
+                    );
                 }
             }
         }
@@ -798,7 +819,10 @@ mod tests {
         // K on a log2 axis: every power of two from 64 to 1024 is a tick.
         let div = plot_div(&html, "perplexity-k");
         for k in [64, 128, 256, 512, 1024] {
-            assert!(div.contains(&format!("\n{k}\n</text>")), "tick {k} in {div}");
+            assert!(
+                div.contains(&format!("\n{k}\n</text>")),
+                "tick {k} in {div}"
+            );
         }
         assert!(div.contains("\nsoft-em\n</text>"));
         // The order of the page.
@@ -848,7 +872,10 @@ mod tests {
         let div = plot_div(&html, "perplexity-k");
         assert_eq!(div.matches("<polyline").count(), 3);
         for label in ["vq beta=0.25", "vq beta=1", "soft-em beta=0.25"] {
-            assert!(div.contains(&format!("\n{label}\n</text>")), "{label} in {div}");
+            assert!(
+                div.contains(&format!("\n{label}\n</text>")),
+                "{label} in {div}"
+            );
         }
         // Nothing to draw elsewhere: notes, not charts, and no error.
         for id in ["codes-k", "rd-rate_iz_bits-nll", "plane"] {
@@ -926,7 +953,10 @@ mod tests {
         };
         let pt = |x, y, sx, sy| Pt { x, y, sx, sy };
         let ((x0, x1), (y0, y1)) = chart_ranges(
-            &[curve(vec![pt(0.0, 0.0, 1.0, 2.0), pt(8.0, 10.0, f64::NAN, 1.0)])],
+            &[curve(vec![
+                pt(0.0, 0.0, 1.0, 2.0),
+                pt(8.0, 10.0, f64::NAN, 1.0),
+            ])],
             false,
         );
         // x from -1 to 8 (NaN sd ignored) padded by 5%; y from -2 to 11 padded by 8%.
@@ -935,33 +965,5 @@ mod tests {
         let ((x0, x1), _) = chart_ranges(&[curve(vec![pt(64.0, 1.0, 5.0, 0.0)])], true);
         assert!((x0 * x1 - 64.0 * 64.0).abs() < 1e-9 && x1 / x0 > 1.99 && x1 / x0 < 2.01);
         assert_eq!(chart_ranges(&[], false), ((0.0, 1.0), (0.0, 1.0)));
-    }
-}
-
-#[cfg(test)]
-mod dump_tmp {
-    use super::super::sweep::fake_row;
-    use super::*;
-    use crate::quantizer::QuantizerKind::*;
-    #[test]
-    fn dump_tmp_page() {
-        let mut rows = Vec::new();
-        for (qi, q) in [Vq, VqEma, SoftEm].into_iter().enumerate() {
-            for (ki, k) in [64, 256, 1024].into_iter().enumerate() {
-                let (qf, kf) = (qi as f64, ki as f64);
-                let rate = 10.0 * (kf + 1.0) + qf * 7.0;
-                rows.push(fake_row(q, k, &[
-                    ("rate_iz_bits", rate, 1.0), ("rate_hz_bits", rate + 1.0, 0.5),
-                    ("rate_ce_bits", rate + 2.0, 0.0), ("rate_kl_bits", rate + 3.0, f64::NAN),
-                    ("mse_expected", 0.1 / (kf + 1.0) + 0.01 * qf, 0.003),
-                    ("nll", 100.0 - 10.0 * kf - 4.0 * qf, 2.0),
-                    ("i_iz", 1.0 + kf + 0.1 * qf, 0.1), ("i_zy", 0.5 + 0.5 * kf + 0.1 * qf, 0.05),
-                    ("perplexity", 12.5 * (kf + 1.0) + qf, 0.5), ("codes_used", 20.0 * (kf + 1.0) + qf, 1.0),
-                ]));
-            }
-        }
-        let missing = [PathBuf::from("out/runs/vq-k64-seed3")];
-        let html = sweep_html(&SweepPage { command: "vqib sweep --quantizers vq,vq-ema,soft-em --codebook-size 64,256,1024", points: 10, finished: 9, missing: &missing }, &rows).unwrap();
-        std::fs::write("/tmp/sweep_dump.html", html).unwrap();
     }
 }

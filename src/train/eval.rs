@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::{RngCore, SeedableRng};
 use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 
 use crate::config::RunConfig;
 use crate::data::ImageSet;
 use crate::device::device_or_cpu;
-use crate::error::{InputError, NonFiniteError};
 use crate::distortion::{Estimate, ExpectedDistortion, draw_code_maps};
+use crate::error::{InputError, NonFiniteError};
 use crate::info::{InfoAccumulator, InfoSummary, Relevance, gaussian_nll, objectives};
 use crate::kernels::assign::{Codebook, SoftOptions, nearest, soft_assign};
 use crate::model::VqVae;
@@ -225,7 +225,10 @@ pub fn evaluate(
 /// Per-image squared errors of `x_hat` against `x` (`[B, C, H, W]`), in f64.
 fn image_sse(x_hat: Tensor<4>, x: &Tensor<4>) -> Vec<f64> {
     let [b, c, h, w] = x.dims();
-    let e = (x_hat - x.clone()).square().reshape([b, c * h * w]).sum_dim(1);
+    let e = (x_hat - x.clone())
+        .square()
+        .reshape([b, c * h * w])
+        .sum_dim(1);
     host_f32(e).into_iter().map(f64::from).collect()
 }
 
@@ -242,7 +245,10 @@ pub fn expectations(
     samples: usize,
     m: &EvalMetrics,
 ) -> anyhow::Result<Expected> {
-    anyhow::ensure!(samples >= 2, "the expectation needs at least 2 code maps an image");
+    anyhow::ensure!(
+        samples >= 2,
+        "the expectation needs at least 2 code maps an image"
+    );
     let model = model.valid();
     let own_soft = quantizer::build(&cfg.quantizer).posterior() == Posterior::Soft;
     let ev = model.codebook_values();

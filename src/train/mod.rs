@@ -31,8 +31,8 @@ mod resume;
 pub mod step;
 
 pub use eval::{
-    EvalMetrics, Expected, batch_tensor, eval_record, eval_run, evaluate, expectations, info_rows, load_run, reconstruct,
-    reconstruct_grid, summary_rows,
+    EvalMetrics, Expected, batch_tensor, eval_record, eval_run, evaluate, expectations, info_rows,
+    load_run, reconstruct, reconstruct_grid, summary_rows,
 };
 pub use step::{Loss, Scalars, StepOutput, loss, train_step};
 

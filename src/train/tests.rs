@@ -225,18 +225,30 @@ fn expectations_and_relevance_of_an_evaluation() {
         let m = evaluate(&cfg, &model, &data.test, 10, &dev).unwrap();
         let e = expectations(&cfg, &model, &data.test, 10, &dev, 6, &m).unwrap();
         let l = m.beta * m.latents as f64;
-        let close = |a: f64, b: f64, tol: f64| assert!((a - b).abs() <= tol * b.abs(), "{a} vs {b}");
+        let close =
+            |a: f64, b: f64, tol: f64| assert!((a - b).abs() <= tol * b.abs(), "{a} vs {b}");
         close(e.l_vib, e.distortion.mean + l * m.assigned.kl, 1e-12);
-        close(e.l_vdib, e.distortion.mean + l * m.assigned.cross_entropy, 1e-12);
+        close(
+            e.l_vdib,
+            e.distortion.mean + l * m.assigned.cross_entropy,
+            1e-12,
+        );
         close(e.soft_l_vib, e.soft_distortion.mean + l * m.soft.kl, 1e-12);
-        close(e.l_marginal, e.distortion.mean + l * m.assigned.mutual_info, 1e-12);
+        close(
+            e.l_marginal,
+            e.distortion.mean + l * m.assigned.mutual_info,
+            1e-12,
+        );
         assert!(e.soft_distortion.se > 0.0, "{q}: sampled maps vary: {e:?}");
         if q == QuantizerKind::Vq {
             assert_eq!(e.distortion.se, 0.0);
             close(e.distortion.mean, m.distortion, 1e-5);
             close(e.mse.mean, m.mse, 1e-4);
         } else {
-            assert_eq!(e.distortion, e.soft_distortion, "soft EM's own posterior is the soft one");
+            assert_eq!(
+                e.distortion, e.soft_distortion,
+                "soft EM's own posterior is the soft one"
+            );
         }
         // Batches of 10 and of 24 give the same estimate: the draws depend on the batch seed, so
         // compare through the standard errors.
@@ -248,7 +260,15 @@ fn expectations_and_relevance_of_an_evaluation() {
         assert_eq!(r.classes, data.test.classes().unwrap());
         for x in [r, sr] {
             assert!(x.i_zy >= -1e-12 && x.i_zy <= x.h_y + 1e-12, "{x:?}");
-            close(x.i_zy + x.h_z_given_y, if std::ptr::eq(x, r) { m.assigned.h_z } else { m.soft.h_z }, 1e-9);
+            close(
+                x.i_zy + x.h_z_given_y,
+                if std::ptr::eq(x, r) {
+                    m.assigned.h_z
+                } else {
+                    m.soft.h_z
+                },
+                1e-9,
+            );
         }
     }
     // One draw gives no standard error: refused.
