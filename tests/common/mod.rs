@@ -160,3 +160,60 @@ pub fn train_mnist(dir: &Path, out: &Path) -> Output {
     ]);
     run(&args)
 }
+
+/// Debian's `chromium` (`$CHROMIUM` overrides), for the tests that render a report. None (with a
+/// notice) where it is missing, unless `VQIB_REQUIRE_CHROMIUM=1` (set by `.ci/run`).
+pub fn chromium() -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
+        if std::env::var("VQIB_REQUIRE_CHROMIUM").is_ok_and(|v| v == "1") {
+            panic!("chromium required but not found");
+        }
+        eprintln!("skipping the rendering check: no chromium");
+    }
+    found
+}
+
+fn find_chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// The DOM of `page` after its load handlers ran, as headless Chromium dumps it.
+pub fn dump_dom(browser: &Path, page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,2000",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
