@@ -78,7 +78,10 @@ fn list_shard_resume_collect_and_the_report() {
     // Bad input first: exit 2 with what is wrong.
     expect_input_error(&sweep(&out, &["--shard", "2/2"]), &["--shard", "2/2"]);
     expect_input_error(&sweep(&out, &["--beta", "0.1,x"]), &["--beta", "\"x\""]);
-    expect_input_error(&sweep(&out, &["--seed", "3"]), &["sweep does not take --seed"]);
+    expect_input_error(
+        &sweep(&out, &["--seed", "3"]),
+        &["sweep does not take --seed"],
+    );
     assert!(!out.exists(), "nothing is created for bad input");
 
     // --list: one runnable `vqib train` command a point.
@@ -101,7 +104,10 @@ fn list_shard_resume_collect_and_the_report() {
             line.ends_with(&format!("--out {}", out.join("runs").join(name).display())),
             "{line}"
         );
-        assert!(!line.contains("--quantizers") && !line.contains("--list"), "{line}");
+        assert!(
+            !line.contains("--quantizers") && !line.contains("--list"),
+            "{line}"
+        );
     }
     assert!(!out.exists(), "--list trains nothing");
 
@@ -121,7 +127,11 @@ fn list_shard_resume_collect_and_the_report() {
     assert!(text(&o).contains("share 0/2 finished"), "{}", text(&o));
     assert_eq!(runs(&out), [names[2], names[0]]);
     assert!(finished(&first) && finished(&out.join("runs").join(names[2])));
-    assert_eq!(state_step(&first), 2, "64 images in batches of 32, one epoch");
+    assert_eq!(
+        state_step(&first),
+        2,
+        "64 images in batches of 32, one epoch"
+    );
     assert!(!out.join("sweep.csv").exists(), "a share writes no report");
 
     // --collect: the report of what is finished.
@@ -149,7 +159,12 @@ fn list_shard_resume_collect_and_the_report() {
         let cells: Vec<&str> = row.split(',').collect();
         assert_eq!(cells.len(), header.len(), "{row}");
         // The expected distortion and I(Z;Y) were measured (shapes carry labels).
-        for col in ["nll mean", "i_zy mean", "rate_iz_bits mean", "mse_expected mean"] {
+        for col in [
+            "nll mean",
+            "i_zy mean",
+            "rate_iz_bits mean",
+            "mse_expected mean",
+        ] {
             let i = header.iter().position(|h| *h == col).unwrap();
             let v: f64 = cells[i].parse().unwrap();
             assert!(v.is_finite() && v > -1e-5, "{col} = {v} in {row}");
@@ -170,14 +185,25 @@ fn list_shard_resume_collect_and_the_report() {
         .chain(["plane", "perplexity-k", "codes-k"].map(String::from))
         .collect();
     for id in &plots {
-        assert_eq!(data_attr(&html, id, "curves"), 2, "{id}: a curve per quantizer");
-        assert_eq!(data_attr(&html, id, "points"), 4, "{id}: a point per setting");
+        assert_eq!(
+            data_attr(&html, id, "curves"),
+            2,
+            "{id}: a curve per quantizer"
+        );
+        assert_eq!(
+            data_attr(&html, id, "points"),
+            4,
+            "{id}: a point per setting"
+        );
     }
     let Some(browser) = chromium() else {
         return;
     };
     let dom = dump_dom(&browser, &out.join("sweep.html"));
-    assert!(dom.contains("data-ready=\"1\""), "the load handler did not run");
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the load handler did not run"
+    );
     for id in &plots {
         let at = dom.find(&format!("id=\"{id}\"")).unwrap();
         let tag = &dom[at..at + dom[at..].find('>').unwrap()];

@@ -1,6 +1,9 @@
 //! A folder of PNG/JPEG images (grey or RGB), decoded with the `image` crate: `train/` and
 //! `test/` subfolders when both exist, otherwise the folder itself with the last tenth of the
-//! images (by sorted file name) as the test split. Images carry no labels.
+//! images (by sorted file name) as the test split. A split whose images lie in class subfolders
+//! (`train/cat/*.png`, `train/dog/*.png`: torchvision's ImageFolder layout) is labelled by them,
+//! classes numbered in the sorted order of the training split's subfolder names; images directly
+//! in a split carry no labels.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +24,78 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// The images of one split: directly in `dir` (no labels), or else in its class subfolders.
+struct Listing {
+    files: Vec<PathBuf>,
+    /// The class of each file, where the images lie in class subfolders.
+    labels: Option<Vec<u8>>,
+    classes: Vec<String>,
+}
+
+/// Lists a split. `classes` (the training split's) numbers a test split's subfolders; a class
+/// it lacks is an error naming the subfolder.
+fn list_split(dir: &Path, classes: Option<&[String]>) -> Result<Listing, InputError> {
+    let files = list_images(dir)?;
+    if !files.is_empty() {
+        return Ok(Listing {
+            files,
+            labels: None,
+            classes: Vec::new(),
+        });
+    }
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| InputError::file(dir, format!("cannot list: {e}")))?;
+    let mut subdirs: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    subdirs.sort();
+    let mut listing = Listing {
+        files: Vec::new(),
+        labels: Some(Vec::new()),
+        classes: classes.map(<[String]>::to_vec).unwrap_or_default(),
+    };
+    for sub in subdirs {
+        let images = list_images(&sub)?;
+        if images.is_empty() {
+            continue;
+        }
+        let name = sub
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let label = match listing.classes.iter().position(|c| *c == name) {
+            Some(i) => i,
+            None if classes.is_none() => {
+                listing.classes.push(name);
+                listing.classes.len() - 1
+            }
+            None => {
+                return Err(InputError::file(
+                    &sub,
+                    "a class the training split does not have",
+                ));
+            }
+        };
+        if label > u8::MAX as usize {
+            return Err(InputError::file(dir, "more than 256 class subfolders"));
+        }
+        let labels = listing.labels.as_mut().expect("labelled");
+        labels.extend(std::iter::repeat_n(label as u8, images.len()));
+        listing.files.extend(images);
+    }
+    if listing.files.is_empty() {
+        listing.labels = None;
+    }
+    Ok(listing)
 }
 
 /// The largest width and height of an image file that is decoded.
@@ -166,22 +241,27 @@ pub fn load_folder(dir: &Path, size: Option<usize>) -> Result<Dataset, InputErro
         )));
     }
     let (train_files, test_files) = if dir.join("train").is_dir() && dir.join("test").is_dir() {
-        (
-            list_images(&dir.join("train"))?,
-            list_images(&dir.join("test"))?,
-        )
-    } else {
-        let mut all = list_images(dir)?;
-        if all.len() < 2 {
+        let train = list_split(&dir.join("train"), None)?;
+        let classes = train.labels.is_some().then_some(train.classes.as_slice());
+        let test = list_split(&dir.join("test"), classes)?;
+        if train.labels.is_some() != test.labels.is_some() {
             return Err(InputError::file(
                 dir,
-                format!("found {} PNG/JPEG images; need at least 2", all.len()),
+                "train/ and test/ must both hold class subfolders, or both hold the images directly",
             ));
         }
-        let n_test = (all.len() / 10).max(1);
-        let test = all.split_off(all.len() - n_test);
-        (all, test)
+        ((train.files, train.labels), (test.files, test.labels))
+    } else {
+        let all = list_split(dir, None)?;
+        if all.files.len() < 2 {
+            return Err(InputError::file(
+                dir,
+                format!("found {} PNG/JPEG images; need at least 2", all.files.len()),
+            ));
+        }
+        hold_out(all)
     };
+    let ((train_files, train_labels), (test_files, test_labels)) = (train_files, test_files);
     if train_files.is_empty() {
         return Err(InputError::file(
             dir,
@@ -194,9 +274,10 @@ pub fn load_folder(dir: &Path, size: Option<usize>) -> Result<Dataset, InputErro
             "no PNG/JPEG images found for the test split",
         ));
     }
-    let train = read_images(&train_files, size, None)?;
+    let mut train = read_images(&train_files, size, None)?;
     let size = size.or(Some(train.height).filter(|&h| h == train.width));
-    let test = read_images(&test_files, size, Some(train.channels))?;
+    let mut test = read_images(&test_files, size, Some(train.channels))?;
+    (train.labels, test.labels) = (train_labels, test_labels);
     if (test.height, test.width) != (train.height, train.width) {
         return Err(InputError::file(
             &test_files[0],
@@ -209,9 +290,94 @@ pub fn load_folder(dir: &Path, size: Option<usize>) -> Result<Dataset, InputErro
     Ok(Dataset { train, test })
 }
 
+/// Files and labels of one split.
+type Split = (Vec<PathBuf>, Option<Vec<u8>>);
+
+/// The last tenth (at least one) of the images as the test split: of each class where the
+/// images are labelled, else by sorted file name.
+fn hold_out(all: Listing) -> (Split, Split) {
+    let Some(labels) = all.labels else {
+        let mut files = all.files;
+        let n_test = (files.len() / 10).max(1);
+        let test = files.split_off(files.len() - n_test);
+        return ((files, None), (test, None));
+    };
+    let (mut train, mut test): (Split, Split) = Default::default();
+    let (mut tl, mut sl) = (Vec::new(), Vec::new());
+    for class in 0..all.classes.len() as u8 {
+        let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        let n_test = if idx.len() >= 2 {
+            (idx.len() / 10).max(1)
+        } else {
+            0
+        };
+        for (j, &i) in idx.iter().enumerate() {
+            let (files, l) = if j >= idx.len() - n_test {
+                (&mut test.0, &mut sl)
+            } else {
+                (&mut train.0, &mut tl)
+            };
+            files.push(all.files[i].clone());
+            l.push(class);
+        }
+    }
+    (train.1, test.1) = (Some(tl), Some(sl));
+    (train, test)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Class subfolders label the images (classes by the sorted names of the training split's
+    /// subfolders); without train/ and test/ each class keeps its last tenth for the test split.
+    #[test]
+    fn class_subfolders_are_labels() {
+        let d = tempfile::tempdir().unwrap();
+        let save = |sub: &str, n: usize| {
+            let dir = d.path().join(sub);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let img = image::GrayImage::from_pixel(4, 4, image::Luma([i as u8]));
+                img.save(dir.join(format!("{i:02}.png"))).unwrap();
+            }
+        };
+        save("train/dog", 3);
+        save("train/cat", 2);
+        save("test/dog", 1);
+        save("test/cat", 2);
+        let ds = load_folder(d.path(), None).unwrap();
+        assert_eq!(
+            ds.train.labels.as_deref(),
+            Some(&[0u8, 0, 1, 1, 1][..]),
+            "cat = 0, dog = 1"
+        );
+        assert_eq!(ds.test.labels.as_deref(), Some(&[0u8, 0, 1][..]));
+        assert_eq!(ds.train.classes(), Some(2));
+        // A test class the training split lacks is named.
+        save("test/bird", 1);
+        let e = load_folder(d.path(), None).unwrap_err().to_string();
+        assert!(
+            e.contains("bird") && e.contains("training split does not have"),
+            "{e}"
+        );
+
+        let flat = tempfile::tempdir().unwrap();
+        for (class, n) in [("a", 20), ("b", 10)] {
+            let dir = flat.path().join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let img = image::GrayImage::from_pixel(4, 4, image::Luma([i as u8]));
+                img.save(dir.join(format!("{i:02}.png"))).unwrap();
+            }
+        }
+        let ds = load_folder(flat.path(), None).unwrap();
+        assert_eq!((ds.train.n, ds.test.n), (27, 3));
+        assert_eq!(ds.test.labels.as_deref(), Some(&[0u8, 0, 1][..]));
+        // The held-out images are each class's last (pixel value = index in the class).
+        assert_eq!(ds.test.pixels[0], 18);
+        assert_eq!(ds.test.pixels[16 * 2], 9);
+    }
 
     #[test]
     fn folder_reads_and_rejects_mismatched_sizes() {

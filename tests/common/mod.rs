@@ -216,4 +216,3 @@ pub fn dump_dom(browser: &Path, page: &Path) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
-
