@@ -592,12 +592,13 @@ pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
     }
     if let Some(e) = &m.expected {
         let est = |x: Estimate| format!("{:.4} ± {:.4}", x.mean, x.se);
+        let est6 = |x: Estimate| format!("{:.6} ± {:.6}", x.mean, x.se);
         rows.push((
             format!("E -log q(x|z) per image ({} draws, ± s.e.)", e.samples),
             est(e.distortion),
             est(e.soft_distortion),
         ));
-        rows.push(("E MSE (± s.e.)".into(), est(e.mse), est(e.soft_mse)));
+        rows.push(("E MSE (± s.e.)".into(), est6(e.mse), est6(e.soft_mse)));
         rows.push(row("L_VDIB, expected distortion", e.l_vdib, e.soft_l_vdib));
         rows.push(row("L_VIB, expected distortion", e.l_vib, e.soft_l_vib));
         rows.push(row(
