@@ -21,10 +21,7 @@ fn steps(cfg: &RunConfig, mut model: VqVae, dev: &Device, n: usize) -> Vec<[f32;
         let idx: Vec<usize> = (s * 8..s * 8 + 8).collect();
         let mut rng = rand::SeedableRng::seed_from_u64(s as u64);
         let x = train::batch_tensor(&data.train, &idx, dev);
-        let ctx = Context {
-            rng: &mut rng,
-            info_log_r: None,
-        };
+        let ctx = Context { rng: &mut rng };
         let f = model.forward(x.clone(), q.as_ref(), ctx);
         let loss = train::loss(cfg, &model, q.as_ref(), &f, x);
         let l = loss.total;

@@ -29,7 +29,6 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::QuantizerConfig;
-use crate::info::InfoAccumulator;
 
 pub mod dead_codes;
 pub mod ema;
@@ -63,18 +62,12 @@ pub struct QuantizerOutput {
     pub codebook_loss: Tensor<1>,
     /// mean ||z_e - sg(z_q)||^2 over elements: moves the encoder only.
     pub commitment_loss: Tensor<1>,
-    /// The information quantities of the quantizer's own soft posterior over this batch, when
-    /// [`Context::info_log_r`] asked for them and the quantizer computed p(z|i) anyway.
-    pub info: Option<InfoAccumulator>,
 }
 
 /// What a forward pass may use beyond z_e and the codebook.
 pub struct Context<'a> {
     /// The random stream of this pass (soft EM draws its sample seed from it).
     pub rng: &'a mut StdRng,
-    /// When given (evaluation), a quantizer that computes p(z|i) also streams its information
-    /// quantities against this log prior into [`QuantizerOutput::info`].
-    pub info_log_r: Option<&'a [f64]>,
 }
 
 /// The posterior p(z|i) a quantizer assigns.

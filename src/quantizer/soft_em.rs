@@ -31,15 +31,13 @@ pub fn soft_log_probs(z: Tensor<2>, e: Tensor<2>, tau: f64) -> Tensor<2> {
 /// [`assign::soft_assign`] (the N x K matrix of p is never held whole, nor copied off the
 /// device; only z_e and the codebook go to the host), z_q the mean of their codewords. The
 /// codebook gets no gradient. `indices` holds the most probable code of each row, `samples`
-/// (`[N*m]`) the draws for the M-step; with `info_log_r` the same pass streams the information
-/// quantities of p(z|i) into `info`.
+/// (`[N*m]`) the draws for the M-step.
 pub fn soft_quantize(
     z_e: Tensor<2>,
     e: Tensor<2>,
     tau: f64,
     m: usize,
     seed: u64,
-    info_log_r: Option<&[f64]>,
 ) -> QuantizerOutput {
     let [n, d] = z_e.dims();
     let device = z_e.device();
@@ -52,7 +50,7 @@ pub fn soft_quantize(
             tau,
             samples: m,
             seed,
-            log_r: info_log_r,
+            log_r: None,
             labels: None,
         },
     );
@@ -72,7 +70,6 @@ pub fn soft_quantize(
         samples: Some(s.samples),
         codebook_loss,
         commitment_loss,
-        info: s.info,
     }
 }
 
@@ -136,7 +133,7 @@ impl super::Quantizer for SoftEm {
 
     fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput {
         let seed = ctx.rng.next_u64();
-        soft_quantize(z_e, codebook, self.tau, self.samples, seed, ctx.info_log_r)
+        soft_quantize(z_e, codebook, self.tau, self.samples, seed)
     }
 
     /// beta ||z_e - sg(z_q)||^2.

@@ -275,7 +275,7 @@ fn one_sample_at_small_temperature_is_vq_ema() {
     let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev);
     let hard = quantize(z.clone(), e.clone());
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let soft = soft_quantize(z.clone(), e.clone(), 1e-6, 1, rng.next_u64(), None);
+    let soft = soft_quantize(z.clone(), e.clone(), 1e-6, 1, rng.next_u64());
     let soft_samples = soft.samples.clone().unwrap();
     let idx: Vec<u32> = values(hard.indices.float())
         .iter()

@@ -76,7 +76,6 @@ pub fn quantize(z_e: Tensor<2>, e: Tensor<2>) -> QuantizerOutput {
         samples: None,
         codebook_loss,
         commitment_loss,
-        info: None,
     }
 }
 

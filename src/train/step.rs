@@ -113,10 +113,7 @@ pub fn train_step(
     device: &Device,
 ) -> Result<StepOutput, Scalars> {
     let mut rng = step_rng(cfg.training.seed, step);
-    let ctx = Context {
-        rng: &mut rng,
-        info_log_r: None,
-    };
+    let ctx = Context { rng: &mut rng };
     let f = model.forward(x.clone(), bottleneck.quantizer.as_ref(), ctx);
     let l = loss(cfg, model, bottleneck.quantizer.as_ref(), &f, x);
     let scalars = read_scalars(&l, &f);

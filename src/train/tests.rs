@@ -31,10 +31,7 @@ fn forward(
     let idx: Vec<usize> = (0..16).collect();
     let x = batch_tensor(&data.train, &idx, &dev);
     let mut rng = StdRng::seed_from_u64(1);
-    let ctx = Context {
-        rng: &mut rng,
-        info_log_r: None,
-    };
+    let ctx = Context { rng: &mut rng };
     let f = model.forward(x.clone(), q.as_ref(), ctx);
     (model, q, f, x)
 }
