@@ -161,9 +161,10 @@ struct ResumeArgs {
     drive: DriveArgs,
 }
 
+/// `--quantizers`, of `compare` and `sweep`.
 #[derive(Args)]
-struct CompareArgs {
-    /// Quantizers to compare, comma-separated.
+struct QuantizerList {
+    /// Quantizers, comma-separated.
     #[arg(
         long,
         value_enum,
@@ -171,6 +172,12 @@ struct CompareArgs {
         default_value = "vq,vq-ema,soft-em"
     )]
     quantizers: Vec<QuantizerKind>,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    quantizers: QuantizerList,
     /// Number of seeds (1..=N).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -180,14 +187,8 @@ struct CompareArgs {
 
 #[derive(Args)]
 struct SweepArgs {
-    /// Quantizers, comma-separated.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "vq,vq-ema,soft-em"
-    )]
-    quantizers: Vec<QuantizerKind>,
+    #[command(flatten)]
+    quantizers: QuantizerList,
     /// Seeds: a count N (seeds 1..=N) or a comma-separated list (`--seeds 3,7`).
     #[arg(long, default_value = "1", value_name = "N|LIST")]
     seeds: String,
@@ -399,7 +400,7 @@ fn sweep(
     refuse_single(matches, "sweep")?;
     let mut args = raw_args.to_vec();
     let mut axes = Axes::take_from_args(&mut args)?;
-    axes.quantizers = a.quantizers;
+    axes.quantizers = a.quantizers.quantizers;
     axes.seeds = sweep::parse_seeds(&a.seeds)?;
     let share = a.shard.as_deref().map(sweep::parse_shard).transpose()?;
     let out = a
@@ -466,7 +467,7 @@ fn compare(
         .unwrap_or_else(|| PathBuf::from("runs/compare"));
     let spec = vqib::experiment::CompareSpec {
         base: a.train.config,
-        quantizers: a.quantizers,
+        quantizers: a.quantizers.quantizers,
         seeds: (1..=a.seeds).collect(),
         out: out.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
