@@ -301,6 +301,16 @@ fn list_shard_resume_collect_and_the_report() {
         }
     }
 
+    // A grid whose shared settings changed does not silently reuse the old runs.
+    let o = sweep(&out, &["--lr", "0.01", "--collect"]);
+    expect_input_error(
+        &o,
+        &[
+            names[0],
+            "training.lr: 0.0002 in the run, 0.01 in this command",
+        ],
+    );
+
     // Every plot carries its counts; Chromium draws them.
     let html = std::fs::read_to_string(out.join("sweep.html")).unwrap();
     let rd = [

@@ -74,8 +74,10 @@ pub fn run(spec: &CompareSpec, opts: &TrainOptions) -> anyhow::Result<(Vec<RunRe
             if opts.print_summary {
                 eprintln!("== {q} seed {seed} -> {}", run.path().display());
             }
+            let cfg = run_config(&base, q, seed);
+            check_reusable(&cfg, &run)?;
             if !run.is_finished() {
-                finish_run(run_config(&base, q, seed), &run, opts)?;
+                finish_run(cfg, &run, opts)?;
             }
             results.push(load_result(q, seed, &run)?);
         }
@@ -104,6 +106,31 @@ fn run_config(base: &RunConfig, q: QuantizerKind, seed: u64) -> RunConfig {
     cfg.quantizer.kind = q;
     cfg.training.seed = seed;
     cfg
+}
+
+/// A run directory an experiment reuses must hold the run it would train: its `config.json`
+/// agrees with `cfg` in every setting but where the data live (and the image shape, which the
+/// data fix). Otherwise exit 2 naming the directory and the settings.
+pub(crate) fn check_reusable(cfg: &RunConfig, run: &RunDir) -> anyhow::Result<()> {
+    if !run.config_path().is_file() {
+        return Ok(());
+    }
+    let have = RunConfig::load(&run.config_path())?;
+    let mut want = cfg.clone().resolve()?;
+    want.data.data_dir = have.data.data_dir.clone();
+    want.data.image_shape = have.data.image_shape;
+    let diffs = crate::train::config_differences(&have, &want, "the run", "this command");
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(InputError::file(
+        run.path(),
+        format!(
+            "holds a run with other settings than this command's ({}); give another --out or remove the directory",
+            diffs.join("; ")
+        ),
+    )
+    .into())
 }
 
 /// Trains the run to its end: resumes it from its latest checkpoint, or starts it anew (the

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{RunResult, finish_run, load_result};
+use super::{RunResult, check_reusable, finish_run, load_result};
 use crate::config::RunConfig;
 use crate::error::InputError;
 use crate::quantizer::QuantizerKind;
@@ -357,8 +357,10 @@ pub fn train(
                 run.path().display()
             );
         }
+        let cfg = p.config(&spec.base);
+        check_reusable(&cfg, &run)?;
         if !run.is_finished() {
-            finish_run(p.config(&spec.base), &run, opts)?;
+            finish_run(cfg, &run, opts)?;
         }
     }
     Ok(())
@@ -388,6 +390,7 @@ pub fn collect(spec: &SweepSpec) -> anyhow::Result<Collected> {
     for p in points {
         let run = RunDir::new(spec.run_dir(&p));
         if run.is_finished() && run.eval_json().exists() {
+            check_reusable(&p.config(&spec.base), &run)?;
             let r = load_result(p.setting.quantizer, p.seed, &run)?;
             results.push(PointResult { point: p, run: r });
         } else {

@@ -28,6 +28,7 @@ use crate::run::{RunDir, RunLock};
 
 pub mod eval;
 mod resume;
+pub(crate) use resume::config_differences;
 pub mod step;
 
 pub use eval::{

@@ -24,7 +24,7 @@ pub(super) fn governing_config(
     if let Ok(disk) = &on_disk {
         cfg.training.epochs = disk.training.epochs;
         cfg.data.data_dir = disk.data.data_dir.clone();
-        let diff = config_differences(disk, &cfg);
+        let diff = config_differences(disk, &cfg, "config.json", "the checkpoint");
         if !diff.is_empty() {
             return Err(InputError::file(
                 &path,
@@ -65,9 +65,13 @@ pub(super) fn governing_config(
     Ok(cfg)
 }
 
-/// The settings in which two configurations differ, as `section.key: A in config.json, B in the
-/// checkpoint`.
-fn config_differences(disk: &RunConfig, ck: &RunConfig) -> Vec<String> {
+/// The settings in which two configurations differ, as `section.key: A in NAME_A, B in NAME_B`.
+pub(crate) fn config_differences(
+    disk: &RunConfig,
+    ck: &RunConfig,
+    name_a: &str,
+    name_b: &str,
+) -> Vec<String> {
     let (a, b) = (serde_json::to_value(disk), serde_json::to_value(ck));
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else {
         return vec!["(unreadable)".into()];
@@ -81,9 +85,7 @@ fn config_differences(disk: &RunConfig, ck: &RunConfig) -> Vec<String> {
         for (key, x) in av {
             let y = bv.get(key).unwrap_or(&serde_json::Value::Null);
             if x != y {
-                out.push(format!(
-                    "{section}.{key}: {x} in config.json, {y} in the checkpoint"
-                ));
+                out.push(format!("{section}.{key}: {x} in {name_a}, {y} in {name_b}"));
             }
         }
     }
