@@ -716,3 +716,143 @@ pub(crate) fn fake_row(q: QuantizerKind, k: usize, values: &[(&str, f64, f64)]) 
 pub fn shown(out: &Path, p: &Path) -> String {
     p.strip_prefix(out).unwrap_or(p).display().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quantizer::QuantizerKind::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn list_flags_are_taken_out_of_the_arguments() {
+        let mut a = args(
+            "vqib sweep --beta 0.1,0.25 --hidden 8 --codebook-size=8,16 --temperature 2 --code-dim 4,8 --rate-weight 0.5 --beta 1",
+        );
+        let axes = Axes::take_from_args(&mut a).unwrap();
+        assert_eq!(a, args("vqib sweep --hidden 8"));
+        assert_eq!(axes.beta, [0.1, 0.25, 1.0]);
+        assert_eq!(axes.codebook_size, [8, 16]);
+        assert_eq!(axes.temperature, [2.0]);
+        assert_eq!(axes.code_dim, [4, 8]);
+        assert_eq!(axes.rate_weight, [0.5]);
+        for bad in [
+            "vqib sweep --beta 0.1,x",
+            "vqib sweep --codebook-size 8,-1",
+            "vqib sweep --beta",
+        ] {
+            let e = Axes::take_from_args(&mut args(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("--beta") || e.contains("--codebook-size"),
+                "{bad}: {e}"
+            );
+        }
+        // `--beta-like` flags that only start alike are left alone.
+        let mut a = args("vqib sweep --betas 1");
+        assert_eq!(Axes::take_from_args(&mut a).unwrap(), Axes::default());
+        assert_eq!(a.len(), 4);
+    }
+
+    #[test]
+    fn seeds_and_shards() {
+        assert_eq!(parse_seeds("3").unwrap(), [1, 2, 3]);
+        assert_eq!(parse_seeds("3,7").unwrap(), [3, 7]);
+        assert_eq!(parse_seeds("5,").ok(), None);
+        assert!(parse_seeds("0").is_err() && parse_seeds("a").is_err());
+        assert_eq!(parse_shard("1/4").unwrap(), (1, 4));
+        for bad in ["4/4", "0/0", "1", "a/2", "-1/2"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn spec() -> SweepSpec {
+        let mut a = args("vqib sweep --beta 0.1,0.25");
+        let mut axes = Axes::take_from_args(&mut a).unwrap();
+        axes.quantizers = vec![Vq, SoftEm];
+        axes.codebook_size = vec![8, 16, 32];
+        axes.seeds = vec![1, 2];
+        SweepSpec {
+            base: RunConfig::default(),
+            axes,
+            out: PathBuf::from("out"),
+            command: String::new(),
+            train_args: train_args(&args(
+                "--quantizers vq,soft-em --hidden 8 --out=x --list --seeds 2 --shard 0/2 --collect --lr 1e-3",
+            )),
+        }
+    }
+
+    #[test]
+    fn the_grid_its_shares_and_its_commands() {
+        let s = spec();
+        assert_eq!(s.train_args, args("--hidden 8 --lr 1e-3"));
+        let points = s.points();
+        assert_eq!(points.len(), 2 * 3 * 2 * 2);
+        // Quantizers outermost, seeds innermost; every point differs.
+        assert_eq!(points[0].name(), "vq-k8-d64-beta0.1-rw1-tau1-seed1");
+        assert_eq!(points[1].name(), "vq-k8-d64-beta0.1-rw1-tau1-seed2");
+        assert_eq!(points[2].name(), "vq-k8-d64-beta0.25-rw1-tau1-seed1");
+        assert_eq!(points[23].name(), "soft-em-k32-d64-beta0.25-rw1-tau1-seed2");
+        let mut names: Vec<String> = points.iter().map(Point::name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 24);
+        // The shares partition the grid.
+        let shares: Vec<Vec<Point>> = (0..5).map(|i| shard(points.clone(), (i, 5))).collect();
+        assert_eq!(shares.iter().map(Vec::len).sum::<usize>(), 24);
+        assert_eq!(shares[1][0], points[1]);
+        assert_eq!(shares[1][1], points[6]);
+        // A point's configuration and its train command say the same.
+        let c = points[23].config(&s.base);
+        assert_eq!(
+            (
+                c.quantizer.kind,
+                c.quantizer.codebook_size,
+                c.quantizer.beta,
+                c.training.seed
+            ),
+            (SoftEm, 32, 0.25, 2)
+        );
+        let cmd = &s.list()[23];
+        assert_eq!(
+            cmd,
+            "vqib train --hidden 8 --lr 1e-3 --quantizer soft-em --codebook-size 32 --code-dim 64 --beta 0.25 --rate-weight 1 --temperature 1 --seed 2 --out out/runs/soft-em-k32-d64-beta0.25-rw1-tau1-seed2"
+        );
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn rows_are_settings_with_mean_and_sd_over_seeds() {
+        let s = spec();
+        let p = s.points();
+        let result = |p: &Point, ppl: f64| PointResult {
+            point: p.clone(),
+            run: super::super::fake_result(p.setting.quantizer, p.seed, ppl, 10.0),
+        };
+        let results = [result(&p[0], 4.0), result(&p[1], 6.0), result(&p[2], 9.0)];
+        let rows = rows(&results);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].seeds, [1, 2]);
+        assert_eq!(rows[0].get("perplexity"), Some((5.0, 2f64.sqrt())));
+        assert_eq!(rows[1].get("perplexity"), Some((9.0, 0.0)));
+        assert_eq!(rows[0].get("nll"), None, "not measured");
+        let csv = sweep_csv(&rows);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let width = lines[0].split(',').count();
+        assert_eq!(width, 7 + 2 * METRICS.len());
+        assert!(lines.iter().all(|l| l.split(',').count() == width));
+        assert!(
+            lines[1].starts_with("vq,8,64,0.1,1,1,2,5,1.414"),
+            "{}",
+            lines[1]
+        );
+        let t = summary_table(&rows);
+        assert_eq!(t.lines().count(), 4);
+    }
+}
