@@ -1673,16 +1673,10 @@ fn fuzz_eval_json_and_the_sweep_report() {
         point: point(QuantizerKind::Vq),
         run: crate::experiment::fake_result(QuantizerKind::Vq, 1, 5.0, 800.0),
     };
-    let mut m = Mutator::new(0xe7a1);
-    let mut t = Tally::new("eval.json -> sweep report");
-    for case in 0..400 {
-        let (bytes, desc) = if case % 3 == 2 {
-            m.bytes(seed.as_bytes(), &[])
-        } else {
-            m.json(&seed)
-        };
-        std::fs::write(run.eval_json(), &bytes).unwrap();
-        let pr = probe(|| {
+    // Writes `bytes` as eval.json, reads it as the second run of a sweep and renders the report.
+    let read_and_render = |bytes: &[u8]| {
+        std::fs::write(run.eval_json(), bytes).unwrap();
+        probe(|| {
             let e: EvalMetrics = run.read_eval()?;
             let mut r = good.clone();
             r.point = point(QuantizerKind::SoftEm);
@@ -1698,7 +1692,17 @@ fn fuzz_eval_json_and_the_sweep_report() {
             sweep_html(&page, &rows)
                 .map_err(|e| crate::error::InputError::config(e.to_string()))?;
             Ok::<(), crate::error::InputError>(())
-        });
+        })
+    };
+    let mut m = Mutator::new(0xe7a1);
+    let mut t = Tally::new("eval.json -> sweep report");
+    for case in 0..400 {
+        let (bytes, desc) = if case % 3 == 2 {
+            m.bytes(seed.as_bytes(), &[])
+        } else {
+            m.json(&seed)
+        };
+        let pr = read_and_render(&bytes);
         let _ = t.check(pr, &desc, &bytes, &["eval.json"], false);
     }
     // Every number of the file, one at a time, at the extremes JSON can carry.
@@ -1727,23 +1731,7 @@ fn fuzz_eval_json_and_the_sweep_report() {
             let mut v: serde_json::Value = serde_json::from_str(&seed).unwrap();
             set_nth(&mut v, &mut i.clone(), x);
             let bytes = serde_json::to_vec(&v).unwrap();
-            std::fs::write(run.eval_json(), &bytes).unwrap();
-            let pr = probe(|| {
-                let e: EvalMetrics = run.read_eval()?;
-                let mut r = good.clone();
-                r.point = point(QuantizerKind::SoftEm);
-                r.run.eval = e;
-                let rows = rows(&[good.clone(), r]);
-                let page = SweepPage {
-                    command: "vqib sweep",
-                    points: 2,
-                    finished: 2,
-                    missing: &[],
-                };
-                sweep_html(&page, &rows)
-                    .map_err(|e| crate::error::InputError::config(e.to_string()))?;
-                Ok::<(), crate::error::InputError>(())
-            });
+            let pr = read_and_render(&bytes);
             let _ = t.check(
                 pr,
                 &format!("number {i} = {x}"),
