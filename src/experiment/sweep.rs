@@ -581,6 +581,81 @@ pub const METRICS: &[Metric] = &[
         label: "coded bits/image",
         f: |m| m.coded.as_ref().map(|c| c.bits_per_image),
     },
+    Metric {
+        id: "h_z_mm",
+        label: "H(Z) Miller-Madow (nats)",
+        f: |m| Some(m.assigned.h_z_miller_madow),
+    },
+    Metric {
+        id: "dead_codes",
+        label: "dead codes",
+        f: |m| Some(m.dead_codes as f64),
+    },
+    Metric {
+        id: "h_z_given_y",
+        label: "H(Z|Y) (nats)",
+        f: |m| m.relevance.as_ref().map(|r| r.h_z_given_y),
+    },
+    Metric {
+        id: "i_zy_argmax",
+        label: "I(Z;Y) plug-in, argmax codes (nats)",
+        f: |m| m.relevance.as_ref().map(|r| r.argmax_i_zy),
+    },
+    Metric {
+        id: "soft_h_z",
+        label: "soft H(Z) (nats)",
+        f: |m| Some(m.soft.h_z),
+    },
+    Metric {
+        id: "soft_perplexity",
+        label: "soft perplexity",
+        f: |m| Some(m.soft.perplexity),
+    },
+    Metric {
+        id: "soft_h_z_given_i",
+        label: "soft H(Z|I) (nats)",
+        f: |m| Some(m.soft.h_z_given_i),
+    },
+    Metric {
+        id: "soft_cross_entropy",
+        label: "soft H(p(Z|I), r) (nats)",
+        f: |m| Some(m.soft.cross_entropy),
+    },
+    Metric {
+        id: "soft_nll_se",
+        label: "standard error of soft E -log q(x|z)",
+        f: |m| m.expected.as_ref().map(|e| e.soft_distortion.se),
+    },
+    Metric {
+        id: "soft_mse_expected",
+        label: "soft E MSE",
+        f: |m| m.expected.as_ref().map(|e| e.soft_mse.mean),
+    },
+    Metric {
+        id: "soft_l_vdib",
+        label: "soft L_VDIB (nats/image)",
+        f: |m| m.expected.as_ref().map(|e| e.soft_l_vdib),
+    },
+    Metric {
+        id: "soft_l_marginal",
+        label: "soft L with r = p(z) (nats/image)",
+        f: |m| m.expected.as_ref().map(|e| e.soft_l_marginal),
+    },
+    Metric {
+        id: "l_vib_train",
+        label: "L_VIB, training-time decode (nats/image)",
+        f: |m| Some(m.l_vib),
+    },
+    Metric {
+        id: "l_vdib_train",
+        label: "L_VDIB, training-time decode (nats/image)",
+        f: |m| Some(m.l_vdib),
+    },
+    Metric {
+        id: "coded_bits_per_pixel",
+        label: "coded bits/pixel",
+        f: |m| m.coded.as_ref().map(|c| c.bits_per_pixel),
+    },
 ];
 
 /// One row of `sweep.csv`: a setting, the seeds it was measured with, and the mean and sample
