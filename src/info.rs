@@ -196,14 +196,9 @@ impl InfoAccumulator {
         self.log_r.len()
     }
 
-    /// Adds points with one-hot p(z|i) at `indices`.
-    pub fn add_hard(&mut self, indices: &[u32]) {
-        self.add_hard_labelled(indices, None);
-    }
-
     /// Adds points with one-hot p(z|i) at `indices`, with their labels where the accumulator
     /// keeps the joint (`labels[i]` of `indices[i]`).
-    pub fn add_hard_labelled(&mut self, indices: &[u32], labels: Option<&[u32]>) {
+    pub fn add_hard(&mut self, indices: &[u32], labels: Option<&[u32]>) {
         if let Some(l) = labels {
             assert_eq!(l.len(), indices.len(), "a label per point");
         }
@@ -246,13 +241,9 @@ impl InfoAccumulator {
 
     /// Adds one point whose p(z|i) = w_z * `inv_sum` (`w` unnormalised weights, `inv_sum` = 1 /
     /// sum w), with its entropy H(p(.|i)) = `h` and most probable code `argmax` computed by the
-    /// caller (the soft-assignment kernel has them from its log-sum-exp pass).
-    pub fn add_weights(&mut self, w: &[f32], inv_sum: f64, h: f64, argmax: usize) {
-        self.add_weights_labelled(w, inv_sum, h, argmax, None);
-    }
-
-    /// [`Self::add_weights`] for a point with label `label` (used where the joint is kept).
-    pub fn add_weights_labelled(
+    /// caller (the soft-assignment kernel has them from its log-sum-exp pass), and its label
+    /// where the accumulator keeps the joint.
+    pub fn add_weights(
         &mut self,
         w: &[f32],
         inv_sum: f64,
@@ -468,7 +459,7 @@ mod tests {
     fn distinct_one_hot_codes_give_log_n_and_zero_conditional_entropy() {
         let n = 6;
         let mut acc = InfoAccumulator::uniform(10);
-        acc.add_hard(&(0..n as u32).collect::<Vec<_>>());
+        acc.add_hard(&(0..n as u32).collect::<Vec<_>>(), None);
         let s = acc.summary();
         close(s.h_z, (n as f64).ln(), 1e-12);
         close(s.h_z_given_i, 0.0, 1e-12);
@@ -538,7 +529,7 @@ mod tests {
     #[test]
     fn miller_madow_is_plug_in_plus_m_minus_one_over_2n() {
         let mut acc = InfoAccumulator::uniform(10);
-        acc.add_hard(&[0, 0, 1, 2, 2, 2, 5]);
+        acc.add_hard(&[0, 0, 1, 2, 2, 2, 5], None);
         let s = acc.summary();
         close(s.h_z_miller_madow, s.h_z + (4.0 - 1.0) / (2.0 * 7.0), 1e-12);
     }
@@ -550,7 +541,7 @@ mod tests {
         // Each class uses every code equally often.
         let codes = [0u32, 1, 2, 3, 0, 1, 2, 3];
         let labels = [0u32, 0, 0, 0, 1, 1, 1, 1];
-        acc.add_hard_labelled(&codes, Some(&labels));
+        acc.add_hard(&codes, Some(&labels));
         let r = acc.relevance().unwrap();
         close(r.i_zy, 0.0, 1e-12);
         close(r.argmax_i_zy, 0.0, 1e-12);
@@ -564,7 +555,7 @@ mod tests {
         let labels: Vec<u32> = [0, 1, 1, 2, 2, 2, 2, 2].to_vec();
         let codes: Vec<u32> = labels.iter().map(|y| 2 * y).collect();
         let mut acc = InfoAccumulator::uniform(6).with_classes(3);
-        acc.add_hard_labelled(&codes, Some(&labels));
+        acc.add_hard(&codes, Some(&labels));
         let r = acc.relevance().unwrap();
         let h_y = entropy(&[1.0 / 8.0, 2.0 / 8.0, 5.0 / 8.0]);
         close(r.h_y, h_y, 1e-12);
@@ -598,7 +589,7 @@ mod tests {
                     .map(|&v| v as f64 * inv * (v as f64 * inv).ln())
                     .sum::<f64>();
                 let am = (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
-                acc.add_weights_labelled(row, inv, h, am, Some(labels[i]));
+                acc.add_weights(row, inv, h, am, Some(labels[i]));
             }
         };
         let mut whole = InfoAccumulator::uniform(k).with_classes(c);

@@ -12,7 +12,7 @@
 //! options passed through verbatim, the point's options and `--out` added), `--shard I/N` trains
 //! only the points whose index is I modulo N, and `--collect` reports whatever runs are finished.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{RunResult, check_reusable, finish_run, load_result};
 use crate::config::RunConfig;
@@ -785,11 +785,6 @@ pub(crate) fn fake_row(q: QuantizerKind, k: usize, values: &[(&str, f64, f64)]) 
             })
             .collect(),
     }
-}
-
-/// A path shown in the report, relative to the sweep's directory where it is inside it.
-pub fn shown(out: &Path, p: &Path) -> String {
-    p.strip_prefix(out).unwrap_or(p).display().to_string()
 }
 
 #[cfg(test)]

@@ -305,7 +305,7 @@ impl SoftJob<'_> {
                 let inv = 1.0 / st.sum;
                 let h = st.sum.ln() - st.pb * inv;
                 let label = opts.labels.map(|(l, _)| l[global as usize]);
-                acc.add_weights_labelled(row, inv, h, st.argmax, label);
+                acc.add_weights(row, inv, h, st.argmax, label);
             }
         }
     }

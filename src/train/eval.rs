@@ -210,7 +210,7 @@ pub fn evaluate(
         );
         soft.merge(&part);
         if !own_soft {
-            assigned.add_hard_labelled(&host_u32(f.q.indices), labels.map(|(l, _)| l));
+            assigned.add_hard(&host_u32(f.q.indices), labels.map(|(l, _)| l));
         }
     }
     if own_soft {
