@@ -441,13 +441,31 @@ pub fn eval_run(
         e
     };
     let mut m = evaluate(&cfg, &model, &data.test, 256, &dev).map_err(at_step)?;
-    if samples > 0 {
-        let e = expectations(&cfg, &model, &data.test, 256, &dev, samples, &m).map_err(at_step)?;
-        m.expected = Some(e);
-    }
-    m.coded = Some(crate::codec::coded_rate(run, &cfg, &model, &data, &dev)?);
-    run.write_eval(&m)?;
+    complete_final(run, &cfg, &model, &data, &dev, 256, samples, &mut m).map_err(at_step)?;
     Ok((cfg, m))
+}
+
+/// Completes the final evaluation `m` of `model` on the test split and writes it to
+/// `RUN/eval.json` (a finished run's and `vqib eval`'s): the expected distortion from `samples`
+/// code maps an image (0 skips it) and the coded rate.
+#[allow(clippy::too_many_arguments)]
+pub fn complete_final(
+    run: &RunDir,
+    cfg: &RunConfig,
+    model: &VqVae,
+    data: &crate::data::Dataset,
+    dev: &Device,
+    batch: usize,
+    samples: usize,
+    m: &mut EvalMetrics,
+) -> anyhow::Result<()> {
+    if samples > 0 {
+        m.expected = Some(expectations(
+            cfg, model, &data.test, batch, dev, samples, m,
+        )?);
+    }
+    m.coded = Some(crate::codec::coded_rate(run, cfg, model, data, dev)?);
+    run.write_eval(m)
 }
 
 /// The metrics log's record of an evaluation at training step `step` of epoch `epoch`.

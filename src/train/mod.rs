@@ -458,22 +458,19 @@ impl Trainer {
         self.log.flush()?;
         if stopped {
             self.checkpoint()?;
-        } else if let Some(m) = &mut self.last_eval {
-            // The rate of the final model in real bits, beside its bounds.
-            // (The model in memory is the final checkpoint's: saved at the end of the epoch.)
+        } else if let Some(mut m) = self.last_eval.take() {
+            // The expected distortion and the rate in real bits of the final model (the model in
+            // memory is the final checkpoint's: saved at the end of the epoch).
             let (model, dev) = (self.model.valid(), self.device.clone().inner());
-            m.coded = Some(crate::codec::coded_rate(
-                &self.run, &self.cfg, &model, &self.data, &dev,
-            )?);
-            let s = self.cfg.training.eval_samples;
-            if s > 0 {
-                let batch = self.cfg.training.batch_size.max(256);
-                match eval::expectations(&self.cfg, &model, &self.data.test, batch, &dev, s, m) {
-                    Ok(e) => m.expected = Some(e),
-                    Err(e) => return Err(self.name_good_checkpoint(e)),
-                }
-            }
-            self.run.write_eval(m)?;
+            let (s, batch) = (
+                self.cfg.training.eval_samples,
+                self.cfg.training.batch_size.max(256),
+            );
+            let done = eval::complete_final(
+                &self.run, &self.cfg, &model, &self.data, &dev, batch, s, &mut m,
+            );
+            self.last_eval = Some(m);
+            done.map_err(|e| self.name_good_checkpoint(e))?;
         }
         if opts.print_summary {
             self.print_summary(stopped);
