@@ -19,6 +19,7 @@ pub mod render;
 pub mod stats;
 pub mod sweep;
 pub mod sweep_render;
+pub mod sweep_table;
 
 use std::path::{Path, PathBuf};
 
