@@ -53,7 +53,7 @@ fn training(c: &mut Criterion) {
         for &q in QuantizerKind::ALL {
             let mut t = bench::TrainBench::new(model, q, 128, &dev);
             let id = format!("{}-{q}", format!("{model:?}").to_lowercase());
-            g.bench_function(id, |b| b.iter(|| black_box(t.step())));
+            g.bench_function(id, |b| b.iter(|| black_box(t.step(true))));
         }
     }
     g.finish();
@@ -64,7 +64,7 @@ fn training(c: &mut Criterion) {
         g.throughput(Throughput::Elements(128));
         let mut t =
             bench::TrainBench::new(ModelCase::Mnist, QuantizerKind::Vq, 128, &wdev.autodiff());
-        g.bench_function("mnist-vq", |b| b.iter(|| black_box(t.step())));
+        g.bench_function("mnist-vq", |b| b.iter(|| black_box(t.step(true))));
         g.finish();
     }
 }

@@ -166,8 +166,8 @@ pub struct TrainBench {
     optim: ModuleOptimizer,
     bottleneck: Bottleneck,
     x: Tensor<4>,
-    device: Device,
     step: u64,
+    pending: train::Pending,
 }
 
 impl TrainBench {
@@ -189,14 +189,16 @@ impl TrainBench {
             model,
             bottleneck,
             x,
-            device: device.clone(),
             step: 0,
+            pending: train::Pending::default(),
         }
     }
 
-    /// One optimizer step; returns the loss.
-    pub fn step(&mut self) -> f32 {
+    /// One optimizer step as the trainer runs it; returns the loss when `read` (on a GPU a
+    /// step that does not read leaves its work queued, as the trainer's non-logging steps do).
+    pub fn step(&mut self, read: bool) -> Option<f32> {
         self.step += 1;
+        let mode = train::StepMode::on(&self.x.device(), read);
         let out = train::train_step(
             &self.cfg,
             &mut self.model,
@@ -204,10 +206,11 @@ impl TrainBench {
             &mut self.bottleneck,
             self.x.clone(),
             self.step,
-            &self.device,
+            mode,
+            &mut self.pending,
         );
         match out {
-            Ok(o) => o.scalars.loss,
+            Ok(o) => o.scalars.map(|s| s.loss),
             Err(s) => panic!("benchmark loss became non-finite: {s}"),
         }
     }
@@ -395,8 +398,12 @@ fn model_case(b: &BenchArgs) -> anyhow::Result<Measured> {
     if b.case == BenchCase::Train {
         let dev = device(b.device)?.autodiff();
         let mut t = TrainBench::new(b.model, b.quantizer, b.batch, &dev);
+        // Reads as the trainer at its default --log-every 10, and at the end of the warm-up and
+        // of the timed steps, so that the time covers the queued work.
+        let (mut i, end) = (0, b.warmup + b.iters.max(1));
         let secs = time_it(b.warmup, b.iters, || {
-            std::hint::black_box(t.step());
+            i += 1;
+            std::hint::black_box(t.step(i == b.warmup || i == end || i % 10 == 0));
         });
         let flops = train_flops(b.model, b.batch, t.cfg.quantizer.codebook_size, CODE_DIM);
         return Ok((format!("train {m} {q}"), secs, b.batch, "images", flops));
@@ -512,10 +519,10 @@ mod tests {
         let dev = Device::flex().autodiff();
         let mut t = TrainBench::new(ModelCase::Mnist, QuantizerKind::SoftEm, 4, &dev);
         t.cfg.training.lr = 1e-3;
-        let first = t.step();
+        let first = t.step(true).unwrap();
         let mut last = first;
         for _ in 0..8 {
-            last = t.step();
+            last = t.step(true).unwrap();
         }
         assert!(last.is_finite() && last < first, "loss {first} -> {last}");
     }

@@ -1,6 +1,11 @@
-//! Where tensors live: the device kinds vqib can be built for and the burn device of each.
+//! Where tensors live: the device kinds vqib can be built for, the burn device of each, and the
+//! one helper through which vqib reads tensors back to the host ([`host_f32`], [`host_u32`]),
+//! which counts every read from a device that is not host memory ([`host_reads`]). Each such
+//! read drains the device's queue; GPU training makes none on a step that logs nothing.
 
-use burn::tensor::Device;
+use std::cell::Cell;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::InputError;
@@ -55,7 +60,7 @@ fn wgpu() -> Result<Device, InputError> {
     // Adapter selection panics inside wgpu when there is none: turn that into an error.
     let probe = std::panic::catch_unwind(|| {
         let t = Tensor::<1>::from_floats([1.0f32, 2.0], &dev);
-        t.sum().into_scalar::<f32>()
+        host_f32(t.sum())[0]
     });
     match probe {
         Ok(v) if (v - 3.0).abs() < 1e-6 => Ok(dev),
@@ -90,4 +95,55 @@ pub fn device_or_cpu(kind: DeviceKind) -> Device {
         eprintln!("warning: {e}; using the CPU");
         Device::flex()
     })
+}
+
+thread_local! {
+    static HOST_READS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Reads from a device other than host memory that this thread has made so far through
+/// [`host_f32`] / [`host_u32`] (per thread, so that concurrent tests do not see each other's).
+pub fn host_reads() -> u64 {
+    HOST_READS.with(Cell::get)
+}
+
+fn count_read(device: &Device) {
+    if !on_host(device) {
+        HOST_READS.with(|c| c.set(c.get() + 1));
+    }
+}
+
+/// Whether tensors on `device` live in host memory (burn's `flex` backend), where the fused
+/// kernels of [`crate::kernels::assign`] run on them directly.
+pub fn on_host(device: &Device) -> bool {
+    let flex = Device::flex();
+    *device == flex || *device == flex.autodiff()
+}
+
+/// A tensor's values on the host (one counted read).
+pub fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    count_read(&t.device());
+    t.into_data().try_into_vec_as::<f32>().expect("f32 data")
+}
+
+/// An index tensor's values on the host (one counted read).
+pub fn host_u32(t: Tensor<1, Int>) -> Vec<u32> {
+    count_read(&t.device());
+    t.into_data()
+        .try_into_vec_as::<i64>()
+        .expect("int data")
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
+}
+
+/// Codes as an index tensor on `device` (an upload: not a read).
+pub fn index_tensor(idx: &[u32], device: &Device) -> Tensor<1, Int> {
+    Tensor::<1, Int>::from_data(
+        TensorData::new(
+            idx.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+            [idx.len()],
+        ),
+        device,
+    )
 }

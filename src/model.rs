@@ -237,12 +237,9 @@ impl ModuleVisitor for Exporter {
     }
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
         let t = p.val();
-        let values = t
-            .to_data()
-            .try_into_vec_as::<f32>()
-            .expect("f32 tensor data");
-        self.out
-            .insert(checkpoint_name(&self.path), (t.dims().to_vec(), values));
+        let dims = t.dims().to_vec();
+        let values = crate::device::host_f32(t);
+        self.out.insert(checkpoint_name(&self.path), (dims, values));
     }
 }
 
@@ -420,6 +417,14 @@ impl VqVae {
         self.codebook = Param::initialized(self.codebook.id, t);
     }
 
+    /// Replaces the codebook's value by a tensor computed on its device (no host round trip).
+    pub fn set_codebook_tensor(&mut self, t: Tensor<2>) {
+        let require_grad = self.codebook.val().is_require_grad();
+        let t = t.detach();
+        let t = if require_grad { t.require_grad() } else { t };
+        self.codebook = Param::initialized(self.codebook.id, t);
+    }
+
     /// The code map of a batch: the nearest codeword of every latent vector (seed eq. 27; for
     /// soft EM this is also the most probable code of p(z|i) = softmax(-||z_e - e_z||^2 / tau)),
     /// batch-major (image, row, column), and the grid `[h, w]` of one image.
@@ -455,11 +460,7 @@ impl VqVae {
 
     /// Codebook values, `[K*D]` row-major.
     pub fn codebook_values(&self) -> Vec<f32> {
-        self.codebook
-            .val()
-            .to_data()
-            .try_into_vec_as::<f32>()
-            .expect("f32 tensor data")
+        crate::device::host_f32(self.codebook.val())
     }
 }
 

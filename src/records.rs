@@ -59,6 +59,9 @@ record_schema! {
     batch_codes_used: usize,
     /// Dead-code restarts so far.
     restarts: u64,
+    /// Train records on a GPU: reads from the device since the previous train record (the
+    /// reading step's own; steps that log nothing make none).
+    host_reads: u64,
     /// exp(H(Z)) over the whole evaluation set.
     perplexity: f64,
     /// H(Z) in nats over the whole evaluation set.

@@ -1,12 +1,14 @@
 //! `vq-ema`: the nearest codeword (eq. 27), the codebook by exponential moving averages
 //! (sonnet's `VectorQuantizerEMA`) instead of the codebook term, so its loss is
 //! beta ||z_e - sg(z_q)||^2 alone (eq. 24 without the codebook term). [`EmaCodebook`] is the
-//! moving-average state, in f64 on the host; soft EM's M-step uses it too.
+//! moving-average state, in f64 on the host; soft EM's M-step uses it too. [`DeviceEma`] is the
+//! same state as f32 tensors on a GPU, updated there from per-row weights.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use super::{Context, QuantizerKind, QuantizerOutput, Registered, vq};
 use crate::config::QuantizerConfig;
+use crate::device::host_f32;
 
 /// Codebook by exponential moving averages (sonnet's `VectorQuantizerEMA`), in f64 on the host:
 ///
@@ -127,6 +129,101 @@ impl EmaCodebook {
     }
 }
 
+/// [`EmaCodebook`] as f32 tensors on the device of the training step (GPU training), with the
+/// same update: the batch's counts and sums come from weights w `[N, K]` (one-hot of the
+/// assigned code, or soft EM's sample frequencies) as n = sum_i w_i and s = w^T z_e, so the
+/// update is two reductions and one matrix product, and nothing leaves the device. The host
+/// state is the checkpointed form: [`DeviceEma::upload`] and [`DeviceEma::download`] convert.
+#[derive(Clone, Debug)]
+pub struct DeviceEma {
+    decay: f64,
+    epsilon: f64,
+    /// `[K]`.
+    count_hidden: Tensor<1>,
+    /// `[K, D]`.
+    sum_hidden: Tensor<2>,
+    updates: u64,
+}
+
+impl DeviceEma {
+    /// The host state `e` on `device`.
+    pub fn upload(e: &EmaCodebook, device: &Device) -> Self {
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        Self {
+            decay: e.decay,
+            epsilon: e.epsilon,
+            count_hidden: Tensor::from_data(TensorData::new(f(&e.count_hidden), [e.k]), device),
+            sum_hidden: Tensor::from_data(TensorData::new(f(&e.sum_hidden), [e.k, e.d]), device),
+            updates: e.updates,
+        }
+    }
+
+    /// Writes the state into the host form `e` (one read).
+    pub fn download(&self, e: &mut EmaCodebook) {
+        let k = e.k;
+        let v = host_f32(Tensor::cat(
+            vec![
+                self.count_hidden.clone(),
+                self.sum_hidden.clone().reshape([k * e.d]),
+            ],
+            0,
+        ));
+        e.count_hidden = v[..k].iter().map(|&x| x as f64).collect();
+        e.sum_hidden = v[k..].iter().map(|&x| x as f64).collect();
+        e.updates = self.updates;
+    }
+
+    /// One update from a batch: z `[N, D]`, weights `[N, K]`. Returns the new codebook `[K, D]`.
+    pub fn update(&mut self, z: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+        let k = w.dims()[1];
+        let counts = w.clone().sum_dim(0).reshape([k]);
+        let sums = w.transpose().matmul(z);
+        self.updates += 1;
+        let a = 1.0 - self.decay;
+        self.count_hidden =
+            self.count_hidden.clone() - (self.count_hidden.clone() - counts).mul_scalar(a);
+        self.sum_hidden = self.sum_hidden.clone() - (self.sum_hidden.clone() - sums).mul_scalar(a);
+        self.codebook()
+    }
+
+    fn debias(&self) -> f64 {
+        1.0 - self.decay.powi(self.updates.min(i32::MAX as u64) as i32)
+    }
+
+    /// The codebook of the current averages, `[K, D]`: as [`EmaCodebook::codebook`].
+    pub fn codebook(&self) -> Tensor<2> {
+        let [k, d] = self.sum_hidden.dims();
+        let db = self.debias().max(f64::MIN_POSITIVE);
+        let counts = self.count_hidden.clone().div_scalar(db);
+        let n = counts.clone().sum(); // [1]
+        let smoothed = counts
+            .add_scalar(self.epsilon)
+            .div(n.clone().add_scalar(k as f64 * self.epsilon))
+            .mul(n)
+            .reshape([k, 1]);
+        let empty = smoothed.clone().lower_equal_elem(0.0);
+        let safe = smoothed.mask_fill(empty.clone(), 1.0);
+        self.sum_hidden
+            .clone()
+            .div_scalar(db)
+            .div(safe)
+            .mask_fill(empty.expand([k, d]), 0.0)
+    }
+
+    /// Re-seeds the codes marked in `dead` (`[K]`) at the rows of `values` (`[K, D]`), as if
+    /// each had been seen once with that value ([`EmaCodebook::reseed`]).
+    pub fn reseed(&mut self, dead: Tensor<1, Bool>, values: Tensor<2>) {
+        let [k, d] = self.sum_hidden.dims();
+        let db = self.debias();
+        self.count_hidden = self.count_hidden.clone().mask_fill(dead.clone(), db);
+        let rows = dead.reshape([k, 1]).expand([k, d]);
+        self.sum_hidden = self
+            .sum_hidden
+            .clone()
+            .mask_where(rows, values.mul_scalar(db));
+    }
+}
+
 /// The EMA quantizer.
 #[derive(Debug)]
 pub struct VqEma {
@@ -153,8 +250,8 @@ impl super::Quantizer for VqEma {
         QuantizerKind::VqEma
     }
 
-    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, _ctx: Context) -> QuantizerOutput {
-        vq::quantize(z_e, codebook)
+    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput {
+        vq::quantize(z_e, codebook, ctx.resident)
     }
 
     /// beta ||z_e - sg(z_q)||^2.
@@ -169,6 +266,11 @@ impl super::Quantizer for VqEma {
         _samples: Option<&[u32]>,
     ) -> Option<Vec<f32>> {
         Some(self.ema.update(z_e, indices))
+    }
+
+    /// One-hot of the assigned code.
+    fn ema_weights(&self, out: &QuantizerOutput) -> Option<Tensor<2>> {
+        Some(super::one_hot(out.indices.clone(), self.ema.k))
     }
 
     fn ema(&self) -> Option<&EmaCodebook> {

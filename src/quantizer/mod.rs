@@ -24,7 +24,7 @@
 //! line, and one line in the [`quantizers!`] list below; the training loop, the command line and
 //! `compare` take it from there.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
@@ -40,8 +40,10 @@ pub mod vq;
 #[cfg(test)]
 mod tests;
 
-pub use dead_codes::DeadCodeTracker;
-pub use ema::EmaCodebook;
+pub use crate::device::on_host;
+pub(crate) use crate::device::{host_f32, host_u32, index_tensor};
+pub use dead_codes::{DeadCodeTracker, DeviceDeadCodes};
+pub use ema::{DeviceEma, EmaCodebook};
 pub use init::{CodebookInit, kmeans_pp};
 pub use rate::{PriorKind, RateKind, rate_terms};
 pub use soft_em::{sample_statistics, soft_log_probs};
@@ -56,8 +58,11 @@ pub struct QuantizerOutput {
     pub z_q: Tensor<2>,
     /// The assigned (most probable) code of each row, `[N]`.
     pub indices: Tensor<1, Int>,
-    /// Soft EM: the m codes drawn for each row, `[N*m]`.
+    /// Soft EM on the host: the m codes drawn for each row, `[N*m]`.
     pub samples: Option<Vec<u32>>,
+    /// Soft EM on the device ([`Context::resident`]): the sample frequencies `[N, K]`, each of
+    /// a row's m draws counting 1/m (z_q = weights e).
+    pub weights: Option<Tensor<2>>,
     /// mean ||sg(z_e) - z_q||^2 over elements: moves the codebook only.
     pub codebook_loss: Tensor<1>,
     /// mean ||z_e - sg(z_q)||^2 over elements: moves the encoder only.
@@ -66,8 +71,23 @@ pub struct QuantizerOutput {
 
 /// What a forward pass may use beyond z_e and the codebook.
 pub struct Context<'a> {
-    /// The random stream of this pass (soft EM draws its sample seed from it).
+    /// The random stream of this pass (soft EM draws its sample seed, or on the device its
+    /// uniforms, from it).
     pub rng: &'a mut StdRng,
+    /// Keep everything on the tensors' device as tensor operations (GPU training: no read back
+    /// to the host); otherwise the host kernels of [`crate::kernels::assign`] run (the fast path
+    /// on the CPU).
+    pub resident: bool,
+}
+
+impl<'a> Context<'a> {
+    /// The context for tensors on `device`: resident unless the device is host memory.
+    pub fn on(device: &burn::tensor::Device, rng: &'a mut StdRng) -> Self {
+        Self {
+            rng,
+            resident: !on_host(device),
+        }
+    }
 }
 
 /// The posterior p(z|i) a quantizer assigns.
@@ -105,6 +125,13 @@ pub trait Quantizer: std::fmt::Debug + Send + Sync {
         None
     }
 
+    /// On the device: the weights `[N, K]` with which the rows of z_e enter the codebook's
+    /// moving averages (one-hot of the assigned code for vq-ema, the sample frequencies for soft
+    /// EM), or None when the codebook learns by gradient.
+    fn ema_weights(&self, _out: &QuantizerOutput) -> Option<Tensor<2>> {
+        None
+    }
+
     /// The EMA state, for the quantizers that keep one (checkpointed with the weights).
     fn ema(&self) -> Option<&EmaCodebook> {
         None
@@ -113,6 +140,75 @@ pub trait Quantizer: std::fmt::Debug + Send + Sync {
     fn ema_mut(&mut self) -> Option<&mut EmaCodebook> {
         None
     }
+}
+
+impl Bottleneck {
+    /// [`Bottleneck::after_step`] on the device, as tensor operations, reading nothing back: the
+    /// quantizer's moving averages from its [`Quantizer::ema_weights`], then dead-code restarts.
+    /// `z` is the batch's z_e `[N, D]` (detached), `out` the step's quantizer output, `codebook`
+    /// the current codebook. Returns the new codebook `[K, D]` when it may have changed. The
+    /// device state is made from the host state on first use.
+    pub fn after_step_resident(
+        &mut self,
+        z: Tensor<2>,
+        out: &QuantizerOutput,
+        step: u64,
+        rng: &mut StdRng,
+        codebook: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        let device = z.device();
+        let r = self.resident.get_or_insert_with(|| Resident {
+            ema: self.quantizer.ema().map(|e| DeviceEma::upload(e, &device)),
+            dead: self
+                .dead_codes
+                .as_ref()
+                .map(|t| DeviceDeadCodes::upload(t, &device)),
+        });
+        let mut new = match (self.quantizer.ema_weights(out), r.ema.as_mut()) {
+            (Some(w), Some(e)) => Some(e.update(z.clone(), w)),
+            _ => None,
+        };
+        if let Some(dc) = r.dead.as_mut() {
+            let cb = new.take().unwrap_or(codebook);
+            new = Some(dc.step(out.indices.clone(), step, z, cb, r.ema.as_mut(), rng));
+        }
+        new
+    }
+
+    /// Brings the host state (EMA averages, dead-code tracker) up to date with the device's
+    /// (one read each); nothing to do on the CPU.
+    pub fn sync(&mut self) {
+        if let Some(Resident { ema: Some(d), .. }) = &self.resident
+            && let Some(e) = self.quantizer.ema_mut()
+        {
+            d.download(e);
+        }
+        self.sync_dead_codes();
+    }
+
+    /// [`Bottleneck::sync`] of the dead-code tracker alone (its restart count is logged).
+    pub fn sync_dead_codes(&mut self) {
+        if let Some(Resident { dead: Some(d), .. }) = &self.resident {
+            self.dead_codes = Some(d.download());
+        }
+    }
+
+    /// Forgets the device state after the host state changed (a restored checkpoint).
+    pub fn reset_resident(&mut self) {
+        self.resident = None;
+    }
+}
+
+/// One-hot rows `[N, K]` of codes `[N]`, by comparison with 0..K on the codes' device (burn's
+/// `one_hot` checks its input by reading it back to the host, a queue drain this avoids).
+pub fn one_hot(indices: Tensor<1, Int>, k: usize) -> Tensor<2> {
+    let n = indices.dims()[0];
+    let codes = Tensor::<1, Int>::arange(0..k as i64, &indices.device()).reshape([1, k]);
+    indices
+        .reshape([n, 1])
+        .expand([n, k])
+        .equal(codes.expand([n, k]))
+        .float()
 }
 
 /// How a quantizer type is registered in [`quantizers!`].
@@ -187,11 +283,23 @@ impl std::fmt::Display for QuantizerKind {
 
 /// A quantizer with what every bottleneck shares: codebook initialisation (k-means++ on the first
 /// batch, [`init`]) and dead-code restarts ([`dead_codes`]).
+///
+/// On a GPU its state (the EMA averages, the dead-code tracker) lives on the device as well
+/// ([`Bottleneck::after_step_resident`]); the host copies in `quantizer` and `dead_codes` are the
+/// checkpointed form and are brought up to date by [`Bottleneck::sync`].
 #[derive(Debug)]
 pub struct Bottleneck {
     pub quantizer: Box<dyn Quantizer>,
     pub dead_codes: Option<DeadCodeTracker>,
     pub init: CodebookInit,
+    resident: Option<Resident>,
+}
+
+/// The device copies of a bottleneck's state.
+#[derive(Debug)]
+struct Resident {
+    ema: Option<DeviceEma>,
+    dead: Option<DeviceDeadCodes>,
 }
 
 impl Bottleneck {
@@ -202,6 +310,7 @@ impl Bottleneck {
             dead_codes: (cfg.dead_code_steps > 0)
                 .then(|| DeadCodeTracker::new(cfg.codebook_size, cfg.dead_code_steps, 0)),
             init: cfg.init,
+            resident: None,
         }
     }
 
@@ -219,6 +328,7 @@ impl Bottleneck {
         if let Some(e) = self.quantizer.ema_mut() {
             e.start_at(&centres);
         }
+        self.resident = None;
         centres
     }
 
@@ -251,36 +361,4 @@ impl Bottleneck {
         }
         new
     }
-}
-
-/// Whether tensors on `device` live in host memory (burn's `flex` backend), where the fused
-/// kernels of [`crate::kernels::assign`] run on them directly.
-pub fn on_host(device: &Device) -> bool {
-    let flex = Device::flex();
-    *device == flex || *device == flex.autodiff()
-}
-
-/// A tensor's values on the host.
-pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec_as::<f32>().expect("f32 data")
-}
-
-/// An index tensor's values on the host.
-pub(crate) fn host_u32(t: Tensor<1, Int>) -> Vec<u32> {
-    t.into_data()
-        .try_into_vec_as::<i64>()
-        .expect("int data")
-        .into_iter()
-        .map(|v| v as u32)
-        .collect()
-}
-
-pub(crate) fn index_tensor(idx: &[u32], device: &Device) -> Tensor<1, Int> {
-    Tensor::<1, Int>::from_data(
-        TensorData::new(
-            idx.iter().map(|&s| s as i64).collect::<Vec<_>>(),
-            [idx.len()],
-        ),
-        device,
-    )
 }

@@ -7,8 +7,8 @@
 //! (straight-through to the encoder), the loss is beta ||z_e - sg(z_q)||^2, and the M-step moves
 //! the codebook by EMAs of the expected counts and sums ([`EmaCodebook::apply`]).
 
-use burn::tensor::Tensor;
-use rand::RngCore;
+use burn::tensor::{Tensor, TensorData};
+use rand::{Rng, RngCore};
 
 use super::{
     Context, EmaCodebook, Posterior, QuantizerKind, QuantizerOutput, Registered, host_f32,
@@ -68,9 +68,89 @@ pub fn soft_quantize(
         z_q,
         indices,
         samples: Some(s.samples),
+        weights: None,
         codebook_loss,
         commitment_loss,
     }
+}
+
+/// Monte-Carlo soft-EM quantization as tensor operations on the device ([`Context::resident`]):
+/// the E-step [`soft_log_probs`], m draws per row by [`sample_weights`] from uniforms of the
+/// host stream `rng` (uploaded, so a seed fixes the draws on every device), z_q = w e (the mean
+/// of the drawn codewords), and `weights` = w for the M-step. Nothing is read back.
+pub fn soft_quantize_resident(
+    z_e: Tensor<2>,
+    e: Tensor<2>,
+    tau: f64,
+    m: usize,
+    rng: &mut impl Rng,
+) -> QuantizerOutput {
+    let n = z_e.dims()[0];
+    let e = e.detach();
+    let log_p = soft_log_probs(z_e.clone().detach(), e.clone(), tau);
+    let indices = log_p.clone().argmax(1).reshape([n]);
+    let u = uniforms(n, m, rng, &z_e.device());
+    let w = sample_weights(log_p, u);
+    let z_q = w.clone().matmul(e);
+    let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
+    let commitment_loss = (z_e.clone() - z_q.clone()).square().mean();
+    let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
+    QuantizerOutput {
+        z_st,
+        z_q,
+        indices,
+        samples: None,
+        weights: Some(w),
+        codebook_loss,
+        commitment_loss,
+    }
+}
+
+/// `[N, m]` uniforms in (0, 1) (24 random bits, centred in their cell) from `rng`, on `device`.
+pub fn uniforms(
+    n: usize,
+    m: usize,
+    rng: &mut impl Rng,
+    device: &burn::tensor::Device,
+) -> Tensor<2> {
+    let scale = 1.0 / (1u32 << 24) as f32;
+    let u: Vec<f32> = (0..n * m)
+        .map(|_| ((rng.next_u32() >> 8) as f32 + 0.5) * scale)
+        .collect();
+    Tensor::from_data(TensorData::new(u, [n, m]), device)
+}
+
+/// Draws from the rows of log p (`[N, K]`, normalised) by inversion, one draw per column of the
+/// uniforms `u` (`[N, m]`): code = #{k : F_k < u F_K}, F the cumulative sum of p (scaling u by
+/// F_K makes the f32 sum's rounding harmless; zero-probability codes are never drawn). Returns
+/// the sample frequencies `[N, K]`, each draw counting 1/m. The same distribution as the host
+/// sampler's [`assign::soft_assign`].
+pub fn sample_weights(log_p: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
+    let [n, k] = log_p.dims();
+    let m = u.dims()[1];
+    let cdf = log_p.exp().cumsum(1);
+    let total = cdf.clone().slice([0..n, k - 1..k]);
+    let mut w: Option<Tensor<2>> = None;
+    for s in 0..m {
+        let target = u
+            .clone()
+            .slice([0..n, s..s + 1])
+            .mul(total.clone())
+            .expand([n, k]);
+        let code = cdf
+            .clone()
+            .lower(target)
+            .int()
+            .sum_dim(1)
+            .clamp_max(k as i64 - 1)
+            .reshape([n]);
+        let hit = super::one_hot(code, k);
+        w = Some(match w {
+            None => hit,
+            Some(acc) => acc + hit,
+        });
+    }
+    w.expect("at least one sample").div_scalar(m as f64)
 }
 
 /// The soft-EM M-step's statistics from Monte-Carlo samples: expected counts `[K]` and sums
@@ -132,6 +212,9 @@ impl super::Quantizer for SoftEm {
     }
 
     fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput {
+        if ctx.resident {
+            return soft_quantize_resident(z_e, codebook, self.tau, self.samples, ctx.rng);
+        }
         let seed = ctx.rng.next_u64();
         soft_quantize(z_e, codebook, self.tau, self.samples, seed)
     }
@@ -155,6 +238,11 @@ impl super::Quantizer for SoftEm {
     ) -> Option<Vec<f32>> {
         let samples = samples.expect("soft EM's forward pass returns its samples");
         Some(self.ema.update_samples(z_e, samples, self.samples))
+    }
+
+    /// The sample frequencies.
+    fn ema_weights(&self, out: &QuantizerOutput) -> Option<Tensor<2>> {
+        out.weights.clone()
     }
 
     fn ema(&self) -> Option<&EmaCodebook> {

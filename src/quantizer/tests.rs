@@ -43,7 +43,7 @@ fn straight_through_passes_the_decoder_gradient_unchanged() {
     let (n, k, d) = (20, 5, 3);
     let z_e = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
     let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
-    let q = quantize(z_e.clone(), e.clone());
+    let q = quantize(z_e.clone(), e.clone(), false);
     // A nonlinear "decoder" loss of the quantized vectors.
     let w = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
     let loss = (q.z_st.clone() * w.clone()).tanh().sum();
@@ -80,7 +80,7 @@ fn codebook_term_moves_codebook_only_commitment_moves_encoder_only() {
             .unwrap_or(false)
     };
 
-    let q = quantize(z_e.clone(), e.clone());
+    let q = quantize(z_e.clone(), e.clone(), false);
     let g = q.codebook_loss.backward();
     assert!(nonzero(e.grad(&g)), "codebook term must reach the codebook");
     assert!(
@@ -88,7 +88,7 @@ fn codebook_term_moves_codebook_only_commitment_moves_encoder_only() {
         "codebook term must not reach the encoder"
     );
 
-    let q = quantize(z_e.clone(), e.clone());
+    let q = quantize(z_e.clone(), e.clone(), false);
     let g = q.commitment_loss.backward();
     assert!(
         nonzero(z_e.grad(&g)),
@@ -100,7 +100,7 @@ fn codebook_term_moves_codebook_only_commitment_moves_encoder_only() {
     );
 
     // The commitment gradient is 2 (z_e - z_q) / (N D): check against the closed form.
-    let q = quantize(z_e.clone(), e.clone());
+    let q = quantize(z_e.clone(), e.clone(), false);
     let zq = values(q.z_q.clone());
     let g = q.commitment_loss.backward();
     let gz = values(z_e.grad(&g).unwrap());
@@ -132,11 +132,11 @@ fn codebook_loss_gradient_matches_finite_differences() {
     let loss_at = |ev: &[f32]| -> f32 {
         let zt = Tensor::<2>::from_data(TensorData::new(z.clone(), [n, d]), &dev);
         let et = Tensor::<2>::from_data(TensorData::new(ev.to_vec(), [k, d]), &dev);
-        quantize(zt, et).codebook_loss.into_scalar::<f32>()
+        quantize(zt, et, false).codebook_loss.into_scalar::<f32>()
     };
     let et = Tensor::<2>::from_data(TensorData::new(e0.clone(), [k, d]), &ad).require_grad();
     let zt = Tensor::<2>::from_data(TensorData::new(z.clone(), [n, d]), &ad);
-    let g = quantize(zt, et.clone()).codebook_loss.backward();
+    let g = quantize(zt, et.clone(), false).codebook_loss.backward();
     let ge = values(et.grad(&g).unwrap());
     let h = 1e-2f32;
     for i in 0..k * d {
@@ -273,7 +273,7 @@ fn one_sample_at_small_temperature_is_vq_ema() {
     let (n, k, d) = (200, 16, 3);
     let z = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
     let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev);
-    let hard = quantize(z.clone(), e.clone());
+    let hard = quantize(z.clone(), e.clone(), false);
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let soft = soft_quantize(z.clone(), e.clone(), 1e-6, 1, rng.next_u64());
     let soft_samples = soft.samples.clone().unwrap();
@@ -476,4 +476,161 @@ fn bottleneck_restarts_dead_codes_after_the_ema_update() {
     for (a, e) in cb[2..].iter().zip(&ema[2..]) {
         assert!((a - e).abs() < 1e-4, "{cb:?} vs {ema:?}");
     }
+}
+
+fn tensor2(v: &[f32], shape: [usize; 2], dev: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v.to_vec(), shape), dev)
+}
+
+/// The device EMA ([`DeviceEma`], f32 tensors, counts and sums from weights by a matrix product)
+/// follows the host EMA (f64 loops) through several updates, from one-hot weights (vq-ema) and
+/// from sample frequencies (soft EM's M-step), with empty codes; its state comes back intact.
+#[test]
+fn the_device_ema_follows_the_host_ema() {
+    let dev = Device::flex();
+    let (n, k, d, m) = (40, 6, 3, 4);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut host = EmaCodebook::new(k, d, 0.9, 1e-5);
+    host.start_at(&(0..k * d).map(|i| i as f32 * 0.1).collect::<Vec<_>>());
+    let mut device = DeviceEma::upload(&host, &dev);
+    for step in 0..5 {
+        let z: Vec<f32> = (0..n * d).map(|_| rng.r#gen::<f32>()).collect();
+        // Codes 0..4 only: codes 4 and 5 stay empty and their codewords decay.
+        let (want, got) = if step % 2 == 0 {
+            let idx: Vec<u32> = (0..n).map(|_| rng.gen_range(0..4)).collect();
+            let w = one_hot(index_tensor(&idx, &dev), k);
+            (
+                host.update(&z, &idx),
+                device.update(tensor2(&z, [n, d], &dev), w),
+            )
+        } else {
+            let s: Vec<u32> = (0..n * m).map(|_| rng.gen_range(0..4)).collect();
+            let mut w = vec![0.0f32; n * k];
+            for (i, c) in s.iter().enumerate() {
+                w[(i / m) * k + *c as usize] += 1.0 / m as f32;
+            }
+            (
+                host.update_samples(&z, &s, m),
+                device.update(tensor2(&z, [n, d], &dev), tensor2(&w, [n, k], &dev)),
+            )
+        };
+        let got = values(got);
+        for (a, b) in want.iter().zip(&got) {
+            assert!(
+                (a - b).abs() < 1e-5 * (1.0 + a.abs()),
+                "step {step}: {want:?} vs {got:?}"
+            );
+        }
+    }
+    let mut back = EmaCodebook::new(k, d, 0.9, 1e-5);
+    device.download(&mut back);
+    assert_eq!(back.updates, host.updates);
+    for (a, b) in back.sum_hidden.iter().zip(&host.sum_hidden) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    let (mut dead, rows) = (vec![false; k], tensor2(&vec![7.0; k * d], [k, d], &dev));
+    dead[5] = true;
+    device.reseed(Tensor::from_data(TensorData::new(dead, [k]), &dev), rows);
+    host.reseed(5, &[7.0; 3]);
+    let (want, got) = (host.codebook(), values(device.codebook()));
+    assert!(got[15..].iter().all(|v| (v - 7.0).abs() < 1e-3), "{got:?}");
+    for (a, b) in want.iter().zip(&got) {
+        assert!(
+            (a - b).abs() < 1e-5 * (1.0 + a.abs()),
+            "{want:?} vs {got:?}"
+        );
+    }
+}
+
+/// The device sampler draws from p(z|i): a chi-square test of the pooled draws of rows with the
+/// same posterior against it (K - 1 = 7 degrees of freedom; the 0.999 quantile is 24.3), a code
+/// of probability zero is never drawn, and each row's weights sum to 1.
+#[test]
+fn the_device_sampler_draws_from_the_posterior() {
+    let dev = Device::flex();
+    let (n, m) = (500, 40);
+    let p = [0.3f64, 0.2, 0.15, 0.1, 0.1, 0.08, 0.07, 0.0];
+    let k = p.len();
+    let row: Vec<f32> = p.iter().map(|&q| (q as f32).ln()).collect();
+    let log_p = tensor2(&row.repeat(n), [n, k], &dev);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let u = soft_em::uniforms(n, m, &mut rng, &dev);
+    let w = values(soft_em::sample_weights(log_p, u));
+    for r in w.chunks(k) {
+        assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    let draws = (n * m) as f64;
+    let mut counts = vec![0.0f64; k];
+    for (i, v) in w.iter().enumerate() {
+        counts[i % k] += *v as f64 * m as f64;
+    }
+    assert_eq!(counts[k - 1], 0.0, "a code of probability 0 was drawn");
+    let chi2: f64 = (0..k - 1)
+        .map(|c| (counts[c] - draws * p[c]).powi(2) / (draws * p[c]))
+        .sum();
+    assert!(
+        chi2 < 24.3,
+        "chi-square {chi2} with 7 degrees of freedom: {counts:?}"
+    );
+}
+
+/// The device dead-code tracker restarts the codes the host tracker would (unused for more than
+/// the patience), at rows of z, re-seeds their EMA state, and comes back as the host form.
+#[test]
+fn device_dead_codes_restart_the_codes_the_host_tracker_would() {
+    let dev = Device::flex();
+    let (k, d) = (5, 2);
+    let z = tensor2(&[1.0, 1.0, 2.0, 2.0, 3.0, 3.0], [3, d], &dev);
+    let mut host = DeadCodeTracker::new(k, 2, 0);
+    let mut tracker = DeviceDeadCodes::upload(&host, &dev);
+    let mut ema_host = EmaCodebook::new(k, d, 0.9, 1e-5);
+    ema_host.start_at(&[0.0; 10]);
+    let mut ema = DeviceEma::upload(&ema_host, &dev);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut cb = tensor2(&[-1.0; 10], [k, d], &dev);
+    let uses: [&[u32]; 4] = [&[0, 1, 1], &[0, 0, 2], &[0, 2, 2], &[1, 1, 1]];
+    for (s, used) in uses.iter().enumerate() {
+        let step = s as u64 + 1;
+        host.observe(used, step);
+        let want = host.dead(step);
+        cb = tracker.step(
+            index_tensor(used, &dev),
+            step,
+            z.clone(),
+            cb,
+            Some(&mut ema),
+            &mut rng,
+        );
+        host.restart(
+            step,
+            &mut vec![0.0; k * d],
+            &[1.0, 1.0, 2.0, 2.0, 3.0, 3.0],
+            d,
+            None,
+            &mut rng,
+        );
+        let got = values(cb.clone());
+        let restarted: Vec<usize> = (0..k).filter(|&c| got[c * d] != -1.0).collect();
+        assert_eq!(restarted, want, "step {step}: {got:?}");
+        for &c in &want {
+            let row = &got[c * d..c * d + d];
+            assert!(
+                [1.0, 2.0, 3.0].contains(&row[0]) && row[0] == row[1],
+                "{row:?}"
+            );
+        }
+        cb = cb.clone().mask_fill(cb.clone().greater_elem(-1.0), -1.0);
+    }
+    // Codes 3 and 4 restart at step 3 (unused since step 0, 3 - 0 > 2); nothing else.
+    let back = tracker.download();
+    assert_eq!(back, host);
+    assert_eq!(host.restarts, 2);
+    // The EMA of a restarted code sits at its new codeword.
+    let e = values(ema.codebook());
+    assert!(
+        [1.0f32, 2.0, 3.0]
+            .iter()
+            .any(|v| (v - e[3 * d]).abs() < 1e-3),
+        "{e:?}"
+    );
 }

@@ -25,12 +25,19 @@ pub const DISTANCE_BUDGET: usize = 1 << 24;
 /// once the N x K distance matrix would exceed [`DISTANCE_BUDGET`] elements, keeping a running
 /// minimum. Either way ties go to the lower index, as in one argmin.
 pub fn nearest(z: Tensor<2>, e: Tensor<2>) -> Tensor<1, Int> {
-    let [n, d] = z.dims();
+    let d = z.dims()[1];
     let device = z.device();
     if on_host(&device) {
         let (zv, ev) = (host_f32(z), host_f32(e));
         return index_tensor(&assign::nearest(&zv, &Codebook::new(&ev, d)), &device);
     }
+    nearest_resident(z, e)
+}
+
+/// [`nearest`] as tensor operations on the tensors' device (no host round trip), scanning the
+/// codebook in chunks of at most [`DISTANCE_BUDGET`] distance elements.
+pub fn nearest_resident(z: Tensor<2>, e: Tensor<2>) -> Tensor<1, Int> {
+    let n = z.dims()[0];
     let chunk = (DISTANCE_BUDGET / n.max(1)).max(1);
     nearest_chunked(z, e, chunk).reshape([n])
 }
@@ -62,9 +69,15 @@ pub fn nearest_chunked(z: Tensor<2>, e: Tensor<2>, chunk: usize) -> Tensor<2, In
 }
 
 /// Nearest-codeword quantization of `z_e` (`[N, D]`) with codebook `e` (`[K, D]`): z_q, the
-/// straight-through z_e + sg(z_q - z_e), and both terms of eq. 24 (unweighted).
-pub fn quantize(z_e: Tensor<2>, e: Tensor<2>) -> QuantizerOutput {
-    let indices = nearest(z_e.clone().detach(), e.clone().detach());
+/// straight-through z_e + sg(z_q - z_e), and both terms of eq. 24 (unweighted). `resident`:
+/// the search as tensor operations on the device ([`Context::resident`]).
+pub fn quantize(z_e: Tensor<2>, e: Tensor<2>, resident: bool) -> QuantizerOutput {
+    let (z, cb) = (z_e.clone().detach(), e.clone().detach());
+    let indices = if resident {
+        nearest_resident(z, cb)
+    } else {
+        nearest(z, cb)
+    };
     let z_q = e.select(0, indices.clone());
     let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
     let commitment_loss = (z_e.clone() - z_q.clone().detach()).square().mean();
@@ -74,6 +87,7 @@ pub fn quantize(z_e: Tensor<2>, e: Tensor<2>) -> QuantizerOutput {
         z_q,
         indices,
         samples: None,
+        weights: None,
         codebook_loss,
         commitment_loss,
     }
@@ -98,8 +112,8 @@ impl super::Quantizer for Vq {
         QuantizerKind::Vq
     }
 
-    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, _ctx: Context) -> QuantizerOutput {
-        quantize(z_e, codebook)
+    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput {
+        quantize(z_e, codebook, ctx.resident)
     }
 
     /// ||sg(z_e) - z_q||^2 + beta ||z_e - sg(z_q)||^2 (eq. 24).

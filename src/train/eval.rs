@@ -184,7 +184,7 @@ pub fn evaluate(
     let idx: Vec<usize> = (0..set.n).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let x = batch_tensor(set, chunk, device);
-        let ctx = Context { rng: &mut rng };
+        let ctx = Context::on(device, &mut rng);
         let f = model.forward(x.clone(), q.as_ref(), ctx);
         let n_vec = f.z_e.dims()[0];
         let recon = (f.x_hat - x).square().mean();
@@ -367,7 +367,7 @@ pub fn reconstruct(
     let model = model.valid();
     let q = quantizer::build(&cfg.quantizer);
     let mut rng = eval_rng(cfg.training.seed);
-    let ctx = Context { rng: &mut rng };
+    let ctx = Context::on(device, &mut rng);
     host_f32(
         model
             .forward(batch_tensor(set, idx, device), q.as_ref(), ctx)

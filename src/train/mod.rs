@@ -17,11 +17,11 @@ use rand::seq::SliceRandom;
 use crate::checkpoint::{self, Checkpoint, TrainState};
 use crate::config::RunConfig;
 use crate::data::Dataset;
-use crate::device::device;
+use crate::device::{device, host_f32, host_reads, on_host};
 use crate::error::{InputError, NonFiniteError};
 use crate::info::CodeHistogram;
 use crate::model::{VqVae, to_vectors};
-use crate::quantizer::{Bottleneck, host_f32};
+use crate::quantizer::Bottleneck;
 use crate::records::{MetricsLog, Record};
 use crate::report::table;
 use crate::run::{RunDir, RunLock};
@@ -35,7 +35,7 @@ pub use eval::{
     EvalMetrics, Expected, batch_tensor, eval_record, eval_run, evaluate, expectations, info_rows,
     load_run, reconstruct, reconstruct_grid, summary_rows,
 };
-pub use step::{Loss, Scalars, StepOutput, loss, train_step};
+pub use step::{Diverged, Loss, Pending, Scalars, StepMode, StepOutput, loss, train_step};
 
 /// How a training run is driven.
 #[derive(Clone)]
@@ -115,6 +115,10 @@ pub struct Trainer {
     /// others); a non-finite step names it.
     last_checkpoint: Option<PathBuf>,
     last_eval: Option<EvalMetrics>,
+    /// Non-finite losses of steps that did not read theirs (GPU training).
+    pending: Pending,
+    /// [`host_reads`] at the previous training record.
+    reads_at_record: u64,
     /// This process owns the run directory while the trainer lives.
     _lock: RunLock,
 }
@@ -215,6 +219,8 @@ impl Trainer {
             data,
             last_checkpoint,
             last_eval: None,
+            pending: Pending::default(),
+            reads_at_record: host_reads(),
             _lock: lock,
         })
     }
@@ -277,7 +283,8 @@ impl Trainer {
             {
                 return Ok(EpochEnd::Stopped);
             }
-            let out = self.step(batches[self.state.batch_in_epoch])?;
+            let last = self.state.batch_in_epoch + 1 == batches.len();
+            let out = self.step(batches[self.state.batch_in_epoch], last)?;
             self.state.wall_time = wall0 + started.elapsed().as_secs_f64();
             *steps_here += 1;
             let mid_epoch = self.state.batch_in_epoch < batches.len();
@@ -286,8 +293,20 @@ impl Trainer {
         Ok(EpochEnd::Done)
     }
 
+    /// Whether step `step` reads its loss back: when it logs, evaluates or checkpoints, and at
+    /// the end of an epoch (on the CPU every step does, at no cost).
+    fn reads(&self, step: u64, last_of_epoch: bool) -> bool {
+        let t = &self.cfg.training;
+        let due = |every: u64| every > 0 && step % every == 0;
+        step == 1
+            || last_of_epoch
+            || due(t.log_every)
+            || due(t.eval_every)
+            || due(t.checkpoint_every)
+    }
+
     /// One optimizer step on a batch (initialising the codebook first when it waits for data).
-    fn step(&mut self, idx: &[usize]) -> anyhow::Result<StepOutput> {
+    fn step(&mut self, idx: &[usize], last_of_epoch: bool) -> anyhow::Result<StepOutput> {
         let x = batch_tensor(&self.data.train, idx, &self.device);
         if !self.state.codebook_initialised {
             let z = host_f32(to_vectors(
@@ -301,6 +320,7 @@ impl Trainer {
             self.state.codebook_initialised = true;
         }
         let step = self.state.step + 1;
+        let mode = StepMode::on(&self.device, self.reads(step, last_of_epoch));
         let out = train_step(
             &self.cfg,
             &mut self.model,
@@ -308,9 +328,10 @@ impl Trainer {
             &mut self.bottleneck,
             x,
             step,
-            &self.device,
+            mode,
+            &mut self.pending,
         )
-        .map_err(|s| self.non_finite("non-finite loss", step, s.to_string()))?;
+        .map_err(|d| self.non_finite("non-finite loss", step, d.to_string()))?;
         self.state.step = step;
         self.state.batch_in_epoch += 1;
         Ok(out)
@@ -351,10 +372,12 @@ impl Trainer {
         mid_epoch: bool,
     ) -> anyhow::Result<()> {
         let step = self.state.step;
-        let mut hist = CodeHistogram::new(self.cfg.quantizer.codebook_size);
-        hist.add(&out.indices);
-        let s = out.scalars;
         bar.inc(1);
+        let (Some(s), Some(indices)) = (out.scalars, &out.indices) else {
+            return Ok(());
+        };
+        let mut hist = CodeHistogram::new(self.cfg.quantizer.codebook_size);
+        hist.add(indices);
         bar.set_message(format!(
             "epoch {}/{} loss {:.4} recon {:.4} ppl(batch) {:.1}",
             self.state.epoch + 1,
@@ -364,6 +387,8 @@ impl Trainer {
             hist.perplexity()
         ));
         if step % self.cfg.training.log_every == 0 || step == 1 {
+            self.bottleneck.sync_dead_codes();
+            let reads = host_reads();
             self.log.write(&Record {
                 kind: "train".into(),
                 step,
@@ -377,8 +402,10 @@ impl Trainer {
                 batch_codes_used: Some(hist.used()),
                 restarts: self.restarts(),
                 rate: s.rate.map(f64::from),
+                host_reads: (!on_host(&self.device)).then(|| reads - self.reads_at_record),
                 ..Default::default()
             })?;
+            self.reads_at_record = host_reads();
         }
         let every = self.cfg.training.eval_every;
         if every > 0 && step % every == 0 && mid_epoch {
@@ -410,6 +437,7 @@ impl Trainer {
     }
 
     fn log_eval(&mut self, m: &EvalMetrics, epoch: usize) -> anyhow::Result<()> {
+        self.bottleneck.sync_dead_codes();
         let rec = eval_record(
             m,
             self.state.step,
@@ -435,6 +463,7 @@ impl Trainer {
     /// Saves a checkpoint of the current step (the two newest are kept); a model or optimizer
     /// state that is not finite stops training instead.
     fn checkpoint(&mut self) -> anyhow::Result<()> {
+        self.bottleneck.sync();
         let state = TrainState {
             dead_codes: self.bottleneck.dead_codes.clone(),
             ..self.state.clone()

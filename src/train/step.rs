@@ -16,9 +16,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::config::RunConfig;
+use crate::device::{host_f32, host_u32, on_host};
 use crate::model::{ModelOutput, VqVae};
 use crate::quantizer::rate::rate_term;
-use crate::quantizer::{Bottleneck, Context, Quantizer, host_f32, host_u32};
+use crate::quantizer::{Bottleneck, Context, Quantizer};
 
 /// The scalar terms of a step's loss.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,9 +58,77 @@ impl std::fmt::Display for Scalars {
 /// What one optimizer step reports.
 #[derive(Clone, Debug)]
 pub struct StepOutput {
+    /// The loss terms, when the step read them ([`StepMode::read`]).
+    pub scalars: Option<Scalars>,
+    /// The assigned (most probable) code of each latent vector of the batch, when read.
+    pub indices: Option<Vec<u32>>,
+}
+
+/// How a step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepMode {
+    /// Read the loss terms and codes back to the host (and check the loss there). A step that
+    /// does not read counts a non-finite loss on the device instead ([`Pending`]); the next
+    /// reading step reports it. Always true on the CPU path.
+    pub read: bool,
+    /// Keep the step on the device: quantizers and codebook updates as tensor operations
+    /// ([`crate::quantizer::Context::resident`], [`Bottleneck::after_step_resident`]).
+    pub resident: bool,
+}
+
+impl StepMode {
+    /// The mode for `device`: resident unless it is host memory; reading when asked (always on
+    /// the host, where a read costs nothing).
+    pub fn on(device: &Device, read: bool) -> Self {
+        let resident = !on_host(device);
+        Self {
+            read: read || !resident,
+            resident,
+        }
+    }
+}
+
+/// Steps that did not read their loss, and how many of them were not finite, counted on the
+/// device.
+#[derive(Clone, Debug, Default)]
+pub struct Pending {
+    non_finite: Option<Tensor<1>>,
+    /// The first such step.
+    since: Option<u64>,
+}
+
+impl Pending {
+    fn add(&mut self, total: &Tensor<1>, step: u64) {
+        let bad = total.clone().detach().is_finite().bool_not().float();
+        self.non_finite = Some(match self.non_finite.take() {
+            Some(n) => n + bad,
+            None => bad,
+        });
+        self.since.get_or_insert(step);
+    }
+}
+
+/// A step found a non-finite loss: its own, or one of the unread steps before it.
+#[derive(Clone, Debug)]
+pub struct Diverged {
+    /// The loss terms of the reading step.
     pub scalars: Scalars,
-    /// The assigned (most probable) code of each latent vector of the batch.
-    pub indices: Vec<u32>,
+    /// Unread steps since `since` whose loss was not finite.
+    pub unread_non_finite: u64,
+    pub since: Option<u64>,
+}
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.scalars)?;
+        if let (n @ 1.., Some(s)) = (self.unread_non_finite, self.since) {
+            write!(
+                f,
+                "; {n} of the steps from step {s} on (whose loss is checked on the device) had a non-finite loss"
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The training loss and its parts.
@@ -101,8 +170,10 @@ pub fn step_rng(seed: u64, step: u64) -> StdRng {
 }
 
 /// One optimizer step on the batch `x` (step number `step`, from 1): forward, loss, backward,
-/// Adam, then the codebook updates outside the gradient step. A non-finite loss leaves the model
-/// untouched and returns its scalars as the error.
+/// Adam, then the codebook updates outside the gradient step. A reading step whose loss (or an
+/// earlier unread step's) is not finite leaves the model untouched and returns the error. A
+/// resident step that does not read makes no read from the device at all.
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     cfg: &RunConfig,
     model: &mut VqVae,
@@ -110,55 +181,84 @@ pub fn train_step(
     bottleneck: &mut Bottleneck,
     x: Tensor<4>,
     step: u64,
-    device: &Device,
-) -> Result<StepOutput, Scalars> {
+    mode: StepMode,
+    pending: &mut Pending,
+) -> Result<StepOutput, Diverged> {
+    let device = x.device();
     let mut rng = step_rng(cfg.training.seed, step);
-    let ctx = Context { rng: &mut rng };
+    let ctx = Context {
+        rng: &mut rng,
+        resident: mode.resident,
+    };
     let f = model.forward(x.clone(), bottleneck.quantizer.as_ref(), ctx);
     let l = loss(cfg, model, bottleneck.quantizer.as_ref(), &f, x);
-    let scalars = read_scalars(&l, &f);
-    if !scalars.is_finite() {
-        return Err(scalars);
-    }
-    let indices = host_u32(f.q.indices.clone());
-    let z_host = if bottleneck.needs_z() {
-        host_f32(f.z_e.clone().detach())
+    let (scalars, indices) = if mode.read {
+        let (scalars, unread) = read_scalars(&l, &f, pending.non_finite.take());
+        let since = pending.since.take();
+        if !scalars.is_finite() || unread > 0 {
+            return Err(Diverged {
+                scalars,
+                unread_non_finite: unread,
+                since,
+            });
+        }
+        (Some(scalars), Some(host_u32(f.q.indices.clone())))
     } else {
-        Vec::new()
+        pending.add(&l.total, step);
+        (None, None)
     };
+    let z_host = (!mode.resident && bottleneck.needs_z()).then(|| host_f32(f.z_e.clone().detach()));
     let grads = GradientsParams::from_grads(l.total.backward(), &*model);
     *model = optim.step(cfg.training.lr, model.clone(), grads);
-    let new_codebook = bottleneck.after_step(
-        &z_host,
-        &indices,
-        f.q.samples.as_deref(),
-        step,
-        &mut rng,
-        || model.codebook_values(),
-    );
-    if let Some(cb) = new_codebook {
-        model.set_codebook(cb, device);
+    if mode.resident {
+        let cb = bottleneck.after_step_resident(
+            f.z_e.clone().detach(),
+            &f.q,
+            step,
+            &mut rng,
+            model.codebook.val(),
+        );
+        if let Some(cb) = cb {
+            model.set_codebook_tensor(cb);
+        }
+    } else {
+        let indices = indices.as_deref().expect("the host path reads every step");
+        let new_codebook = bottleneck.after_step(
+            z_host.as_deref().unwrap_or_default(),
+            indices,
+            f.q.samples.as_deref(),
+            step,
+            &mut rng,
+            || model.codebook_values(),
+        );
+        if let Some(cb) = new_codebook {
+            model.set_codebook(cb, &device);
+        }
     }
     Ok(StepOutput { scalars, indices })
 }
 
-/// The loss terms on the host, in one transfer.
-fn read_scalars(l: &Loss, f: &ModelOutput) -> Scalars {
+/// The loss terms on the host, with the count of earlier unread non-finite steps, in one read.
+fn read_scalars(l: &Loss, f: &ModelOutput, unread: Option<Tensor<1>>) -> (Scalars, u64) {
     let mut parts = vec![
         l.total.clone().detach(),
         l.recon.clone().detach(),
         f.q.codebook_loss.clone().detach(),
         f.q.commitment_loss.clone().detach(),
     ];
+    let has_unread = unread.is_some();
+    parts.extend(unread);
     if let Some(r) = &l.rate {
         parts.push(r.clone().detach());
     }
     let v = host_f32(Tensor::cat(parts, 0));
-    Scalars {
+    let (unread, rate_at) = if has_unread { (v[4] as u64, 5) } else { (0, 4) };
+    let scalars = Scalars {
         loss: v[0],
         recon: v[1],
         codebook: v[2],
         commitment: v[3],
-        rate: v.get(4).copied(),
-    }
+        rate: v.get(rate_at).copied(),
+    };
+    (scalars, unread)
 }

@@ -31,7 +31,7 @@ fn forward(
     let idx: Vec<usize> = (0..16).collect();
     let x = batch_tensor(&data.train, &idx, &dev);
     let mut rng = StdRng::seed_from_u64(1);
-    let ctx = Context { rng: &mut rng };
+    let ctx = Context::on(&dev, &mut rng);
     let f = model.forward(x.clone(), q.as_ref(), ctx);
     (model, q, f, x)
 }
@@ -147,26 +147,24 @@ fn train_step_moves_the_ema_codebook_and_reports_its_terms() {
             &mut b,
             batch_tensor(&data.train, &idx, &dev),
             1,
-            &dev,
+            StepMode::on(&dev, false),
+            &mut Pending::default(),
         )
         .unwrap();
-        assert!(out.scalars.is_finite());
-        assert_eq!(out.indices.len(), 16 * 7 * 7);
+        let scalars = out.scalars.expect("the CPU path reads every step");
+        assert!(scalars.is_finite());
+        assert_eq!(out.indices.unwrap().len(), 16 * 7 * 7);
         assert_ne!(model.codebook_values(), before, "{q}");
         let ema = b.quantizer.ema().map(|e| e.updates);
         assert_eq!(ema, (q != QuantizerKind::Vq).then_some(1), "{q}");
-        let expect = out.scalars.recon
-            + out.scalars.commitment * 0.25
+        let expect = scalars.recon
+            + scalars.commitment * 0.25
             + if q == QuantizerKind::Vq {
-                out.scalars.codebook
+                scalars.codebook
             } else {
                 0.0
             };
-        assert!(
-            (out.scalars.loss - expect).abs() < 1e-5,
-            "{q}: {:?}",
-            out.scalars
-        );
+        assert!((scalars.loss - expect).abs() < 1e-5, "{q}: {scalars:?}");
     }
 }
 
@@ -273,4 +271,120 @@ fn expectations_and_relevance_of_an_evaluation() {
     let model = new_model(&cfg, 1, &dev);
     let m = evaluate(&cfg, &model, &data.test, 10, &dev).unwrap();
     assert!(expectations(&cfg, &model, &data.test, 10, &dev, 1, &m).is_err());
+}
+
+/// Steps of `cfg` on the 16 shapes from `model`'s weights: the loss terms and codebook after each.
+fn run_steps(cfg: &RunConfig, resident: bool, reads: &[bool]) -> Vec<(Option<Scalars>, Vec<f32>)> {
+    let dev = Device::flex().autodiff();
+    let mut b = Bottleneck::new(&cfg.quantizer);
+    let mut model = new_model(cfg, 1, &dev);
+    let mut optim = cfg.training.optimizer().init();
+    let data = data::shapes(16, 4, 1);
+    let idx: Vec<usize> = (0..16).collect();
+    let mut pending = Pending::default();
+    let mut out = Vec::new();
+    for (s, &read) in reads.iter().enumerate() {
+        let x = batch_tensor(&data.train, &idx, &dev);
+        let mode = StepMode { read, resident };
+        let o = train_step(
+            cfg,
+            &mut model,
+            &mut optim,
+            &mut b,
+            x,
+            s as u64 + 1,
+            mode,
+            &mut pending,
+        )
+        .unwrap();
+        out.push((o.scalars, model.codebook_values()));
+    }
+    b.sync();
+    if let (Some(e), Some(t)) = (b.quantizer.ema(), &b.dead_codes) {
+        assert_eq!(e.updates, reads.len() as u64, "EMA updates");
+        assert!(t.last_used.iter().all(|&l| l <= reads.len() as u64));
+    }
+    out
+}
+
+/// The device-resident step (tensor operations: nearest codeword, EMA update, dead-code
+/// restarts, soft EM's sampler and M-step) gives the host step's losses and codebooks for the
+/// deterministic quantizers; a step that does not read reports nothing and the next reading
+/// step catches nothing wrong; soft EM's resident step learns.
+#[test]
+fn the_resident_step_matches_the_host_step() {
+    for q in [QuantizerKind::Vq, QuantizerKind::VqEma] {
+        let mut cfg = tiny(q);
+        // The tracker runs (restarts themselves are compared in the quantizer's tests, since
+        // the two paths draw their rows differently); no code stays unused for 100 steps.
+        cfg.quantizer.dead_code_steps = 100;
+        cfg.rate.kind = RateKind::Vib;
+        cfg.rate.prior = PriorKind::Learned;
+        cfg.rate.weight = 0.1;
+        let host = run_steps(&cfg, false, &[true; 4]);
+        let dev = run_steps(&cfg, true, &[true, false, false, true]);
+        assert!(dev[1].0.is_none() && dev[2].0.is_none());
+        for (s, (a, b)) in host.iter().zip(&dev).enumerate() {
+            if let (Some(x), Some(y)) = (a.0, b.0) {
+                assert!(
+                    (x.loss - y.loss).abs() < 1e-4 * x.loss.abs(),
+                    "{q} step {s}: {x} vs {y}"
+                );
+            }
+            let diff =
+                a.1.iter()
+                    .zip(&b.1)
+                    .filter(|(u, v)| (*u - *v).abs() > 1e-4)
+                    .count();
+            assert_eq!(diff, 0, "{q} step {s}: codebook values differ");
+        }
+    }
+    let cfg = tiny(QuantizerKind::SoftEm);
+    let dev = run_steps(&cfg, true, &[true, false, true, true]);
+    let first = dev[0].0.unwrap();
+    let last = dev[3].0.unwrap();
+    assert!(
+        last.is_finite() && last.loss < first.loss,
+        "{first} -> {last}"
+    );
+    assert_ne!(dev[0].1, dev[3].1, "the M-step moves the codebook");
+}
+
+/// A non-finite loss on a step that does not read is reported by the next step that does,
+/// naming the first unread step, and that step leaves the model untouched.
+#[test]
+fn an_unread_non_finite_loss_is_caught_at_the_next_read() {
+    let mut cfg = tiny(QuantizerKind::VqEma);
+    cfg.training.lr = 1e30;
+    let dev = Device::flex().autodiff();
+    let mut b = Bottleneck::new(&cfg.quantizer);
+    let mut model = new_model(&cfg, 1, &dev);
+    let mut optim = cfg.training.optimizer().init();
+    let data = data::shapes(16, 4, 1);
+    let idx: Vec<usize> = (0..16).collect();
+    let mut pending = Pending::default();
+    let mut caught = None;
+    for step in 1..=6 {
+        let x = batch_tensor(&data.train, &idx, &dev);
+        let mode = StepMode {
+            read: step == 6,
+            resident: true,
+        };
+        if let Err(d) = train_step(
+            &cfg,
+            &mut model,
+            &mut optim,
+            &mut b,
+            x,
+            step,
+            mode,
+            &mut pending,
+        ) {
+            caught = Some((step, d));
+        }
+    }
+    let (step, d) = caught.expect("the divergence is caught");
+    assert_eq!(step, 6);
+    assert!(d.unread_non_finite > 0 && d.since == Some(1), "{d}");
+    assert!(d.to_string().contains("from step 1 on"), "{d}");
 }
