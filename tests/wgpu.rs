@@ -33,7 +33,13 @@ fn resident_steps(
     cfg: &RunConfig,
     mut model: VqVae,
     dev: &Device,
-) -> (Vec<f32>, [u64; 2], Vec<f32>, Option<Vec<f32>>) {
+) -> (
+    Vec<f32>,
+    [u64; 3],
+    Vec<f32>,
+    Option<Vec<f32>>,
+    train::EvalMetrics,
+) {
     let data = vqib::data::shapes(32, 8, 5);
     let mut optim = cfg.training.optimizer().init();
     let mut b = Bottleneck::new(&cfg.quantizer);
@@ -67,15 +73,25 @@ fn resident_steps(
         losses.extend(out.scalars.map(|s| s.loss));
     }
     b.sync();
+    let before = vqib::device::host_reads();
+    let m = train::evaluate(cfg, &model, &data.test, 4, &dev.clone().inner()).unwrap();
+    let eval_reads = vqib::device::host_reads() - before;
     let ema = b.quantizer.ema().map(|e| e.codebook());
-    (losses, reads, model.codebook_values(), ema)
+    (
+        losses,
+        [reads[0], reads[1], eval_reads],
+        model.codebook_values(),
+        ema,
+        m,
+    )
 }
 
 /// The device-resident step of every quantizer on wgpu: the same losses, codebook (after the
 /// EMA update or M-step, with the dead-code tracker running) and EMA state as the same resident
 /// step on the CPU; a step that reads nothing makes no read from the device (vqib counts its
-/// own), and a reading step makes exactly two (the loss terms with the device's non-finite
-/// count, and the codes). Then the trainer (one test, so that it reuses the compiled kernels).
+/// own), a reading step makes exactly two (the loss terms with the device's non-finite count,
+/// and the codes), and an evaluation streamed on the device one, with the CPU evaluation's
+/// information quantities. Then the trainer (one test, so that it reuses the compiled kernels).
 #[test]
 fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
     let Some(wgpu) = wgpu_device() else {
@@ -113,9 +129,27 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
         );
         assert_eq!(
             b.1,
-            [0, 2],
-            "{q}: device reads of the non-reading steps and of a reading step"
+            [0, 2, 1],
+            "{q}: device reads of the non-reading steps, of a reading step, of an evaluation"
         );
+        // The evaluation streamed on wgpu against the host evaluation on the CPU.
+        let (x, y) = (&a.4, &b.4);
+        assert_eq!(x.histogram, y.histogram, "{q}");
+        for (u, v) in [
+            (x.soft.h_z, y.soft.h_z),
+            (x.soft.mutual_info, y.soft.mutual_info),
+            (x.assigned.mutual_info, y.assigned.mutual_info),
+            (x.assigned.kl, y.assigned.kl),
+            (
+                x.soft_relevance.as_ref().unwrap().i_zy,
+                y.soft_relevance.as_ref().unwrap().i_zy,
+            ),
+        ] {
+            assert!(
+                (u - v).abs() <= 1e-3 * (1.0 + u.abs()),
+                "{q}: evaluation {u} vs {v}"
+            );
+        }
         for (x, y) in a.0.iter().zip(&b.0) {
             assert!(
                 (x - y).abs() <= 2e-3 * x.abs().max(1e-3),

@@ -41,7 +41,7 @@ pub mod vq;
 mod tests;
 
 pub use crate::device::on_host;
-pub(crate) use crate::device::{host_f32, host_u32, index_tensor};
+pub(crate) use crate::device::{host_f32, index_tensor};
 pub use dead_codes::{DeadCodeTracker, DeviceDeadCodes};
 pub use ema::{DeviceEma, EmaCodebook};
 pub use init::{CodebookInit, kmeans_pp};

@@ -21,12 +21,14 @@ use rand::{RngCore, SeedableRng};
 use crate::config::RunConfig;
 use crate::data::ImageSet;
 use crate::device::device_or_cpu;
+use crate::device::{host_f32, host_u32, index_tensor, on_host};
 use crate::distortion::{Estimate, ExpectedDistortion, draw_code_maps};
 use crate::error::{InputError, NonFiniteError};
+use crate::info::device as info_device;
 use crate::info::{InfoAccumulator, InfoSummary, Relevance, gaussian_nll, objectives};
 use crate::kernels::assign::{Codebook, SoftOptions, nearest, soft_assign};
 use crate::model::VqVae;
-use crate::quantizer::{self, Context, Posterior, host_f32, host_u32};
+use crate::quantizer::{self, Context, Posterior};
 use crate::records::Record;
 use crate::report::write_grid;
 use crate::run::RunDir;
@@ -155,7 +157,8 @@ fn soft_info(
         .expect("asked for the information quantities")
 }
 
-/// Evaluates `model` (inference mode) on `set` in batches of `batch`.
+/// Evaluates `model` (inference mode) on `set` in batches of `batch`: on the CPU with the host
+/// kernels, on a GPU streamed on the device ([`evaluate_on`]).
 pub fn evaluate(
     cfg: &RunConfig,
     model: &VqVae,
@@ -163,7 +166,23 @@ pub fn evaluate(
     batch: usize,
     device: &Device,
 ) -> anyhow::Result<EvalMetrics> {
+    evaluate_on(cfg, model, set, batch, device, !on_host(device))
+}
+
+/// [`evaluate`], `resident`: every batch's sums (squared errors, loss terms, the information
+/// quantities of [`crate::info::device`]) stay on the device and are read back once, at the end.
+pub fn evaluate_on(
+    cfg: &RunConfig,
+    model: &VqVae,
+    set: &ImageSet,
+    batch: usize,
+    device: &Device,
+    resident: bool,
+) -> anyhow::Result<EvalMetrics> {
     let model = model.valid();
+    if resident {
+        return evaluate_resident(cfg, &model, set, batch, device);
+    }
     let q = quantizer::build(&cfg.quantizer);
     let own_soft = q.posterior() == Posterior::Soft;
     let log_r: Vec<f64> = host_f32(model.log_prior())
@@ -217,6 +236,74 @@ pub fn evaluate(
         assigned = soft.clone();
     }
     summarise(cfg, set, model.k(), &s, &assigned, &soft)
+}
+
+/// [`evaluate_on`] streamed on the device: one read per evaluation.
+fn evaluate_resident(
+    cfg: &RunConfig,
+    model: &VqVae,
+    set: &ImageSet,
+    batch: usize,
+    device: &Device,
+) -> anyhow::Result<EvalMetrics> {
+    let q = quantizer::build(&cfg.quantizer);
+    let own_soft = q.posterior() == Posterior::Soft;
+    let (k, classes) = (model.k(), set.classes().unwrap_or(0));
+    let log_r = model.log_prior();
+    let codebook = model.codebook.val();
+    let mut rng = eval_rng(cfg.training.seed);
+    let (mut rows, mut pixels, mut vectors) = (vec![log_r.clone()], 0, 0);
+    let idx: Vec<usize> = (0..set.n).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = batch_tensor(set, chunk, device);
+        let ctx = Context {
+            rng: &mut rng,
+            resident: true,
+        };
+        let f = model.forward(x.clone(), q.as_ref(), ctx);
+        let n_vec = f.z_e.dims()[0];
+        let labels = set
+            .vector_labels(chunk, n_vec / chunk.len())
+            .map(|l| quantizer::one_hot(index_tensor(&l, device), classes));
+        let log_p = quantizer::soft_log_probs(f.z_e, codebook.clone(), cfg.quantizer.temperature);
+        let mut parts = vec![
+            (f.x_hat - x).square().sum(),
+            f.q.codebook_loss.mul_scalar(n_vec as f64),
+            f.q.commitment_loss.mul_scalar(n_vec as f64),
+            info_device::soft_row(log_p, &log_r, labels.as_ref()),
+        ];
+        if !own_soft {
+            parts.push(info_device::hard_row(
+                f.q.indices,
+                k,
+                &log_r,
+                labels.as_ref(),
+            ));
+        }
+        rows.push(Tensor::cat(parts, 0));
+        pixels += chunk.len() * set.image_len();
+        vectors += n_vec;
+    }
+    let v = host_f32(Tensor::cat(rows, 0));
+    let (log_r, v) = v.split_at(k);
+    let log_r: Vec<f64> = log_r.iter().map(|&x| x as f64).collect();
+    let info_len = info_device::row_len(k, classes);
+    let t = info_device::totals(v, 3 + info_len * if own_soft { 1 } else { 2 });
+    let s = Sums {
+        sse: t[0],
+        codebook: t[1],
+        commitment: t[2],
+        pixels,
+        vectors,
+    };
+    let n = vectors as u64;
+    let soft = info_device::accumulator(log_r.clone(), classes, n, &t[3..3 + info_len]);
+    let assigned = if own_soft {
+        soft.clone()
+    } else {
+        info_device::accumulator(log_r, classes, n, &t[3 + info_len..])
+    };
+    summarise(cfg, set, k, &s, &assigned, &soft)
 }
 
 /// Per-image squared errors of `x_hat` against `x` (`[B, C, H, W]`), in f64.

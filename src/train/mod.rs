@@ -32,8 +32,8 @@ pub(crate) use resume::config_differences;
 pub mod step;
 
 pub use eval::{
-    EvalMetrics, Expected, batch_tensor, eval_record, eval_run, evaluate, expectations, info_rows,
-    load_run, reconstruct, reconstruct_grid, summary_rows,
+    EvalMetrics, Expected, batch_tensor, eval_record, eval_run, evaluate, evaluate_on,
+    expectations, info_rows, load_run, reconstruct, reconstruct_grid, summary_rows,
 };
 pub use step::{Diverged, Loss, Pending, Scalars, StepMode, StepOutput, loss, train_step};
 

@@ -388,3 +388,55 @@ fn an_unread_non_finite_loss_is_caught_at_the_next_read() {
     assert!(d.unread_non_finite > 0 && d.since == Some(1), "{d}");
     assert!(d.to_string().contains("from step 1 on"), "{d}");
 }
+
+/// The evaluation streamed on the device (tensor operations, one read) gives the host
+/// evaluation's information quantities, relevance, histogram and loss terms; for the hard
+/// quantizers also its reconstruction error and loss terms (soft EM's decodes draw their samples
+/// differently).
+#[test]
+fn the_resident_evaluation_matches_the_host_evaluation() {
+    let data = data::shapes(16, 24, 3);
+    for q in [QuantizerKind::VqEma, QuantizerKind::SoftEm] {
+        let mut cfg = tiny(q);
+        cfg.quantizer.temperature = 0.5;
+        let dev = Device::flex();
+        let model = new_model(&cfg, 1, &dev.clone().autodiff());
+        let host = evaluate_on(&cfg, &model, &data.test, 10, &dev, false).unwrap();
+        let res = evaluate_on(&cfg, &model, &data.test, 10, &dev, true).unwrap();
+        let close = |a: f64, b: f64, what: &str| {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                "{q} {what}: {a} vs {b}"
+            );
+        };
+        for (x, y, name) in [
+            (&host.assigned, &res.assigned, "own"),
+            (&host.soft, &res.soft, "soft"),
+        ] {
+            assert_eq!((x.n, x.codes_used), (y.n, y.codes_used), "{q} {name}");
+            close(x.h_z, y.h_z, "H(Z)");
+            close(x.h_z_given_i, y.h_z_given_i, "H(Z|I)");
+            close(x.mutual_info, y.mutual_info, "I(I;Z)");
+            close(x.cross_entropy, y.cross_entropy, "H(p, r)");
+            close(x.kl, y.kl, "KL");
+        }
+        for (x, y) in [
+            (&host.relevance, &res.relevance),
+            (&host.soft_relevance, &res.soft_relevance),
+        ] {
+            let (x, y) = (x.as_ref().unwrap(), y.as_ref().unwrap());
+            close(x.i_zy, y.i_zy, "I(Z;Y)");
+            close(
+                x.argmax_i_zy_miller_madow,
+                y.argmax_i_zy_miller_madow,
+                "I(Z;Y) MM",
+            );
+            close(x.h_y, y.h_y, "H(Y)");
+        }
+        assert_eq!(host.histogram, res.histogram, "{q}");
+        if q != QuantizerKind::SoftEm {
+            close(host.mse, res.mse, "mse");
+            close(host.commitment_loss, res.commitment_loss, "commitment");
+        }
+    }
+}

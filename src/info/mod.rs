@@ -25,6 +25,8 @@
 //! * Miller–Madow: each entropy + (m - 1) / (2N), m its nonzero cells, over the argmax codes
 //!   (counts); for a soft posterior only the plug-in value of its own joint is reported.
 
+pub mod device;
+
 /// Entropy in nats of a probability vector; zero entries contribute 0 (0 log 0 = 0).
 pub fn entropy(p: &[f64]) -> f64 {
     -p.iter()
@@ -161,6 +163,40 @@ impl InfoAccumulator {
         self.joint = vec![0.0; self.k() * classes];
         self.joint_argmax = vec![0; self.k() * classes];
         self
+    }
+
+    /// An accumulator from totals computed elsewhere ([`device`]'s stream): `sum_p` and
+    /// `argmax_counts` `[K]`, `joint` and `joint_argmax` `[K * C]` (empty when `classes` is 0),
+    /// the sums of H(p(.|i)) and of the cross entropies over the `n` points.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_totals(
+        log_r: Vec<f64>,
+        classes: usize,
+        n: u64,
+        sum_h: f64,
+        sum_ce: f64,
+        sum_p: Vec<f64>,
+        argmax_counts: Vec<u64>,
+        joint: Vec<f64>,
+        joint_argmax: Vec<u64>,
+    ) -> Self {
+        let k = log_r.len();
+        assert!(
+            sum_p.len() == k && argmax_counts.len() == k,
+            "totals over K codes"
+        );
+        assert!(joint.len() == k * classes && joint_argmax.len() == k * classes);
+        Self {
+            log_r,
+            sum_p,
+            argmax_counts,
+            sum_h,
+            sum_ce,
+            n,
+            classes,
+            joint,
+            joint_argmax,
+        }
     }
 
     /// Label classes of the joint (0: none).
