@@ -61,6 +61,9 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--gpu", action="store_true",
                     help="vqib --device wgpu against PyTorch --device cuda (train, eval)")
+    ap.add_argument("--gpu-device", default="wgpu", choices=["wgpu", "vulkan", "cuda"],
+                    help="vqib's GPU device with --gpu (vulkan and cuda need vqib built with "
+                         "that feature: VQIB_CARGO_FLAGS='--features vulkan' bench/compare ...)")
     ap.add_argument("--json", help="also write the raw results here")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs a side and case, alternating sides; the table gives the median "
@@ -80,7 +83,7 @@ def main():
         if a.gpu:
             iters *= 4
         common = args + ["--iters", str(iters), "--warmup", str(warmup)]
-        v_dev = ["--device", "wgpu"] if a.gpu else []
+        v_dev = ["--device", a.gpu_device] if a.gpu else []
         p_dev = ["--device", "cuda"] if a.gpu else []
         vs, ps = [], []
         for _ in range(max(1, a.repeat)):
@@ -98,7 +101,7 @@ def main():
               f"{v['unit']}/s (medians of {len(vs)}), ratio {ratio:.2f}", file=sys.stderr)
     torch_impl = raw[0]["pytorch"]["impl"] if raw else "pytorch"
     print(f"Measured {datetime.date.today()} on {machine()}; {a.threads} threads a side"
-          f"{' (GPU: vqib wgpu, PyTorch CUDA)' if a.gpu else ''}; {torch_impl}; median of "
+          f"{f' (GPU: vqib {a.gpu_device}, PyTorch CUDA)' if a.gpu else ''}; {torch_impl}; median of "
           f"{max(1, a.repeat)} runs a side, alternating.\n")
     print("| case | unit | vqib /s | PyTorch /s | vqib / PyTorch | vqib GFLOP/s "
           "| PyTorch GFLOP/s | vqib peak MiB | PyTorch peak MiB | vqib MiB over start "

@@ -18,6 +18,9 @@ pub enum DeviceKind {
     Cpu,
     /// burn's wgpu backend (Vulkan, Metal, DX12); needs the `wgpu` cargo feature.
     Wgpu,
+    /// burn's wgpu backend on Vulkan with SPIR-V kernels (cooperative matrices where the driver
+    /// has them); needs the `vulkan` cargo feature.
+    Vulkan,
     /// burn's CUDA backend, first GPU; needs the `cuda` cargo feature.
     Cuda,
 }
@@ -49,25 +52,43 @@ pub fn device(kind: DeviceKind) -> Result<Device, InputError> {
     match kind {
         DeviceKind::Cpu => Ok(Device::flex()),
         DeviceKind::Wgpu => wgpu(),
+        DeviceKind::Vulkan => vulkan(),
         DeviceKind::Cuda => cuda(),
     }
 }
 
+/// `dev` when a first operation on it works (adapter selection panics inside wgpu when there is
+/// none: that becomes an error naming `flag`).
 #[cfg(feature = "wgpu")]
-fn wgpu() -> Result<Device, InputError> {
+fn probed(dev: Device, flag: &str) -> Result<Device, InputError> {
     use burn::tensor::Tensor;
-    let dev = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-    // Adapter selection panics inside wgpu when there is none: turn that into an error.
     let probe = std::panic::catch_unwind(|| {
         let t = Tensor::<1>::from_floats([1.0f32, 2.0], &dev);
         host_f32(t.sum())[0]
     });
     match probe {
         Ok(v) if (v - 3.0).abs() < 1e-6 => Ok(dev),
-        _ => Err(InputError::config(
-            "--device wgpu: no usable wgpu adapter (is a Vulkan driver installed? set XDG_RUNTIME_DIR)",
-        )),
+        _ => Err(InputError::config(format!(
+            "--device {flag}: no usable adapter (is a Vulkan driver installed? set XDG_RUNTIME_DIR)"
+        ))),
     }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu() -> Result<Device, InputError> {
+    probed(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), "wgpu")
+}
+
+#[cfg(feature = "vulkan")]
+fn vulkan() -> Result<Device, InputError> {
+    probed(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice), "vulkan")
+}
+
+#[cfg(not(feature = "vulkan"))]
+fn vulkan() -> Result<Device, InputError> {
+    Err(InputError::config(
+        "--device vulkan needs vqib built with the `vulkan` cargo feature (cargo build --release --features vulkan)",
+    ))
 }
 
 #[cfg(not(feature = "wgpu"))]
