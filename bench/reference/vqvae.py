@@ -166,6 +166,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--mode", choices=["eager", "channels_last", "compile"], default="eager",
+                    help="PyTorch's execution mode for the model cases: eager (NCHW), "
+                         "channels_last (NHWC memory format) or compile (torch.compile, inductor, "
+                         "on the encoder and decoder; compilation happens in the warm-up)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -189,9 +193,15 @@ def main():
         c, h, w, hid = MODELS[a.model]
         decay = 0.999 if a.quantizer == "soft-em" else 0.99
         model = VqVae(c, hid, 512, CODE_DIM, a.quantizer, decay).to(dev)
+        fmt = torch.channels_last if a.mode == "channels_last" else torch.contiguous_format
+        if a.mode == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+        if a.mode == "compile":
+            model.encoder = torch.compile(model.encoder)
+            model.decoder = torch.compile(model.decoder)
         n_lat = (h // 4) * (w // 4)
         if a.case == "train":
-            x = torch.rand(a.batch, c, h, w, device=dev)
+            x = torch.rand(a.batch, c, h, w, device=dev).contiguous(memory_format=fmt)
             opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-4,
                                    eps=1e-8)
 
@@ -213,7 +223,7 @@ def main():
             n = a.batch * n_lat
             flops = 3.0 * (a.batch * forward_flops(a.model, CODE_DIM) + 2.0 * n * 512 * CODE_DIM)
         else:
-            images = torch.rand(a.batch, c, h, w, device=dev)
+            images = torch.rand(a.batch, c, h, w, device=dev).contiguous(memory_format=fmt)
 
             @torch.no_grad()
             def evaluate():
@@ -229,6 +239,8 @@ def main():
             n = a.batch * n_lat
             flops = a.batch * forward_flops(a.model, CODE_DIM) + 2.0 * (2.0 * n * 512 * CODE_DIM)
         name, unit = f"{a.case} {a.model} {a.quantizer}", "images"
+    if a.mode != "eager" and a.case in ("train", "eval"):
+        name += f" ({a.mode})"
     _, peak = rss_mib()
     print(json.dumps({
         "impl": "pytorch " + torch.__version__, "case": name, "threads": torch.get_num_threads(),
