@@ -76,12 +76,18 @@ fn probed(dev: Device, flag: &str) -> Result<Device, InputError> {
 
 #[cfg(feature = "wgpu")]
 fn wgpu() -> Result<Device, InputError> {
-    probed(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), "wgpu")
+    probed(
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        "wgpu",
+    )
 }
 
 #[cfg(feature = "vulkan")]
 fn vulkan() -> Result<Device, InputError> {
-    probed(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice), "vulkan")
+    probed(
+        Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
+        "vulkan",
+    )
 }
 
 #[cfg(not(feature = "vulkan"))]

@@ -7,7 +7,7 @@
 //! (straight-through to the encoder), the loss is beta ||z_e - sg(z_q)||^2, and the M-step moves
 //! the codebook by EMAs of the expected counts and sums ([`EmaCodebook::apply`]).
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, RngCore};
 
 use super::{
@@ -124,30 +124,46 @@ pub fn uniforms(
 /// uniforms `u` (`[N, m]`): code = #{k : F_k < u F_K}, F the cumulative sum of p (scaling u by
 /// F_K makes the f32 sum's rounding harmless; zero-probability codes are never drawn). Returns
 /// the sample frequencies `[N, K]`, each draw counting 1/m. The same distribution as the host
-/// sampler's [`assign::soft_assign`].
+/// sampler's [`assign::soft_assign`]. All of a row's draws are one broadcast comparison
+/// `[N, m, K]` (in chunks of draws of at most [`super::DISTANCE_BUDGET`] elements), a handful of
+/// kernels a step however large m is.
 pub fn sample_weights(log_p: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
+    sample_weights_within(log_p, u, super::DISTANCE_BUDGET)
+}
+
+/// [`sample_weights`] holding at most `budget` elements of the comparison at once.
+pub(crate) fn sample_weights_within(log_p: Tensor<2>, u: Tensor<2>, budget: usize) -> Tensor<2> {
     let [n, k] = log_p.dims();
     let m = u.dims()[1];
     let cdf = log_p.exp().cumsum(1);
     let total = cdf.clone().slice([0..n, k - 1..k]);
+    let cdf = cdf.reshape([n, 1, k]);
+    let per_chunk = (budget / (n * k).max(1)).clamp(1, m);
+    let codes = Tensor::<1, Int>::arange(0..k as i64, &u.device()).reshape([1, 1, k]);
     let mut w: Option<Tensor<2>> = None;
-    for s in 0..m {
+    for s in (0..m).step_by(per_chunk) {
+        let mc = per_chunk.min(m - s);
         let target = u
             .clone()
-            .slice([0..n, s..s + 1])
+            .slice([0..n, s..s + mc])
             .mul(total.clone())
-            .expand([n, k]);
-        let code = cdf
+            .reshape([n, mc, 1]);
+        let drawn = cdf
             .clone()
-            .lower(target)
+            .expand([n, mc, k])
+            .lower(target.expand([n, mc, k]))
             .int()
+            .sum_dim(2)
+            .clamp_max(k as i64 - 1); // [n, mc, 1]
+        let hits = drawn
+            .expand([n, mc, k])
+            .equal(codes.clone().expand([n, mc, k]))
+            .float()
             .sum_dim(1)
-            .clamp_max(k as i64 - 1)
-            .reshape([n]);
-        let hit = super::one_hot(code, k);
+            .reshape([n, k]);
         w = Some(match w {
-            None => hit,
-            Some(acc) => acc + hit,
+            None => hits,
+            Some(acc) => acc + hits,
         });
     }
     w.expect("at least one sample").div_scalar(m as f64)

@@ -544,7 +544,8 @@ fn the_device_ema_follows_the_host_ema() {
 
 /// The device sampler draws from p(z|i): a chi-square test of the pooled draws of rows with the
 /// same posterior against it (K - 1 = 7 degrees of freedom; the 0.999 quantile is 24.3), a code
-/// of probability zero is never drawn, and each row's weights sum to 1.
+/// of probability zero is never drawn, each row's weights sum to 1, and drawing in chunks
+/// changes nothing.
 #[test]
 fn the_device_sampler_draws_from_the_posterior() {
     let dev = Device::flex();
@@ -555,7 +556,10 @@ fn the_device_sampler_draws_from_the_posterior() {
     let log_p = tensor2(&row.repeat(n), [n, k], &dev);
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let u = soft_em::uniforms(n, m, &mut rng, &dev);
-    let w = values(soft_em::sample_weights(log_p, u));
+    let w = values(soft_em::sample_weights(log_p.clone(), u.clone()));
+    // In chunks of 3 draws (the last one of 1): the same draws.
+    let chunked = values(soft_em::sample_weights_within(log_p, u, n * k * 3));
+    assert_eq!(w, chunked);
     for r in w.chunks(k) {
         assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
