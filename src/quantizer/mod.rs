@@ -69,6 +69,25 @@ pub struct QuantizerOutput {
     pub commitment_loss: Tensor<1>,
 }
 
+impl QuantizerOutput {
+    /// The output for the codewords `z_q` (`[N, D]`) given to z_e and the codes `indices`: the
+    /// straight-through input z_e + sg(z_q - z_e) and both loss terms (no samples, no weights).
+    pub fn from_codewords(z_e: Tensor<2>, z_q: Tensor<2>, indices: Tensor<1, Int>) -> Self {
+        let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
+        let commitment_loss = (z_e.clone() - z_q.clone().detach()).square().mean();
+        let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
+        Self {
+            z_st,
+            z_q,
+            indices,
+            samples: None,
+            weights: None,
+            codebook_loss,
+            commitment_loss,
+        }
+    }
+}
+
 /// What a forward pass may use beyond z_e and the codebook.
 pub struct Context<'a> {
     /// The random stream of this pass (soft EM draws its sample seed, or on the device its

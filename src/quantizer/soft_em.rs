@@ -60,17 +60,9 @@ pub fn soft_quantize(
         .mean_dim(1)
         .reshape([n, d]);
     let indices = index_tensor(&s.argmax, &device);
-    let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
-    let commitment_loss = (z_e.clone() - z_q.clone()).square().mean();
-    let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
     QuantizerOutput {
-        z_st,
-        z_q,
-        indices,
         samples: Some(s.samples),
-        weights: None,
-        codebook_loss,
-        commitment_loss,
+        ..QuantizerOutput::from_codewords(z_e, z_q, indices)
     }
 }
 
@@ -92,17 +84,9 @@ pub fn soft_quantize_resident(
     let u = uniforms(n, m, rng, &z_e.device());
     let w = sample_weights(log_p, u);
     let z_q = w.clone().matmul(e);
-    let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
-    let commitment_loss = (z_e.clone() - z_q.clone()).square().mean();
-    let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
     QuantizerOutput {
-        z_st,
-        z_q,
-        indices,
-        samples: None,
         weights: Some(w),
-        codebook_loss,
-        commitment_loss,
+        ..QuantizerOutput::from_codewords(z_e, z_q, indices)
     }
 }
 

@@ -79,18 +79,7 @@ pub fn quantize(z_e: Tensor<2>, e: Tensor<2>, resident: bool) -> QuantizerOutput
         nearest(z, cb)
     };
     let z_q = e.select(0, indices.clone());
-    let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
-    let commitment_loss = (z_e.clone() - z_q.clone().detach()).square().mean();
-    let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
-    QuantizerOutput {
-        z_st,
-        z_q,
-        indices,
-        samples: None,
-        weights: None,
-        codebook_loss,
-        commitment_loss,
-    }
+    QuantizerOutput::from_codewords(z_e, z_q, indices)
 }
 
 /// The VQ-VAE quantizer: codebook by gradient of ||sg(z_e) - z_q||^2.
