@@ -371,11 +371,32 @@ impl Trainer {
         bar: &indicatif::ProgressBar,
         mid_epoch: bool,
     ) -> anyhow::Result<()> {
-        let step = self.state.step;
         bar.inc(1);
-        let (Some(s), Some(indices)) = (out.scalars, &out.indices) else {
-            return Ok(());
-        };
+        if let (Some(s), Some(indices)) = (out.scalars, &out.indices) {
+            self.report_step(s, indices, bar)?;
+        }
+        let step = self.state.step;
+        let every = self.cfg.training.eval_every;
+        if every > 0 && step % every == 0 && mid_epoch {
+            let m = self.evaluate()?;
+            self.log_eval(&m, self.state.epoch)?;
+        }
+        let every = self.cfg.training.checkpoint_every;
+        if every > 0 && step % every == 0 {
+            self.log.flush()?;
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// The progress message and, when due, the training record of a step that read its loss.
+    fn report_step(
+        &mut self,
+        s: Scalars,
+        indices: &[u32],
+        bar: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        let step = self.state.step;
         let mut hist = CodeHistogram::new(self.cfg.quantizer.codebook_size);
         hist.add(indices);
         bar.set_message(format!(
@@ -406,16 +427,6 @@ impl Trainer {
                 ..Default::default()
             })?;
             self.reads_at_record = host_reads();
-        }
-        let every = self.cfg.training.eval_every;
-        if every > 0 && step % every == 0 && mid_epoch {
-            let m = self.evaluate()?;
-            self.log_eval(&m, self.state.epoch)?;
-        }
-        let every = self.cfg.training.checkpoint_every;
-        if every > 0 && step % every == 0 {
-            self.log.flush()?;
-            self.checkpoint()?;
         }
         Ok(())
     }
@@ -463,6 +474,10 @@ impl Trainer {
     /// Saves a checkpoint of the current step (the two newest are kept); a model or optimizer
     /// state that is not finite stops training instead.
     fn checkpoint(&mut self) -> anyhow::Result<()> {
+        // Steps since the last read (a run stopped between logging steps) must have been finite.
+        if let Some(d) = self.pending.check() {
+            return Err(self.non_finite("non-finite loss", self.state.step, d));
+        }
         self.bottleneck.sync();
         let state = TrainState {
             dead_codes: self.bottleneck.dead_codes.clone(),

@@ -98,6 +98,15 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Reads the count of the unread steps (one read, none when every step was read): a
+    /// description of them when some loss was not finite.
+    pub fn check(&mut self) -> Option<String> {
+        let count = self.non_finite.take()?;
+        let since = self.since.take();
+        let n = host_f32(count)[0] as u64;
+        (n > 0).then(|| unread_message(n, since))
+    }
+
     fn add(&mut self, total: &Tensor<1>, step: u64) {
         let bad = total.clone().detach().is_finite().bool_not().float();
         self.non_finite = Some(match self.non_finite.take() {
@@ -121,14 +130,21 @@ pub struct Diverged {
 impl std::fmt::Display for Diverged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.scalars)?;
-        if let (n @ 1.., Some(s)) = (self.unread_non_finite, self.since) {
+        if self.unread_non_finite > 0 {
             write!(
                 f,
-                "; {n} of the steps from step {s} on (whose loss is checked on the device) had a non-finite loss"
+                "; {}",
+                unread_message(self.unread_non_finite, self.since)
             )?;
         }
         Ok(())
     }
+}
+
+/// `n` non-finite losses among the steps not read since `since`.
+fn unread_message(n: u64, since: Option<u64>) -> String {
+    let from = since.map_or(String::new(), |s| format!(" from step {s} on"));
+    format!("{n} of the steps{from} (whose loss is checked on the device) had a non-finite loss")
 }
 
 /// The training loss and its parts.

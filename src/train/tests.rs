@@ -350,8 +350,8 @@ fn the_resident_step_matches_the_host_step() {
     assert_ne!(dev[0].1, dev[3].1, "the M-step moves the codebook");
 }
 
-/// A non-finite loss on a step that does not read is reported by the next step that does,
-/// naming the first unread step, and that step leaves the model untouched.
+/// A non-finite loss on a step that does not read is reported by the next step that does (or by
+/// the check a checkpoint makes), naming the first unread step.
 #[test]
 fn an_unread_non_finite_loss_is_caught_at_the_next_read() {
     let mut cfg = tiny(QuantizerKind::VqEma);
@@ -365,6 +365,14 @@ fn an_unread_non_finite_loss_is_caught_at_the_next_read() {
     let mut pending = Pending::default();
     let mut caught = None;
     for step in 1..=6 {
+        if step == 6 {
+            // What a checkpoint after the unread steps finds (a run stopped between logs).
+            let found = pending
+                .clone()
+                .check()
+                .expect("non-finite losses were counted");
+            assert!(found.contains("from step 1 on"), "{found}");
+        }
         let x = batch_tensor(&data.train, &idx, &dev);
         let mode = StepMode {
             read: step == 6,
