@@ -161,63 +161,6 @@ pub trait Quantizer: std::fmt::Debug + Send + Sync {
     }
 }
 
-impl Bottleneck {
-    /// [`Bottleneck::after_step`] on the device, as tensor operations, reading nothing back: the
-    /// quantizer's moving averages from its [`Quantizer::ema_weights`], then dead-code restarts.
-    /// `z` is the batch's z_e `[N, D]` (detached), `out` the step's quantizer output, `codebook`
-    /// the current codebook. Returns the new codebook `[K, D]` when it may have changed. The
-    /// device state is made from the host state on first use.
-    pub fn after_step_resident(
-        &mut self,
-        z: Tensor<2>,
-        out: &QuantizerOutput,
-        step: u64,
-        rng: &mut StdRng,
-        codebook: Tensor<2>,
-    ) -> Option<Tensor<2>> {
-        let device = z.device();
-        let r = self.resident.get_or_insert_with(|| Resident {
-            ema: self.quantizer.ema().map(|e| DeviceEma::upload(e, &device)),
-            dead: self
-                .dead_codes
-                .as_ref()
-                .map(|t| DeviceDeadCodes::upload(t, &device)),
-        });
-        let mut new = match (self.quantizer.ema_weights(out), r.ema.as_mut()) {
-            (Some(w), Some(e)) => Some(e.update(z.clone(), w)),
-            _ => None,
-        };
-        if let Some(dc) = r.dead.as_mut() {
-            let cb = new.take().unwrap_or(codebook);
-            new = Some(dc.step(out.indices.clone(), step, z, cb, r.ema.as_mut(), rng));
-        }
-        new
-    }
-
-    /// Brings the host state (EMA averages, dead-code tracker) up to date with the device's
-    /// (one read each); nothing to do on the CPU.
-    pub fn sync(&mut self) {
-        if let Some(Resident { ema: Some(d), .. }) = &self.resident
-            && let Some(e) = self.quantizer.ema_mut()
-        {
-            d.download(e);
-        }
-        self.sync_dead_codes();
-    }
-
-    /// [`Bottleneck::sync`] of the dead-code tracker alone (its restart count is logged).
-    pub fn sync_dead_codes(&mut self) {
-        if let Some(Resident { dead: Some(d), .. }) = &self.resident {
-            self.dead_codes = Some(d.download());
-        }
-    }
-
-    /// Forgets the device state after the host state changed (a restored checkpoint).
-    pub fn reset_resident(&mut self) {
-        self.resident = None;
-    }
-}
-
 /// One-hot rows `[N, K]` of codes `[N]`, by comparison with 0..K on the codes' device (burn's
 /// `one_hot` checks its input by reading it back to the host, a queue drain this avoids).
 pub fn one_hot(indices: Tensor<1, Int>, k: usize) -> Tensor<2> {
@@ -379,5 +322,55 @@ impl Bottleneck {
             }
         }
         new
+    }
+
+    /// [`Bottleneck::after_step`] on the device, as tensor operations, reading nothing back: the
+    /// quantizer's moving averages from its [`Quantizer::ema_weights`], then dead-code restarts.
+    /// `z` is the batch's z_e `[N, D]` (detached), `out` the step's quantizer output, `codebook`
+    /// the current codebook. Returns the new codebook `[K, D]` when it may have changed. The
+    /// device state is made from the host state on first use.
+    pub fn after_step_resident(
+        &mut self,
+        z: Tensor<2>,
+        out: &QuantizerOutput,
+        step: u64,
+        rng: &mut StdRng,
+        codebook: Tensor<2>,
+    ) -> Option<Tensor<2>> {
+        let device = z.device();
+        let r = self.resident.get_or_insert_with(|| Resident {
+            ema: self.quantizer.ema().map(|e| DeviceEma::upload(e, &device)),
+            dead: self
+                .dead_codes
+                .as_ref()
+                .map(|t| DeviceDeadCodes::upload(t, &device)),
+        });
+        let mut new = match (self.quantizer.ema_weights(out), r.ema.as_mut()) {
+            (Some(w), Some(e)) => Some(e.update(z.clone(), w)),
+            _ => None,
+        };
+        if let Some(dc) = r.dead.as_mut() {
+            let cb = new.take().unwrap_or(codebook);
+            new = Some(dc.step(out.indices.clone(), step, z, cb, r.ema.as_mut(), rng));
+        }
+        new
+    }
+
+    /// Brings the host state (EMA averages, dead-code tracker) up to date with the device's
+    /// (one read each); nothing to do on the CPU.
+    pub fn sync(&mut self) {
+        if let Some(Resident { ema: Some(d), .. }) = &self.resident
+            && let Some(e) = self.quantizer.ema_mut()
+        {
+            d.download(e);
+        }
+        self.sync_dead_codes();
+    }
+
+    /// [`Bottleneck::sync`] of the dead-code tracker alone (its restart count is logged).
+    pub fn sync_dead_codes(&mut self) {
+        if let Some(Resident { dead: Some(d), .. }) = &self.resident {
+            self.dead_codes = Some(d.download());
+        }
     }
 }
