@@ -20,8 +20,7 @@ use rand::{RngCore, SeedableRng};
 
 use crate::config::RunConfig;
 use crate::data::ImageSet;
-use crate::device::device_or_cpu;
-use crate::device::{host_f32, host_u32, index_tensor, on_host};
+use crate::device::{device_or_cpu, host_f32, host_u32, index_tensor, on_host};
 use crate::distortion::{Estimate, ExpectedDistortion, draw_code_maps};
 use crate::error::{InputError, NonFiniteError};
 use crate::info::device as info_device;
@@ -203,7 +202,10 @@ pub fn evaluate_on(
     let idx: Vec<usize> = (0..set.n).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let x = batch_tensor(set, chunk, device);
-        let ctx = Context::on(device, &mut rng);
+        let ctx = Context {
+            rng: &mut rng,
+            resident: false,
+        };
         let f = model.forward(x.clone(), q.as_ref(), ctx);
         let n_vec = f.z_e.dims()[0];
         let recon = (f.x_hat - x).square().mean();
