@@ -2,7 +2,7 @@
 //! information quantity of [`crate::info`] under the model's own posterior (one-hot for hard
 //! quantizers, softmax(-d^2 / tau) for soft EM) and under the common soft posterior
 //! softmax(-d^2 / tau) of its codebook; the objectives L_VDIB and L_VIB (eq. 23, 18) under both.
-//! Also what reads a saved run: `vqib eval` and `vqib reconstruct`.
+//! What reads a saved run (`vqib eval`, `vqib reconstruct`) is [`super::saved`].
 //!
 //! Two distortions: [`evaluate`]'s `distortion` is the *training-time* one, the decoder applied to
 //! what the quantizer gives it (for soft EM the mean of m sampled codewords); [`expectations`]
@@ -11,8 +11,6 @@
 //! tightest prior r = p(z) (eq. 14-17, where the KL term is I(I;Z)). Where the data carry labels,
 //! I(Z;Y) under both posteriors ([`crate::info::Relevance`]).
 
-use std::path::{Path, PathBuf};
-
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -20,17 +18,14 @@ use rand::{RngCore, SeedableRng};
 
 use crate::config::RunConfig;
 use crate::data::ImageSet;
-use crate::device::{device_or_cpu, host_f32, host_u32, index_tensor, on_host};
+use crate::device::{host_f32, host_u32, index_tensor, on_host};
 use crate::distortion::{Estimate, ExpectedDistortion, draw_code_maps};
-use crate::error::{InputError, NonFiniteError};
+use crate::error::NonFiniteError;
 use crate::info::device as info_device;
 use crate::info::{InfoAccumulator, InfoSummary, Relevance, gaussian_nll, objectives};
 use crate::kernels::assign::{Codebook, SoftOptions, nearest, soft_assign};
 use crate::model::VqVae;
 use crate::quantizer::{self, Context, Posterior};
-use crate::records::Record;
-use crate::report::write_grid;
-use crate::run::RunDir;
 
 /// A batch of images as a tensor `[B, C, H, W]` in [0, 1].
 pub fn batch_tensor(set: &ImageSet, idx: &[usize], device: &Device) -> Tensor<4> {
@@ -131,7 +126,7 @@ struct Sums {
 
 /// The random stream of an evaluation: soft-EM samples are drawn from a fixed seed, so an
 /// evaluation is deterministic.
-fn eval_rng(seed: u64) -> StdRng {
+pub(super) fn eval_rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed ^ 0x6576_616c)
 }
 
@@ -443,270 +438,4 @@ fn summarise(
         soft_l_vib,
         beta,
     })
-}
-
-/// Reconstructions of the images at `idx`, `[n, c, h, w]` flattened.
-pub fn reconstruct(
-    cfg: &RunConfig,
-    model: &VqVae,
-    set: &ImageSet,
-    idx: &[usize],
-    device: &Device,
-) -> Vec<f32> {
-    let model = model.valid();
-    let q = quantizer::build(&cfg.quantizer);
-    let mut rng = eval_rng(cfg.training.seed);
-    let ctx = Context::on(device, &mut rng);
-    host_f32(
-        model
-            .forward(batch_tensor(set, idx, device), q.as_ref(), ctx)
-            .x_hat,
-    )
-}
-
-/// A run's latest checkpoint as an inference model, on the run's device (the CPU when that
-/// device is not available here), with its configuration (`data_dir` replaces the data directory)
-/// and its step.
-pub fn load_run(
-    run: &RunDir,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<(RunConfig, VqVae, Device, u64)> {
-    let ck = run.load_latest()?;
-    let step = ck.state.step;
-    let mut cfg = ck.config;
-    if data_dir.is_some() {
-        cfg.data.data_dir = data_dir;
-    }
-    let st = ck.dir.join("model.safetensors");
-    let c = cfg
-        .data
-        .image_shape
-        .map(|s| s[0])
-        .ok_or_else(|| InputError::file(&st, "checkpoint config lacks the image shape"))?;
-    // A damaged config could ask for any size: check before allocating.
-    cfg.check_memory(cfg.data.image_shape.unwrap_or([c, 4, 4]), 0)?;
-    let dev = device_or_cpu(cfg.training.device);
-    let mut model = super::new_model(&cfg, c, &dev);
-    model.import(&ck.tensors, &dev, &st)?;
-    Ok((cfg, model, dev, step))
-}
-
-/// `vqib reconstruct`: writes a PNG grid of the first `n` test images above their
-/// reconstructions.
-pub fn reconstruct_grid(
-    run: &RunDir,
-    out: &Path,
-    n: usize,
-    data_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let (cfg, model, dev, _) = load_run(run, data_dir)?;
-    let data = cfg.data.load(cfg.training.seed)?;
-    let n = n.clamp(1, data.test.n);
-    let idx: Vec<usize> = (0..n).collect();
-    let rec = reconstruct(&cfg, &model, &data.test, &idx, &dev);
-    let orig = data.test.batch_f32(&idx);
-    let shape = data.image_shape();
-    let scale = if shape[1] <= 32 { 3 } else { 1 };
-    write_grid(out, &orig, &rec, n, shape, 16, scale)
-}
-
-/// `vqib eval`: test-set metrics of a run's latest checkpoint, written to `RUN/eval.json`.
-/// `samples` replaces the run's `--eval-samples`.
-pub fn eval_run(
-    run: &RunDir,
-    data_dir: Option<PathBuf>,
-    samples: Option<usize>,
-) -> anyhow::Result<(RunConfig, EvalMetrics)> {
-    let (cfg, model, dev, step) = load_run(run, data_dir)?;
-    let samples = samples.unwrap_or(cfg.training.eval_samples);
-    if samples == 1 {
-        return Err(InputError::config("--eval-samples must be 0 (off) or at least 2").into());
-    }
-    let data = cfg.data.load(cfg.training.seed)?;
-    let at_step = |mut e: anyhow::Error| {
-        if let Some(nf) = e.downcast_mut::<NonFiniteError>() {
-            nf.step = step;
-        }
-        e
-    };
-    let mut m = evaluate(&cfg, &model, &data.test, 256, &dev).map_err(at_step)?;
-    complete_final(run, &cfg, &model, &data, &dev, 256, samples, &mut m).map_err(at_step)?;
-    Ok((cfg, m))
-}
-
-/// Completes the final evaluation `m` of `model` on the test split and writes it to
-/// `RUN/eval.json` (a finished run's and `vqib eval`'s): the expected distortion from `samples`
-/// code maps an image (0 skips it) and the coded rate.
-#[allow(clippy::too_many_arguments)]
-pub fn complete_final(
-    run: &RunDir,
-    cfg: &RunConfig,
-    model: &VqVae,
-    data: &crate::data::Dataset,
-    dev: &Device,
-    batch: usize,
-    samples: usize,
-    m: &mut EvalMetrics,
-) -> anyhow::Result<()> {
-    if samples > 0 {
-        m.expected = Some(expectations(
-            cfg, model, &data.test, batch, dev, samples, m,
-        )?);
-    }
-    m.coded = Some(crate::codec::coded_rate(run, cfg, model, data, dev)?);
-    run.write_eval(m)
-}
-
-/// The metrics log's record of an evaluation at training step `step` of epoch `epoch`.
-pub fn eval_record(
-    m: &EvalMetrics,
-    step: u64,
-    epoch: usize,
-    wall_time: f64,
-    restarts: Option<u64>,
-) -> Record {
-    Record {
-        kind: "eval".into(),
-        step,
-        epoch,
-        wall_time,
-        recon_mse: Some(m.mse),
-        codebook_loss: Some(m.codebook_loss),
-        commitment_loss: Some(m.commitment_loss),
-        perplexity: Some(m.perplexity),
-        entropy_nats: Some(m.entropy_nats),
-        codes_used: Some(m.codes_used),
-        dead_codes: Some(m.dead_codes),
-        psnr: Some(m.psnr),
-        restarts,
-        h_z_given_i: Some(m.assigned.h_z_given_i),
-        mutual_info: Some(m.assigned.mutual_info),
-        cross_entropy: Some(m.assigned.cross_entropy),
-        kl: Some(m.assigned.kl),
-        distortion: Some(m.distortion),
-        l_vdib: Some(m.l_vdib),
-        l_vib: Some(m.l_vib),
-        soft_perplexity: Some(m.soft.perplexity),
-        soft_h_z_given_i: Some(m.soft.h_z_given_i),
-        soft_mutual_info: Some(m.soft.mutual_info),
-        soft_kl: Some(m.soft.kl),
-        soft_l_vib: Some(m.soft_l_vib),
-        h_z_miller_madow: Some(m.assigned.h_z_miller_madow),
-        soft_h_z: Some(m.soft.h_z),
-        soft_cross_entropy: Some(m.soft.cross_entropy),
-        soft_l_vdib: Some(m.soft_l_vdib),
-        ..Default::default()
-    }
-}
-
-/// Summary rows of an evaluation.
-pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
-    let mut rows = vec![
-        ("test images", m.images.to_string()),
-        ("reconstruction MSE", format!("{:.5}", m.mse)),
-        ("PSNR (dB)", format!("{:.2}", m.psnr)),
-        ("perplexity exp(H(Z))", format!("{:.2}", m.perplexity)),
-        ("H(Z) (nats)", format!("{:.4}", m.entropy_nats)),
-        ("codes used", format!("{} / {k}", m.codes_used)),
-        ("dead codes", m.dead_codes.to_string()),
-        ("codebook loss", format!("{:.5}", m.codebook_loss)),
-        ("commitment loss", format!("{:.5}", m.commitment_loss)),
-    ];
-    let bits = |nats: f64| nats * m.latents as f64 / std::f64::consts::LN_2;
-    rows.push((
-        "L H(Z) / ln 2 (bits/image)",
-        format!("{:.1}", bits(m.entropy_nats)),
-    ));
-    rows.push((
-        "L H(p(Z|I), r) / ln 2 (bits/image)",
-        format!("{:.1}", bits(m.assigned.cross_entropy)),
-    ));
-    if let Some(c) = &m.coded {
-        rows.push(("coded bits/image", format!("{:.1}", c.bits_per_image)));
-        rows.push(("coded bits/pixel", format!("{:.4}", c.bits_per_pixel)));
-    }
-    rows
-}
-
-/// Every information quantity of an evaluation, under the assigned and the soft posterior.
-pub fn info_rows(m: &EvalMetrics, tau: f64) -> Vec<(String, String, String)> {
-    let row = |name: &str, a: f64, s: f64| (name.to_string(), format!("{a:.4}"), format!("{s:.4}"));
-    let (a, s) = (&m.assigned, &m.soft);
-    let mut rows = vec![
-        row("H(Z) plug-in (nats)", a.h_z, s.h_z),
-        row(
-            "H(Z) Miller-Madow (nats)",
-            a.h_z_miller_madow,
-            s.h_z_miller_madow,
-        ),
-        row("perplexity exp(H(Z))", a.perplexity, s.perplexity),
-        (
-            "codes used".into(),
-            a.codes_used.to_string(),
-            s.codes_used.to_string(),
-        ),
-        row("H(Z|I) (nats)", a.h_z_given_i, s.h_z_given_i),
-        row("I(I;Z) (nats)", a.mutual_info, s.mutual_info),
-        row("H(p(Z|I), r) (nats)", a.cross_entropy, s.cross_entropy),
-        row("KL(p(Z|I) || r) (nats)", a.kl, s.kl),
-        row("H(Z) (bits)", a.bits().h_z, s.bits().h_z),
-        row("H(Z|I) (bits)", a.bits().h_z_given_i, s.bits().h_z_given_i),
-        row("I(I;Z) (bits)", a.bits().mutual_info, s.bits().mutual_info),
-        row(
-            "H(p(Z|I), r) (bits)",
-            a.bits().cross_entropy,
-            s.bits().cross_entropy,
-        ),
-        row("KL(p(Z|I) || r) (bits)", a.bits().kl, s.bits().kl),
-        row(
-            "distortion -log q(x|z) per image, training-time decode",
-            m.distortion,
-            m.distortion,
-        ),
-        row("MSE", m.mse, m.mse),
-        row(
-            &format!("L_VDIB per image (beta {})", m.beta),
-            m.l_vdib,
-            m.soft_l_vdib,
-        ),
-        row(
-            &format!("L_VIB per image (beta {})", m.beta),
-            m.l_vib,
-            m.soft_l_vib,
-        ),
-        (
-            "".into(),
-            "assigned p(z|i)".into(),
-            format!("softmax(-d^2/{tau})"),
-        ),
-    ];
-    let (r, sr) = (m.relevance.as_ref(), m.soft_relevance.as_ref());
-    if let (Some(r), Some(sr)) = (r, sr) {
-        rows.push(row("H(Y) of the labels (nats)", r.h_y, sr.h_y));
-        rows.push(row("I(Z;Y) plug-in (nats)", r.i_zy, sr.i_zy));
-        rows.push(row("H(Z|Y) (nats)", r.h_z_given_y, sr.h_z_given_y));
-        rows.push(row(
-            "I(Z;Y) of argmax codes, Miller-Madow",
-            r.argmax_i_zy_miller_madow,
-            sr.argmax_i_zy_miller_madow,
-        ));
-    }
-    if let Some(e) = &m.expected {
-        let est = |x: Estimate| format!("{:.4} ± {:.4}", x.mean, x.se);
-        let est6 = |x: Estimate| format!("{:.6} ± {:.6}", x.mean, x.se);
-        rows.push((
-            format!("E -log q(x|z) per image ({} draws, ± s.e.)", e.samples),
-            est(e.distortion),
-            est(e.soft_distortion),
-        ));
-        rows.push(("E MSE (± s.e.)".into(), est6(e.mse), est6(e.soft_mse)));
-        rows.push(row("L_VDIB, expected distortion", e.l_vdib, e.soft_l_vdib));
-        rows.push(row("L_VIB, expected distortion", e.l_vib, e.soft_l_vib));
-        rows.push(row(
-            "L with r = p(z): distortion + beta L I(I;Z)",
-            e.l_marginal,
-            e.soft_l_marginal,
-        ));
-    }
-    rows
 }

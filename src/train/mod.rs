@@ -31,10 +31,11 @@ mod resume;
 pub(crate) use resume::config_differences;
 pub mod step;
 
-pub use eval::{
-    EvalMetrics, Expected, batch_tensor, eval_record, eval_run, evaluate, evaluate_on,
-    expectations, info_rows, load_run, reconstruct, reconstruct_grid, summary_rows,
-};
+pub mod eval_rows;
+pub mod saved;
+pub use eval::{EvalMetrics, Expected, batch_tensor, evaluate, evaluate_on, expectations};
+pub use eval_rows::{eval_record, info_rows, summary_rows};
+pub use saved::{eval_run, load_run, reconstruct, reconstruct_grid};
 pub use step::{Diverged, Loss, Pending, Scalars, StepMode, StepOutput, loss, train_step};
 
 /// How a training run is driven.
@@ -510,7 +511,7 @@ impl Trainer {
                 self.cfg.training.eval_samples,
                 self.cfg.training.batch_size.max(256),
             );
-            let done = eval::complete_final(
+            let done = saved::complete_final(
                 &self.run, &self.cfg, &model, &self.data, &dev, batch, s, &mut m,
             );
             self.last_eval = Some(m);
