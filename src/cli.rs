@@ -1,11 +1,12 @@
 //! The subcommands. Their options come from the library's types: `train` flattens
 //! [`RunConfig`] (every section's flags, docs and defaults), `bench` takes [`BenchArgs`].
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use vqib::RunConfig;
 use vqib::bench::BenchArgs;
 use vqib::error::InputError;
@@ -207,8 +208,8 @@ struct SweepArgs {
 
 /// The arguments of the command line as clap should see them: `sweep`'s list-valued train
 /// options (`--beta 0.1,0.25`, ...) taken out ([`vqib::experiment::sweep::Axes`] reads them).
-pub fn prepare_args(mut args: Vec<String>) -> Result<Vec<String>, InputError> {
-    if args.get(1).map(String::as_str) == Some("sweep") {
+pub fn prepare_args(mut args: Vec<OsString>) -> Result<Vec<OsString>, InputError> {
+    if arg_is(&args, 1, "sweep") {
         vqib::experiment::sweep::Axes::take_from_args(&mut args)?;
     }
     Ok(args)
@@ -226,18 +227,27 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// Whether argument `i` is `word` (arguments need not be UTF-8: paths may be any bytes).
+fn arg_is(args: &[OsString], i: usize, word: &str) -> bool {
+    args.get(i).and_then(|a| a.to_str()) == Some(word)
+}
+
 /// `train --resume RUN ...` is `resume RUN ...`.
-pub fn rewrite_resume_alias(mut args: Vec<String>) -> Vec<String> {
-    if args.get(1).map(String::as_str) != Some("train") {
+pub fn rewrite_resume_alias(mut args: Vec<OsString>) -> Vec<OsString> {
+    if !arg_is(&args, 1, "train") {
         return args;
     }
-    let at = args
-        .iter()
-        .position(|a| a == "--resume" || a.starts_with("--resume="));
+    let at = args.iter().position(|a| {
+        a.to_str()
+            .is_some_and(|a| a == "--resume" || a.starts_with("--resume="))
+    });
     if let Some(i) = at {
-        let dir = match args[i].strip_prefix("--resume=") {
+        let inline = args[i]
+            .to_str()
+            .and_then(|a| a.strip_prefix("--resume="))
+            .map(OsString::from);
+        let dir = match inline {
             Some(d) => {
-                let d = d.to_string();
                 args.remove(i);
                 d
             }
@@ -254,13 +264,25 @@ pub fn rewrite_resume_alias(mut args: Vec<String>) -> Vec<String> {
 }
 
 /// A flag `resume` does not take: say why, instead of clap's bare "unexpected argument".
-pub fn explain_resume_error(args: &[String], e: &clap::Error) -> Option<String> {
-    if args.get(1).map(String::as_str) != Some("resume")
-        || e.kind() != clap::error::ErrorKind::UnknownArgument
-    {
+pub fn explain_resume_error(args: &[OsString], e: &clap::Error) -> Option<String> {
+    if !arg_is(args, 1, "resume") || e.kind() != clap::error::ErrorKind::UnknownArgument {
         return None;
     }
     let flag = e.get(clap::error::ContextKind::InvalidArg)?.to_string();
+    let name = flag.split('=').next().unwrap_or(&flag);
+    let is_train_flag = Cli::command()
+        .find_subcommand("train")
+        .is_some_and(|t| {
+            t.get_arguments().any(|a| {
+                a.get_long()
+                    .is_some_and(|l| name.strip_prefix("--") == Some(l))
+            })
+        });
+    if !is_train_flag {
+        return Some(format!(
+            "unknown flag {flag}: resume takes only --epochs, --data-dir, --max-steps and --no-progress (see `vqib resume --help`)"
+        ));
+    }
     let run = args.get(2).map(PathBuf::from).unwrap_or_default();
     Some(format!(
         "{flag} cannot be changed when resuming: {} fixes it (only --epochs, --data-dir, --max-steps and --no-progress may be given)",
@@ -287,7 +309,7 @@ fn default_out(cfg: &RunConfig) -> PathBuf {
 pub fn run(
     cli: Cli,
     matches: &clap::ArgMatches,
-    raw_args: &[String],
+    raw_args: &[OsString],
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     match cli.cmd {
@@ -366,11 +388,32 @@ pub fn run(
     }
 }
 
+/// An experiment's run did not finish: Ctrl-C ([`Interrupted`], exit 130), a requested stop
+/// (`--max-steps`: said, exit 0), or an error.
+fn stopped_or(e: anyhow::Error, out: PathBuf, stop: &AtomicBool) -> anyhow::Result<()> {
+    if stop.load(Ordering::SeqCst) {
+        anyhow::bail!(Interrupted(out));
+    }
+    if let Some(s) = e.downcast_ref::<vqib::experiment::StoppedEarly>() {
+        println!("{s}");
+        return Ok(());
+    }
+    Err(e)
+}
+
 fn finish_training(run_dir: PathBuf, stop: &AtomicBool) -> anyhow::Result<()> {
     if stop.load(Ordering::SeqCst) {
         anyhow::bail!(Interrupted(run_dir));
     }
     Ok(())
+}
+
+/// The command line as text, for the reports (arguments that are not UTF-8 shown lossily).
+fn command_line(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `compare` and `sweep` take lists of quantizers and seeds, not one.
@@ -393,7 +436,7 @@ fn refuse_single(matches: &clap::ArgMatches, cmd: &str) -> Result<(), InputError
 fn sweep(
     a: SweepArgs,
     matches: &clap::ArgMatches,
-    raw_args: &[String],
+    raw_args: &[OsString],
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     use vqib::experiment::sweep::{self, Axes, SweepSpec};
@@ -402,6 +445,7 @@ fn sweep(
     let mut axes = Axes::take_from_args(&mut args)?;
     axes.quantizers = a.quantizers.quantizers;
     axes.seeds = sweep::parse_seeds(&a.seeds)?;
+    axes.validate()?;
     let share = a.shard.as_deref().map(sweep::parse_shard).transpose()?;
     let out = a
         .train
@@ -412,8 +456,14 @@ fn sweep(
         base: a.train.config,
         axes,
         out: out.clone(),
-        command: raw_args.join(" "),
-        train_args: sweep::train_args(args.get(2..).unwrap_or_default()),
+        command: command_line(raw_args),
+        train_args: sweep::train_args(
+            &args
+                .iter()
+                .skip(2)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+        ),
     };
     // Every point's configuration is checked before anything is trained.
     for p in spec.points() {
@@ -427,10 +477,7 @@ fn sweep(
     }
     if !a.collect {
         if let Err(e) = sweep::train(&spec, share, &a.train.drive.options(stop)) {
-            if stop.load(Ordering::SeqCst) {
-                anyhow::bail!(Interrupted(out));
-            }
-            return Err(e);
+            return stopped_or(e, out, stop);
         }
         if let Some((i, n)) = share {
             println!(
@@ -460,6 +507,12 @@ fn compare(
     if a.seeds == 0 {
         return Err(InputError::config("--seeds must be at least 1").into());
     }
+    use vqib::experiment::sweep::{check_runs, no_duplicates};
+    no_duplicates("--quantizers", &a.quantizers.quantizers)?;
+    check_runs(
+        "--quantizers x --seeds",
+        a.seeds.saturating_mul(a.quantizers.quantizers.len() as u64),
+    )?;
     let out = a
         .train
         .out
@@ -470,13 +523,10 @@ fn compare(
         quantizers: a.quantizers.quantizers,
         seeds: (1..=a.seeds).collect(),
         out: out.clone(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: command_line(&std::env::args_os().collect::<Vec<_>>()),
     };
     if let Err(e) = vqib::experiment::run(&spec, &a.train.drive.options(stop)) {
-        if stop.load(Ordering::SeqCst) {
-            anyhow::bail!(Interrupted(out));
-        }
-        return Err(e);
+        return stopped_or(e, out, stop);
     }
     println!("{}", std::fs::read_to_string(out.join("report.md"))?);
     println!("report: {}", out.join("report.html").display());

@@ -286,6 +286,12 @@ impl RunConfig {
             q.codebook_size,
         )?;
         at_least_one("--epochs", t.epochs)?;
+        check(
+            t.epochs <= MAX_EPOCHS,
+            "--epochs",
+            "at most 1000000",
+            t.epochs,
+        )?;
         at_least_one("code dimension D (--code-dim)", q.code_dim)?;
         at_least_one("--hidden", self.hidden())?;
         at_least_one("--batch-size", t.batch_size)?;
@@ -353,6 +359,10 @@ impl RunConfig {
     }
 }
 
+/// The most epochs a run may have: with the step counter a u64 and at most 2^32 batches an
+/// epoch, epochs x steps per epoch cannot overflow.
+pub const MAX_EPOCHS: usize = 1_000_000;
+
 /// Bytes in a GiB, for messages.
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -368,27 +378,46 @@ impl RunConfig {
             q.code_dim as f64,
             self.training.batch_size as f64,
         );
-        let (c, pixels) = (c as f64, (h * w) as f64);
-        let latents = b * ((h / 4) * (w / 4)) as f64;
+        // In f64: an image size from a damaged config.json must not wrap to a small product.
+        let (c, pixels) = (c as f64, h as f64 * w as f64);
+        let grid = (h / 4) as f64 * (w / 4) as f64;
+        let latents = b * grid;
         let params = 72.0 * hid * hid + 32.0 * hid * c + 10.0 * hid * d;
+        // Evaluation batches hold at least 256 images; each draws `--eval-samples` code maps
+        // (the sorted draws and the maps, u32 each) and, for soft EM, `--samples` codes a row.
+        let eval_latents = b.max(256.0) * grid;
         let mut parts = vec![
-            ("the data", images as f64 * c * pixels),
-            ("weights and Adam state", 24.0 * params),
-            ("codebook and its EMA and Adam state", 40.0 * k * d),
+            ("the data (--train-limit, --shapes-train)", images as f64 * c * pixels),
+            ("weights and Adam state (--hidden, --code-dim)", 24.0 * params),
             (
-                "activations of a batch",
+                "codebook and its EMA and Adam state (--codebook-size, --code-dim)",
+                40.0 * k * d,
+            ),
+            (
+                "activations of a batch (--batch-size, --hidden)",
                 b * (12.0 * hid + 16.0 * c) * pixels,
+            ),
+            (
+                "code maps of the expected distortion (--eval-samples)",
+                8.0 * eval_latents * self.training.eval_samples as f64,
             ),
         ];
         if self.rate.kind != RateKind::None {
-            parts.push(("the rate term's N x K posterior", 24.0 * latents * k));
+            parts.push((
+                "the rate term's N x K posterior (--batch-size, --codebook-size)",
+                24.0 * latents * k,
+            ));
         }
         if q.kind.codebook_by_gradient() {
-            parts.push(("latents of a batch", 32.0 * latents * d));
+            parts.push(("latents of a batch (--batch-size, --code-dim)", 32.0 * latents * d));
         } else {
             parts.push((
-                "latents and samples of a batch",
+                "latents and samples of a batch (--batch-size, --code-dim, --samples)",
                 latents * (32.0 * d + 8.0 * q.samples as f64),
+            ));
+            parts.push((
+                "samples of an evaluation batch (--samples)",
+                8.0 * eval_latents * q.samples as f64,
             ));
         }
         parts
@@ -418,7 +447,7 @@ fn memory_fits(parts: &[(&'static str, f64)], have: f64) -> Result<(), InputErro
         .map(|(what, n)| format!("{what} {:.1} GiB", n / GIB))
         .collect();
     Err(InputError::config(format!(
-        "this run needs about {:.1} GiB of memory ({}), but {:.1} GiB are available; use a smaller --codebook-size, --code-dim, --batch-size or --hidden",
+        "this run needs about {:.1} GiB of memory ({}), but {:.1} GiB are available; make the largest parts smaller (the flags that size them are in brackets)",
         need / GIB,
         list.join(", "),
         have / GIB

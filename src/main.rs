@@ -20,7 +20,8 @@ fn main() -> ExitCode {
         // SAFETY: no other thread has been started yet.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
-    let raw_args = cli::rewrite_resume_alias(std::env::args().collect());
+    // args_os: a path on the command line may be any bytes, not only UTF-8.
+    let raw_args = cli::rewrite_resume_alias(std::env::args_os().collect());
     let args = match cli::prepare_args(raw_args.clone()) {
         Ok(a) => a,
         Err(e) => {

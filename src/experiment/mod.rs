@@ -134,8 +134,28 @@ pub(crate) fn check_reusable(cfg: &RunConfig, run: &RunDir) -> anyhow::Result<()
     .into())
 }
 
+/// A run of an experiment stopped before its end because this invocation was asked to stop
+/// (`--max-steps`): not an error of the input or a bug; the command exits 0 after saying how to
+/// continue.
+#[derive(Debug)]
+pub struct StoppedEarly(pub PathBuf);
+
+impl std::fmt::Display for StoppedEarly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stopped during {} (checkpoint saved); rerun the same command to continue",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for StoppedEarly {}
+
 /// Trains the run to its end: resumes it from its latest checkpoint, or starts it anew (the
-/// machinery `compare` and `sweep` share).
+/// machinery `compare` and `sweep` share). A directory whose run never reached a checkpoint is
+/// started anew by [`Trainer::create`], under the run's lock (so a run just starting there is
+/// never removed from under it). A stop requested by `opts` is [`StoppedEarly`].
 pub(crate) fn finish_run(cfg: RunConfig, run: &RunDir, opts: &TrainOptions) -> anyhow::Result<()> {
     let o = TrainOptions {
         print_summary: false,
@@ -144,16 +164,10 @@ pub(crate) fn finish_run(cfg: RunConfig, run: &RunDir, opts: &TrainOptions) -> a
     let trainer = if run.has_checkpoint() {
         Trainer::resume(run.path(), ResumeOverrides::default())?
     } else {
-        if run.path().exists() {
-            std::fs::remove_dir_all(run.path())?; // a run that never reached a checkpoint
-        }
         Trainer::create(cfg, run.path())?
     };
     if !trainer.fit(&o)?.completed {
-        anyhow::bail!(
-            "stopped during {}; rerun the same command to continue",
-            run.path().display()
-        );
+        return Err(StoppedEarly(run.path().to_path_buf()).into());
     }
     Ok(())
 }
@@ -223,6 +237,7 @@ pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f
         relevance: None,
         soft_relevance: None,
         expected: None,
+        step: None,
     };
     RunResult {
         quantizer: q,

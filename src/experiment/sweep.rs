@@ -76,14 +76,47 @@ fn parse_list<T: std::str::FromStr>(flag: &str, v: &str) -> Result<Vec<T>, Input
         .collect()
 }
 
-/// `--seeds`: a count N (seeds 1..=N, as `compare`) or a comma-separated list of seeds.
+/// `--seeds`: a count N (seeds 1..=N, as `compare`) or a comma-separated list of seeds. A count
+/// above [`MAX_RUNS`] is refused before any list is made.
 pub fn parse_seeds(v: &str) -> Result<Vec<u64>, InputError> {
     let seeds: Vec<u64> = parse_list("--seeds", v)?;
     match seeds.as_slice() {
         [] | [0] => Err(InputError::config("--seeds must be at least 1")),
-        [n] if !v.contains(',') => Ok((1..=*n).collect()),
+        [n] if !v.contains(',') => {
+            check_runs("--seeds", *n)?;
+            Ok((1..=*n).collect())
+        }
         _ => Ok(seeds),
     }
+}
+
+/// The most runs one `compare` or `sweep` may describe (points x seeds): each is a run
+/// directory, and at minutes a run, more is not a grid anyone trains.
+pub const MAX_RUNS: u64 = 10_000;
+
+/// Refuses a run count above [`MAX_RUNS`], naming the flags that make it.
+pub fn check_runs(flags: &str, runs: u64) -> Result<(), InputError> {
+    if runs > MAX_RUNS {
+        return Err(InputError::config(format!(
+            "{flags}: {runs} runs; a comparison or sweep may have at most {MAX_RUNS} (points x seeds)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a list that names a value twice (it would count one run as several).
+pub fn no_duplicates<T: PartialEq + std::fmt::Display>(
+    flag: &str,
+    values: &[T],
+) -> Result<(), InputError> {
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            return Err(InputError::config(format!(
+                "{flag} lists {v} twice; give each value once"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--shard I/N`: the I-th (0-based) of N shares.
@@ -101,13 +134,44 @@ pub fn parse_shard(v: &str) -> Result<(usize, usize), InputError> {
 }
 
 impl Axes {
+    /// Checks the lists: no value twice in any, and at most [`MAX_RUNS`] points in the grid.
+    pub fn validate(&self) -> Result<(), InputError> {
+        no_duplicates("--quantizers", &self.quantizers)?;
+        no_duplicates("--beta", &self.beta)?;
+        no_duplicates("--rate-weight", &self.rate_weight)?;
+        no_duplicates("--codebook-size", &self.codebook_size)?;
+        no_duplicates("--temperature", &self.temperature)?;
+        no_duplicates("--code-dim", &self.code_dim)?;
+        no_duplicates("--seeds", &self.seeds)?;
+        let runs = [
+            self.quantizers.len(),
+            self.beta.len(),
+            self.rate_weight.len(),
+            self.codebook_size.len(),
+            self.temperature.len(),
+            self.code_dim.len(),
+            self.seeds.len(),
+        ]
+        .iter()
+        .try_fold(1u64, |acc, &n| acc.checked_mul(n.max(1) as u64))
+        .unwrap_or(u64::MAX);
+        check_runs("the sweep's lists", runs)
+    }
+
     /// Takes the list-valued train flags (`--beta 0.1,0.25`, `--beta=0.1,0.25`) out of the
     /// arguments of `vqib sweep` (the rest is parsed as train's options), into the axes.
-    pub fn take_from_args(args: &mut Vec<String>) -> Result<Axes, InputError> {
+    /// Arguments that are not UTF-8 are left for clap (a path may be any bytes); a list's value
+    /// must be UTF-8.
+    pub fn take_from_args<S: AsRef<std::ffi::OsStr>>(
+        args: &mut Vec<S>,
+    ) -> Result<Axes, InputError> {
         let mut axes = Axes::default();
         let mut i = 0;
         while i < args.len() {
-            let a = args[i].as_str();
+            let Some(a) = args[i].as_ref().to_str() else {
+                i += 1;
+                continue;
+            };
             let Some((flag, inline)) = LIST_FLAGS
                 .iter()
                 .find_map(|f| flag_form(a, f).map(|v| (*f, v.map(String::from))))
@@ -118,7 +182,15 @@ impl Axes {
             args.remove(i);
             let value = match inline {
                 Some(v) => v,
-                None if i < args.len() => args.remove(i),
+                None if i < args.len() => {
+                    let v = args.remove(i);
+                    v.as_ref()
+                        .to_str()
+                        .ok_or_else(|| {
+                            InputError::config(format!("{flag}: the value is not UTF-8 text"))
+                        })?
+                        .to_string()
+                }
                 None => return Err(InputError::config(format!("{flag} needs a value"))),
             };
             match flag {

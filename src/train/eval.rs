@@ -85,6 +85,11 @@ pub struct EvalMetrics {
     /// evaluations during training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coded: Option<crate::codec::CodedRate>,
+    /// The checkpoint step this is the final evaluation of (`eval.json`): a run is finished when
+    /// its latest checkpoint is at the configured end and `eval.json` is of that step
+    /// ([`crate::run::RunDir::is_finished`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
 }
 
 /// The objectives with the seed's distortion, an expectation over the posterior, estimated from
@@ -430,6 +435,7 @@ fn summarise(
         relevance: assigned.relevance(),
         soft_relevance: soft.relevance(),
         expected: None,
+        step: None,
         assigned: a,
         soft: so,
         l_vdib,

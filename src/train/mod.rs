@@ -165,11 +165,27 @@ impl Trainer {
     pub fn resume(dir: &Path, overrides: ResumeOverrides) -> anyhow::Result<Self> {
         let run = RunDir::new(dir);
         let lock = run.open()?;
-        if run.holds_run() && !run.has_checkpoint() {
-            return Err(InputError::file(
-                dir,
-                "holds a run that stopped before its first checkpoint: nothing to resume; start it again with `vqib train --out` this directory",
-            )
+        if !run.has_checkpoint() {
+            let steps = run.checkpoint_dirs();
+            let latest = run.checkpoints().join("latest");
+            return Err(match (steps.last(), run.holds_run()) {
+                (Some(newest), _) => InputError::file(
+                    &latest,
+                    format!(
+                        "is missing, but checkpoints are there ({}); name the one to resume from in it (e.g. `echo {newest} > {}`) and resume again",
+                        steps.join(", "),
+                        latest.display()
+                    ),
+                ),
+                (None, true) => InputError::file(
+                    dir,
+                    "holds a run that stopped before its first checkpoint: nothing to resume; start it again with `vqib train --out` this directory",
+                ),
+                (None, false) => InputError::file(
+                    dir,
+                    "holds no vqib run (no config.json, no checkpoints/latest)",
+                ),
+            }
             .into());
         }
         let ck = run.load_latest()?;
@@ -258,7 +274,8 @@ impl Trainer {
             return indicatif::ProgressBar::hidden();
         }
         let per_epoch = self.data.train.n.div_ceil(self.cfg.training.batch_size);
-        let b = indicatif::ProgressBar::new((per_epoch * self.cfg.training.epochs) as u64);
+        let total = (per_epoch as u64).saturating_mul(self.cfg.training.epochs as u64);
+        let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
@@ -501,6 +518,12 @@ impl Trainer {
     /// A stopped run saves a checkpoint; a completed one writes `eval.json`; then the summary.
     fn finish(mut self, stopped: bool, opts: &TrainOptions) -> anyhow::Result<TrainOutcome> {
         self.log.flush()?;
+        if !stopped && self.last_eval.is_none() && !self.run.is_finished() {
+            // At its end but without the final evaluation of that checkpoint (killed between
+            // the two, or a `vqib eval` of an earlier step wrote eval.json): make it now. A
+            // finished run resumed with nothing to do changes nothing.
+            self.last_eval = Some(self.evaluate()?);
+        }
         if stopped {
             self.checkpoint()?;
         } else if let Some(mut m) = self.last_eval.take() {
@@ -511,8 +534,9 @@ impl Trainer {
                 self.cfg.training.eval_samples,
                 self.cfg.training.batch_size.max(256),
             );
+            let step = self.state.step;
             let done = saved::complete_final(
-                &self.run, &self.cfg, &model, &self.data, &dev, batch, s, &mut m,
+                &self.run, &self.cfg, &model, &self.data, &dev, batch, s, step, &mut m,
             );
             self.last_eval = Some(m);
             done.map_err(|e| self.name_good_checkpoint(e))?;

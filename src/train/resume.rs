@@ -40,6 +40,21 @@ pub(super) fn governing_config(
     if let Some(e) = overrides.epochs {
         cfg.training.epochs = e;
     }
+    // Epochs the checkpoint has begun: fewer would describe a run the checkpoint is past (and
+    // compare and sweep decide reuse from config.json).
+    let begun = ck.state.epoch + usize::from(ck.state.batch_in_epoch > 0);
+    if cfg.training.epochs < begun {
+        let what = match overrides.epochs {
+            Some(e) => format!("--epochs {e}"),
+            None => format!("{} says epochs {}, which", path.display(), cfg.training.epochs),
+        };
+        return Err(InputError::config(format!(
+            "{what} is below the {begun} epoch(s) checkpoint {} has begun (step {}); give --epochs {begun} or more",
+            ck.dir.display(),
+            ck.state.step
+        ))
+        .into());
+    }
     if let Some(d) = overrides.data_dir {
         cfg.data.data_dir = Some(d);
     }

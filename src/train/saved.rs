@@ -89,11 +89,13 @@ pub fn eval_run(
     data_dir: Option<PathBuf>,
     samples: Option<usize>,
 ) -> anyhow::Result<(RunConfig, EvalMetrics)> {
-    let (cfg, model, dev, step) = load_run(run, data_dir)?;
-    let samples = samples.unwrap_or(cfg.training.eval_samples);
-    if samples == 1 {
-        return Err(InputError::config("--eval-samples must be 0 (off) or at least 2").into());
+    let (mut cfg, model, dev, step) = load_run(run, data_dir)?;
+    if let Some(s) = samples {
+        cfg.training.eval_samples = s;
+        cfg.validate()?;
+        cfg.check_memory(cfg.data.image_shape.unwrap_or([1, 4, 4]), 0)?;
     }
+    let samples = cfg.training.eval_samples;
     let data = cfg.data.load(cfg.training.seed)?;
     let at_step = |mut e: anyhow::Error| {
         if let Some(nf) = e.downcast_mut::<NonFiniteError>() {
@@ -102,13 +104,13 @@ pub fn eval_run(
         e
     };
     let mut m = evaluate(&cfg, &model, &data.test, 256, &dev).map_err(at_step)?;
-    complete_final(run, &cfg, &model, &data, &dev, 256, samples, &mut m).map_err(at_step)?;
+    complete_final(run, &cfg, &model, &data, &dev, 256, samples, step, &mut m).map_err(at_step)?;
     Ok((cfg, m))
 }
 
 /// Completes the final evaluation `m` of `model` on the test split and writes it to
 /// `RUN/eval.json` (a finished run's and `vqib eval`'s): the expected distortion from `samples`
-/// code maps an image (0 skips it) and the coded rate.
+/// code maps an image (0 skips it) and the coded rate; `step` is the checkpoint's.
 #[allow(clippy::too_many_arguments)]
 pub fn complete_final(
     run: &RunDir,
@@ -118,8 +120,10 @@ pub fn complete_final(
     dev: &Device,
     batch: usize,
     samples: usize,
+    step: u64,
     m: &mut EvalMetrics,
 ) -> anyhow::Result<()> {
+    m.step = Some(step);
     if samples > 0 {
         m.expected = Some(expectations(
             cfg, model, &data.test, batch, dev, samples, m,
