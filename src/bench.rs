@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use crate::config::RunConfig;
 use crate::data::ImageSet;
 use crate::device::{DeviceKind, device};
+use crate::error::InputError;
 use crate::kernels::assign::{self, Codebook, SoftOptions};
 use crate::model::VqVae;
 use crate::quantizer::{Bottleneck, QuantizerKind, sample_statistics};
@@ -120,8 +121,15 @@ impl ModelCase {
         (h / 4) * (w / 4)
     }
 
-    /// The run configuration of the case.
+    /// The run configuration of the case. Panics for `batch` 0; `vqib bench` refuses that first
+    /// ([`check_args`]).
     pub fn config(self, quantizer: QuantizerKind, batch: usize) -> RunConfig {
+        self.try_config(quantizer, batch)
+            .expect("benchmark configurations are valid")
+    }
+
+    /// [`Self::config`], or why it is not valid.
+    fn try_config(self, quantizer: QuantizerKind, batch: usize) -> Result<RunConfig, InputError> {
         let (_, _, _, hidden) = self.shape();
         let mut cfg = RunConfig::default();
         cfg.quantizer.kind = quantizer;
@@ -129,7 +137,7 @@ impl ModelCase {
         cfg.quantizer.codebook_size = 512;
         cfg.quantizer.code_dim = CODE_DIM;
         cfg.training.batch_size = batch;
-        cfg.resolve().expect("benchmark configurations are valid")
+        cfg.resolve()
     }
 
     /// `n` random images of the case's shape.
@@ -335,7 +343,9 @@ impl CodecBench {
     }
 }
 
-/// The options of `vqib bench`.
+/// The options of `vqib bench`. [`run_case`] checks the counts first ([`check_args`]): `--k`,
+/// `--batch` and `--iters` at least 1, and what `--k` (assign, estep) or `--batch` (the other
+/// cases) sizes must fit in the memory available.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     #[arg(long, value_enum)]
@@ -352,9 +362,10 @@ pub struct BenchArgs {
     /// Batch size (train) or number of images (eval).
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Timed runs (after the warm-up runs).
+    /// Timed runs (after the warm-up runs), at least 1.
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
+    /// Untimed runs first (may be 0).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Device (train, eval).
@@ -430,9 +441,69 @@ fn model_case(b: &BenchArgs) -> anyhow::Result<Measured> {
     Ok((format!("eval {m} {q}"), secs, t.images(), "images", flops))
 }
 
+/// Refuses, naming the flag, a count of `b` that is 0 (`--k`, `--batch`, `--iters`; `--warmup`
+/// may be 0) or that sizes more memory than the machine has (the estimate of `memory_needed`, against
+/// [`crate::device::available_memory`]; where that is unknown, more than an allocation can
+/// hold).
+pub fn check_args(b: &BenchArgs) -> Result<(), InputError> {
+    for (flag, value) in [("--k", b.k), ("--batch", b.batch), ("--iters", b.iters)] {
+        if value == 0 {
+            return Err(InputError::config(format!(
+                "{flag} must be at least 1 (got 0)"
+            )));
+        }
+    }
+    let (flag, value, need) = memory_needed(b)?;
+    let have = crate::device::available_memory().map(|m| m as f64);
+    if need > have.unwrap_or(isize::MAX as f64) {
+        const GIB: f64 = (1u64 << 30) as f64;
+        let have = have.map_or("an allocation can hold".to_string(), |h| {
+            format!("{:.1} GiB are available", h / GIB)
+        });
+        return Err(InputError::config(format!(
+            "{flag} {value} needs about {:.1} GiB of memory, but {have}; use a smaller {flag}",
+            need / GIB
+        )));
+    }
+    Ok(())
+}
+
+/// The flag whose count sizes the case's memory, its value, and about how many bytes the case
+/// holds: for `assign` and `estep` the codebook, its norms, the E-step's sums and counts and a
+/// row of distances a thread; for the model cases [`RunConfig::memory_needed`] of the images
+/// (`train`: a batch of them; `eval`: all of them, evaluated 256 at a time; the codecs: all of
+/// them in one batch, with their code maps).
+fn memory_needed(b: &BenchArgs) -> Result<(&'static str, usize, f64), InputError> {
+    let sum = |parts: Vec<(&str, f64)>| parts.iter().map(|p| p.1).sum::<f64>();
+    let (c, h, w, _) = b.model.shape();
+    let images = b.batch as f64;
+    let need = match b.case {
+        BenchCase::Assign | BenchCase::Estep => {
+            let threads = rayon::current_num_threads() as f64;
+            let per_code = (CODE_DIM * (4 + 8) + 4 + 8) as f64 + 4.0 * threads;
+            return Ok(("--k", b.k, b.k as f64 * per_code));
+        }
+        BenchCase::Train => sum(b
+            .model
+            .try_config(b.quantizer, b.batch)?
+            .memory_needed([c, h, w], b.batch)),
+        BenchCase::Eval => {
+            let cfg = b.model.try_config(b.quantizer, 256)?;
+            sum(cfg.memory_needed([c, h, w], b.batch)) + 8.0 * images
+        }
+        BenchCase::Compress | BenchCase::Decompress | BenchCase::EntropyCode => {
+            let cfg = b.model.try_config(QuantizerKind::Vq, b.batch)?;
+            sum(cfg.memory_needed([c, h, w], b.batch)) + 16.0 * images * b.model.latents() as f64
+        }
+    };
+    Ok(("--batch", b.batch, need))
+}
+
 /// Measures one case in this process: the JSON line `vqib bench` prints (seconds a run, items a
-/// second, achieved GFLOP/s, peak and starting resident memory).
+/// second, achieved GFLOP/s, peak and starting resident memory). Arguments [`check_args`]
+/// refuses are an [`InputError`].
 pub fn run_case(b: &BenchArgs) -> anyhow::Result<serde_json::Value> {
+    check_args(b)?;
     let (rss0, _) = rss_mib();
     let threads = rayon::current_num_threads();
     let (name, secs, items, unit, flops) = match b.case {
@@ -525,6 +596,78 @@ mod tests {
             last = t.step(true).unwrap();
         }
         assert!(last.is_finite() && last < first, "loss {first} -> {last}");
+    }
+
+    fn args(case: BenchCase) -> BenchArgs {
+        BenchArgs {
+            case,
+            k: 512,
+            model: ModelCase::Mnist,
+            quantizer: QuantizerKind::Vq,
+            batch: 128,
+            iters: 5,
+            warmup: 0,
+            device: DeviceKind::Cpu,
+        }
+    }
+
+    /// Zero counts and counts that would not fit in memory are refused, naming the flag; the
+    /// defaults pass, and a count a case does not use is not held against it.
+    #[test]
+    fn bench_counts_are_checked_naming_the_flag() {
+        let all = [
+            BenchCase::Assign,
+            BenchCase::Estep,
+            BenchCase::Train,
+            BenchCase::Eval,
+            BenchCase::Compress,
+            BenchCase::Decompress,
+            BenchCase::EntropyCode,
+        ];
+        for case in all {
+            check_args(&args(case)).unwrap();
+            for (flag, set) in [
+                ("--k", (|b: &mut BenchArgs| b.k = 0) as fn(&mut BenchArgs)),
+                ("--batch", |b| b.batch = 0),
+                ("--iters", |b| b.iters = 0),
+            ] {
+                let mut b = args(case);
+                set(&mut b);
+                let e = check_args(&b).unwrap_err().to_string();
+                assert!(
+                    e.contains(flag) && e.contains("at least 1"),
+                    "{case:?}: {e}"
+                );
+            }
+            let uses_k = matches!(case, BenchCase::Assign | BenchCase::Estep);
+            for (flag, huge, used) in [
+                (
+                    "--k",
+                    BenchArgs {
+                        k: usize::MAX / 2,
+                        ..args(case)
+                    },
+                    uses_k,
+                ),
+                (
+                    "--batch",
+                    BenchArgs {
+                        batch: usize::MAX / 2,
+                        ..args(case)
+                    },
+                    !uses_k,
+                ),
+            ] {
+                match check_args(&huge) {
+                    Err(e) => {
+                        let e = e.to_string();
+                        assert!(used, "{case:?}: {flag} is not used, yet: {e}");
+                        assert!(e.contains(flag) && e.contains("GiB"), "{case:?}: {e}");
+                    }
+                    Ok(()) => assert!(!used, "{case:?}: a huge {flag} passed"),
+                }
+            }
+        }
     }
 
     #[test]

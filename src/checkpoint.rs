@@ -390,18 +390,35 @@ pub fn save(
     Ok(fin)
 }
 
-/// Keeps the newest `keep` step directories.
+/// Keeps the newest `keep` step directories (newest by step number, not by name), and always the
+/// one `latest` names.
 fn prune(root: &Path, keep: usize) {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(root)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    all.retain(|p| p.is_dir() && step_of(p).is_some());
-    all.sort();
-    if all.len() > keep {
-        for p in &all[..all.len() - keep] {
-            let _ = std::fs::remove_dir_all(p);
+    let latest = read_latest(&root.join("latest")).ok();
+    let all = step_dirs(root);
+    let old = all.len().saturating_sub(keep);
+    for (_, p) in &all[..old] {
+        if latest.is_some() && p.file_name().and_then(|n| n.to_str()) == latest.as_deref() {
+            continue;
         }
+        let _ = std::fs::remove_dir_all(p);
     }
+}
+
+/// The checkpoint directories `step-NNNNNNNN` in `root` (a run's `checkpoints/`) with their
+/// steps, oldest first: ordered by the step number, so that `step-100000000` comes after
+/// `step-99999999`.
+pub fn step_dirs(root: &Path) -> Vec<(u64, PathBuf)> {
+    let mut all: Vec<(u64, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            Some((step_of(&p)?, p))
+        })
+        .filter(|(_, p)| p.is_dir())
+        .collect();
+    all.sort();
+    all
 }
 
 /// The step of a checkpoint directory named `step-NNNNNNNN`.
@@ -430,19 +447,18 @@ pub fn latest_dir(run: &Path) -> Result<PathBuf, InputError> {
         return Ok(dir);
     }
     // Interrupted between moving a checkpoint aside and putting its successor in place: fall
-    // back to the newest complete checkpoint.
+    // back to the newest (highest step) complete checkpoint.
     let complete = |p: &Path| {
         ["model.safetensors", "optimizer.bpk", "state.json"]
             .iter()
             .all(|f| p.join(f).is_file())
     };
-    let mut all: Vec<PathBuf> = std::fs::read_dir(checkpoints_dir(run))
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    all.retain(|p| step_of(p).is_some() && complete(p));
-    all.sort();
-    match all.pop() {
-        Some(p) => {
+    let newest = step_dirs(&checkpoints_dir(run))
+        .into_iter()
+        .rev()
+        .find(|(_, p)| complete(p));
+    match newest {
+        Some((_, p)) => {
             eprintln!(
                 "warning: {} names {}, which is missing; using {}",
                 latest.display(),
@@ -574,6 +590,71 @@ mod tests {
         assert!(e.contains("nope") && e.contains("does not exist"), "{e}");
         let e = load_latest(d.path()).unwrap_err().to_string();
         assert!(e.contains("latest") && e.contains("no checkpoint"), "{e}");
+    }
+
+    /// Makes `checkpoints/NAME` directories (complete: the three files) and `latest`.
+    fn make_checkpoints(run: &Path, names: &[&str], latest: &str) -> PathBuf {
+        let root = checkpoints_dir(run);
+        for name in names {
+            let p = root.join(name);
+            std::fs::create_dir_all(&p).unwrap();
+            for f in ["model.safetensors", "optimizer.bpk", "state.json"] {
+                std::fs::write(p.join(f), b"x").unwrap();
+            }
+        }
+        write_atomic(&root.join("latest"), latest.as_bytes()).unwrap();
+        root
+    }
+
+    fn names_in(root: &Path) -> Vec<String> {
+        step_dirs(root)
+            .into_iter()
+            .map(|(_, p)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Past step 99,999,999 the names grow a digit: the order is by step, not by name.
+    #[test]
+    fn prune_keeps_the_newest_by_step_past_eight_digits() {
+        let d = tempfile::tempdir().unwrap();
+        let root = make_checkpoints(
+            d.path(),
+            &["step-99999999", "step-100000000", "step-100000001"],
+            "step-100000001",
+        );
+        assert_eq!(
+            names_in(&root),
+            ["step-99999999", "step-100000000", "step-100000001"]
+        );
+        prune(&root, 2);
+        assert_eq!(names_in(&root), ["step-100000000", "step-100000001"]);
+        assert_eq!(latest_dir(d.path()).unwrap(), root.join("step-100000001"));
+    }
+
+    /// The checkpoint `latest` names is never pruned, even when it is not among the newest.
+    #[test]
+    fn prune_never_deletes_the_checkpoint_latest_names() {
+        let d = tempfile::tempdir().unwrap();
+        let root = make_checkpoints(
+            d.path(),
+            &["step-00000005", "step-00000009", "step-00000012"],
+            "step-00000005",
+        );
+        prune(&root, 1);
+        assert_eq!(names_in(&root), ["step-00000005", "step-00000012"]);
+        assert_eq!(latest_dir(d.path()).unwrap(), root.join("step-00000005"));
+    }
+
+    /// With `latest` naming a missing checkpoint, the fallback is the highest step.
+    #[test]
+    fn the_fallback_for_a_missing_latest_is_the_highest_step() {
+        let d = tempfile::tempdir().unwrap();
+        let root = make_checkpoints(
+            d.path(),
+            &["step-99999999", "step-100000000"],
+            "step-100000001",
+        );
+        assert_eq!(latest_dir(d.path()).unwrap(), root.join("step-100000000"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! the user can fix it, and the CLI exits 2 wherever in a run it happens. The temporary file is
 //! removed on failure; one left by a killed process carries its process id
 //! (`.NAME.tmp-PID`) and is removed by the next process that opens the run directory
-//! ([`crate::run::RunDir`]).
+//! ([`crate::run::RunDir`]), or, beside a `vqib compress` / `vqib decompress` output, by the next
+//! of those that writes into the same directory ([`remove_dead_temporaries`]).
 
 use std::path::Path;
 
@@ -37,6 +38,60 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InputError> {
         let _ = std::fs::remove_file(&tmp);
         InputError::file(path, format!("cannot write: {e}"))
     })
+}
+
+/// `.BASE.tmp-PID` or `.BASE.old-PID` -> (BASE, "tmp" or "old", PID).
+pub(crate) fn stale_parts(name: &str) -> Option<(&str, &str, u32)> {
+    let rest = name.strip_prefix('.')?;
+    let (head, pid) = rest.rsplit_once('-')?;
+    let pid: u32 = pid.parse().ok()?;
+    let (base, kind) = head.rsplit_once('.')?;
+    (matches!(kind, "tmp" | "old") && !base.is_empty()).then_some((base, kind, pid))
+}
+
+/// Whether a process with this id exists (ours counts as alive).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// Removes from `dir` the temporaries that killed processes left: every entry named
+/// `.BASE.tmp-PID` (a file of [`write_atomic`], or a directory being filled) whose process `PID`
+/// no longer exists. Nothing else is touched: not a live process's temporary, not another name, and
+/// a symbolic link is removed as a link, never followed. Errors (an unreadable directory, an entry
+/// that vanished meanwhile) are ignored: the sweep only tidies.
+pub(crate) fn remove_dead_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((_, "tmp", pid)) = name.to_str().and_then(stale_parts) else {
+            continue;
+        };
+        if pid_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+    }
 }
 
 /// Writes `value` as pretty-printed JSON to `path`, atomically.
@@ -83,5 +138,46 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("taken")]);
+    }
+
+    #[test]
+    fn only_temporaries_of_dead_processes_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        // A process id that cannot exist (above the kernel's pid_max).
+        let dead = 4_999_999u32;
+        let me = std::process::id();
+        let gone = [format!(".x.vqz.tmp-{dead}"), format!(".d.tmp-{dead}")];
+        let kept = [
+            format!(".live.vqz.tmp-{me}"),
+            format!(".step-1.old-{dead}"),
+            format!("x.tmp-{dead}"),
+            format!(".x.tmp-{dead}x"),
+            ".tmp-5".to_string(),
+            ".hidden".to_string(),
+            "x.vqz".to_string(),
+        ];
+        std::fs::write(d.path().join(&gone[0]), b"half").unwrap();
+        std::fs::create_dir_all(d.path().join(&gone[1]).join("sub")).unwrap();
+        std::fs::write(d.path().join(&gone[1]).join("000000.png"), b"png").unwrap();
+        for k in &kept {
+            std::fs::write(d.path().join(k), b"keep").unwrap();
+        }
+        // A dead process's temporary that is a link to a directory: the link goes, not the target.
+        let target = tempfile::tempdir().unwrap();
+        std::fs::write(target.path().join("precious"), b"p").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(target.path(), d.path().join(format!(".l.tmp-{dead}"))).unwrap();
+        remove_dead_temporaries(d.path());
+        let mut left: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = kept.to_vec();
+        want.sort();
+        assert_eq!(left, want);
+        assert!(target.path().join("precious").exists());
+        // A directory that does not exist is no error.
+        remove_dead_temporaries(&d.path().join("missing"));
     }
 }

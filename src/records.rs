@@ -104,27 +104,24 @@ fn append(file: &mut (std::fs::File, PathBuf), line: &str) -> Result<(), InputEr
 }
 
 impl MetricsLog {
-    /// Opens the logs at `jsonl` and `csv`. When `keep_up_to` is given (a resumed run), records
-    /// after that step (written after the checkpoint the run resumes from) are dropped first, so
-    /// that the log reads as one uninterrupted run.
+    /// Opens the logs at `jsonl` and `csv`. Without `keep_up_to` (a new run) both start empty
+    /// (the CSV with its header). With it (a resumed run), the records after that step (written
+    /// after the checkpoint the run resumes from) and a torn last line are dropped, so that the
+    /// log reads as one uninterrupted run; the records kept stay byte for byte as they were
+    /// (their lines are copied, never re-serialised). A file is rewritten (atomically) only when
+    /// that changes it: a resume with nothing to drop leaves both files untouched. `metrics.csv`
+    /// follows `metrics.jsonl`: its line of each kept record is kept where it is there (same kind,
+    /// step and epoch, all columns), written from the record where not. A line of `metrics.jsonl`
+    /// that is not a record, other than a torn last line, is an error naming the file and the
+    /// line, and neither file is touched.
     pub fn open(jsonl: &Path, csv: &Path, keep_up_to: Option<u64>) -> anyhow::Result<Self> {
-        let mut kept: Vec<Record> = Vec::new();
-        if let Some(step) = keep_up_to {
-            kept = read_records(jsonl)?
-                .into_iter()
-                .filter(|r| r.step <= step)
-                .collect();
+        match keep_up_to {
+            None => {
+                write_atomic(jsonl, b"")?;
+                write_atomic(csv, format!("{}\n", CSV_COLUMNS.join(",")).as_bytes())?;
+            }
+            Some(step) => keep_records_up_to(jsonl, csv, step)?,
         }
-        let mut j = String::new();
-        let mut c = format!("{}\n", CSV_COLUMNS.join(","));
-        for r in &kept {
-            j.push_str(&serde_json::to_string(r)?);
-            j.push('\n');
-            c.push_str(&r.csv_line());
-            c.push('\n');
-        }
-        write_atomic(jsonl, j.as_bytes())?;
-        write_atomic(csv, c.as_bytes())?;
         let open = |p: &Path| {
             std::fs::OpenOptions::new()
                 .append(true)
@@ -153,16 +150,116 @@ impl MetricsLog {
     }
 }
 
-/// Reads a `metrics.jsonl` (a missing file reads as empty; a torn last line is skipped).
+/// The resume half of [`MetricsLog::open`]: keeps the records up to `step`, writing a file only
+/// when its content changes.
+fn keep_records_up_to(jsonl: &Path, csv: &Path, step: u64) -> Result<(), InputError> {
+    let old_jsonl = read_if_present(jsonl)?;
+    let lines = parse_log(jsonl, old_jsonl.as_deref().unwrap_or_default())?;
+    let kept: Vec<&Line> = lines.iter().filter(|l| l.record.step <= step).collect();
+    let mut new_jsonl = Vec::new();
+    for l in &kept {
+        new_jsonl.extend_from_slice(l.text);
+        new_jsonl.push(b'\n');
+    }
+    if old_jsonl.as_deref() != Some(&new_jsonl[..]) {
+        write_atomic(jsonl, &new_jsonl)?;
+    }
+    let old_csv = read_if_present(csv)?;
+    let new_csv = csv_for(&kept, old_csv.as_deref().unwrap_or_default());
+    if old_csv.as_deref() != Some(&new_csv[..]) {
+        write_atomic(csv, &new_csv)?;
+    }
+    Ok(())
+}
+
+/// `metrics.csv` for the records `kept`: the header, then each record's line of `old` (the CSV
+/// as it is) where that line is there in order, complete and of the same record, else the line
+/// written from the record.
+fn csv_for(kept: &[&Line], old: &[u8]) -> Vec<u8> {
+    let header = format!("{}\n", CSV_COLUMNS.join(","));
+    let old_lines: Vec<&[u8]> = old
+        .strip_prefix(header.as_bytes())
+        .map(|rest| {
+            rest.split_inclusive(|&b| b == b'\n')
+                .filter(|l| l.ends_with(b"\n"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = header.into_bytes();
+    let mut next = 0;
+    for Line { record: r, .. } in kept {
+        let key = format!("{},{},{},", r.kind, r.step, r.epoch);
+        match old_lines.get(next) {
+            Some(l)
+                if l.starts_with(key.as_bytes())
+                    && l.split(|&b| b == b',').count() == CSV_COLUMNS.len() =>
+            {
+                out.extend_from_slice(l);
+                next += 1;
+            }
+            _ => {
+                out.extend_from_slice(r.csv_line().as_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+    out
+}
+
+/// The bytes of `path`, `None` when it does not exist.
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>, InputError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(InputError::file(path, format!("cannot read: {e}"))),
+    }
+}
+
+/// One complete line of a metrics log: its text (without the newline) and its record.
+struct Line<'a> {
+    text: &'a [u8],
+    record: Record,
+}
+
+/// The records of a metrics log, line by line. A last line without its newline that is not a
+/// record is one torn by a kill while it was being appended: it is left out. Any other line that
+/// is not a record is an error naming the file and the line number.
+fn parse_log<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<Line<'a>>, InputError> {
+    let mut lines = Vec::new();
+    for (i, piece) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        let text = piece.strip_suffix(b"\n");
+        match serde_json::from_slice::<Record>(text.unwrap_or(piece)) {
+            Ok(record) => lines.push(Line {
+                text: text.unwrap_or(piece),
+                record,
+            }),
+            // A torn last line (the only piece without a newline is the last).
+            Err(_) if text.is_none() => {}
+            Err(e) => {
+                let why = e.to_string();
+                let why = why.split(" at line ").next().unwrap_or(&why);
+                return Err(InputError::file(
+                    path,
+                    format!(
+                        "line {} is not a metrics record ({why}, column {}); only an unfinished last line is skipped",
+                        i + 1,
+                        e.column()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// Reads a `metrics.jsonl`: a missing file reads as empty, a torn last line (no newline, not a
+/// record: a kill while it was being appended) is skipped, and any other line that is not a
+/// record is an error naming the file and the line number.
 pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(InputError::file(path, format!("cannot read: {e}")).into()),
-    };
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+    let bytes = read_if_present(path)?.unwrap_or_default();
+    Ok(parse_log(path, &bytes)?
+        .into_iter()
+        .map(|l| l.record)
         .collect())
 }
 
@@ -217,6 +314,140 @@ mod tests {
             csv.lines().nth(4).unwrap().split(',').count(),
             CSV_COLUMNS.len()
         );
+    }
+
+    /// Lines as another version (or a hand) may have written them: numbers with more digits than
+    /// a float keeps, so that re-serialising a parsed record would change them.
+    fn hand_lines(steps: &[u64]) -> String {
+        steps
+            .iter()
+            .map(|s| {
+                format!(
+                    "{{\"kind\":\"train\",\"step\":{s},\"epoch\":0,\"wall_time\":0.30000000000000000001,\"loss\":1.10000000000000000000{s}}}\n"
+                )
+            })
+            .collect()
+    }
+
+    /// The inode of a file: a file rewritten (written to a temporary and renamed) gets a new one.
+    #[cfg(unix)]
+    fn inode(p: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap())
+    }
+
+    /// A resume with nothing to drop changes nothing: neither file is rewritten, and a record
+    /// appended after comes after the old lines, which keep their text.
+    #[cfg(unix)]
+    #[test]
+    fn resume_with_nothing_to_drop_leaves_both_files_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let (j, c) = (d.path().join("metrics.jsonl"), d.path().join("metrics.csv"));
+        let text = hand_lines(&[1, 2, 3]);
+        std::fs::write(&j, &text).unwrap();
+        // The CSV as the log wrote it; its lines are kept whatever their digits.
+        let mut csv = format!("{}\n", CSV_COLUMNS.join(","));
+        for r in read_records(&j).unwrap() {
+            let line = r.csv_line().replacen("0.300", "0.3000", 1);
+            csv.push_str(&line);
+            csv.push('\n');
+        }
+        std::fs::write(&c, &csv).unwrap();
+        let (ij, ic) = (inode(&j), inode(&c));
+        let log = MetricsLog::open(&j, &c, Some(3)).unwrap();
+        drop(log);
+        assert_eq!(std::fs::read_to_string(&j).unwrap(), text);
+        assert_eq!(std::fs::read_to_string(&c).unwrap(), csv);
+        assert_eq!((inode(&j), inode(&c)), (ij, ic), "a file was rewritten");
+        // Resuming from a later step drops nothing either.
+        let mut log = MetricsLog::open(&j, &c, Some(10)).unwrap();
+        assert_eq!((inode(&j), inode(&c)), (ij, ic), "a file was rewritten");
+        log.write(&Record {
+            kind: "eval".into(),
+            step: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        log.flush().unwrap();
+        let after = std::fs::read_to_string(&j).unwrap();
+        assert!(
+            after.starts_with(&text) && after.lines().count() == 4,
+            "{after}"
+        );
+    }
+
+    /// Dropping records keeps the lines before them as they were (not re-serialised) in both
+    /// files, and drops a torn last line.
+    #[test]
+    fn resume_drops_later_records_and_keeps_the_rest_byte_for_byte() {
+        let d = tempfile::tempdir().unwrap();
+        let (j, c) = (d.path().join("metrics.jsonl"), d.path().join("metrics.csv"));
+        let text = hand_lines(&[1, 2, 3, 4, 5]);
+        std::fs::write(&j, &text).unwrap();
+        let mut csv = format!("{}\n", CSV_COLUMNS.join(","));
+        let csv_lines: Vec<String> = read_records(&j)
+            .unwrap()
+            .iter()
+            .map(|r| r.csv_line().replacen("0.300", "0.3000", 1) + "\n")
+            .collect();
+        csv.extend(csv_lines.iter().cloned());
+        std::fs::write(&c, &csv).unwrap();
+        MetricsLog::open(&j, &c, Some(3)).unwrap();
+        assert_eq!(std::fs::read_to_string(&j).unwrap(), hand_lines(&[1, 2, 3]));
+        let want_csv = format!("{}\n{}", CSV_COLUMNS.join(","), csv_lines[..3].concat());
+        assert_eq!(std::fs::read_to_string(&c).unwrap(), want_csv);
+
+        // A torn last line alone is reason enough to rewrite; the CSV, which never got that
+        // record, stays as it is.
+        let mut torn = hand_lines(&[1, 2, 3]);
+        torn.push_str("{\"kind\":\"train\",\"step\":4,\"ep");
+        std::fs::write(&j, &torn).unwrap();
+        MetricsLog::open(&j, &c, Some(3)).unwrap();
+        assert_eq!(std::fs::read_to_string(&j).unwrap(), hand_lines(&[1, 2, 3]));
+        assert_eq!(std::fs::read_to_string(&c).unwrap(), want_csv);
+
+        // A CSV missing a record's line (killed between the two appends) gets it from the record.
+        let short = format!("{}\n{}", CSV_COLUMNS.join(","), csv_lines[..2].concat());
+        std::fs::write(&c, &short).unwrap();
+        MetricsLog::open(&j, &c, Some(3)).unwrap();
+        let got = std::fs::read_to_string(&c).unwrap();
+        assert!(got.starts_with(&short), "{got}");
+        let third = got.lines().nth(3).unwrap();
+        assert!(third.starts_with("train,3,0,0.300,"), "{third}");
+        assert_eq!(third.split(',').count(), CSV_COLUMNS.len());
+    }
+
+    /// Only a torn last line is skipped: a line in the middle that is not a record is an error
+    /// naming the file and the line, and a resume then touches neither file.
+    #[test]
+    fn a_malformed_line_before_the_last_is_an_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (j, c) = (d.path().join("metrics.jsonl"), d.path().join("metrics.csv"));
+        let good = hand_lines(&[1, 2]);
+        // A torn last line is skipped.
+        std::fs::write(&j, format!("{good}{{\"kind\":\"tr")).unwrap();
+        assert_eq!(read_records(&j).unwrap().len(), 2);
+        // A complete last line without its newline is a record.
+        std::fs::write(&j, good.trim_end()).unwrap();
+        assert_eq!(read_records(&j).unwrap().len(), 2);
+        for (bad, line) in [
+            (format!("{good}{{\"kind\":\"tr\n{good}"), 3),
+            (format!("{{\"kind\":\"train\"}}\n{good}"), 1),
+            (format!("{good}\n"), 3),
+            (format!("{good}not json\n"), 3),
+        ] {
+            std::fs::write(&j, &bad).unwrap();
+            std::fs::write(&c, "x\n").unwrap();
+            let e = read_records(&j).unwrap_err().to_string();
+            assert!(
+                e.contains("metrics.jsonl") && e.contains(&format!("line {line} ")),
+                "{e}"
+            );
+            let e = MetricsLog::open(&j, &c, Some(1)).err().unwrap();
+            assert!(e.downcast_ref::<InputError>().is_some(), "{e}");
+            assert!(e.to_string().contains(&format!("line {line} ")), "{e}");
+            assert_eq!(std::fs::read_to_string(&j).unwrap(), bad);
+            assert_eq!(std::fs::read_to_string(&c).unwrap(), "x\n");
+        }
     }
 
     /// The CSV columns are the JSON fields: every metric set in a record appears under its name.

@@ -36,34 +36,7 @@ fn already_holds_a_run(root: &Path) -> InputError {
     )
 }
 
-/// `.BASE.tmp-PID` or `.BASE.old-PID` -> (BASE, "tmp" or "old", PID).
-fn stale_parts(name: &str) -> Option<(&str, &str, u32)> {
-    let rest = name.strip_prefix('.')?;
-    let (head, pid) = rest.rsplit_once('-')?;
-    let pid: u32 = pid.parse().ok()?;
-    let (base, kind) = head.rsplit_once('.')?;
-    (matches!(kind, "tmp" | "old") && !base.is_empty()).then_some((base, kind, pid))
-}
-
-/// Whether a process with this id exists (ours counts as alive).
-fn pid_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    #[cfg(unix)]
-    {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            return false;
-        };
-        // SAFETY: signal 0 only checks whether the process exists.
-        let r = unsafe { libc::kill(pid, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-    #[cfg(not(unix))]
-    {
-        false
-    }
-}
+use crate::io::{pid_alive, stale_parts};
 
 /// A run directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,14 +80,52 @@ impl RunDir {
         self.config_path().exists()
     }
 
-    /// Whether the run has a checkpoint to resume from.
+    /// Whether the run has a checkpoint to resume from: `checkpoints/latest` exists (whatever it
+    /// is: a `latest` that is not a readable file naming a checkpoint is reported by
+    /// [`Self::load_latest`], never taken for a run without checkpoints).
     pub fn has_checkpoint(&self) -> bool {
-        self.checkpoints().join("latest").is_file()
+        std::fs::symlink_metadata(self.checkpoints().join("latest")).is_ok()
     }
 
-    /// Whether the run finished (its final evaluation was written).
+    /// The checkpoint directories (`checkpoints/step-N`) present, whether or not `latest` names
+    /// one: a run with any is never started anew.
+    pub fn checkpoint_dirs(&self) -> Vec<String> {
+        checkpoint::step_dirs(&self.checkpoints())
+            .into_iter()
+            .filter_map(|(_, p)| Some(p.file_name()?.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    /// Whether the run finished: its latest checkpoint is at the end of the configured training
+    /// (`epoch` = `--epochs` of `config.json`, no batch of a next epoch begun) and `eval.json` is
+    /// the final evaluation of that checkpoint (its `step` is the checkpoint's). A run stopped
+    /// part-way, or evaluated by `vqib eval` before its end, or whose last checkpoint has no
+    /// final evaluation yet, is not finished. Anything unreadable counts as not finished (the
+    /// resume that follows reports it).
     pub fn is_finished(&self) -> bool {
-        self.eval_json().is_file()
+        self.final_state().is_some_and(|(step, at_end)| {
+            at_end && self.eval_step() == Some(step)
+        })
+    }
+
+    /// The latest checkpoint's step and whether it is at the end of the configured training.
+    fn final_state(&self) -> Option<(u64, bool)> {
+        let dir = checkpoint::latest_dir(&self.root).ok()?;
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).ok()?).ok()?;
+        let cfg = RunConfig::load(&self.config_path()).ok()?;
+        let step = state.get("step")?.as_u64()?;
+        let epoch = state.get("epoch")?.as_u64()?;
+        let batch = state.get("batch_in_epoch")?.as_u64()?;
+        Some((step, batch == 0 && epoch >= cfg.training.epochs as u64))
+    }
+
+    /// The checkpoint step `eval.json` evaluated (`None` if absent, unreadable, or written by a
+    /// version that did not record it).
+    pub fn eval_step(&self) -> Option<u64> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.eval_json()).ok()?).ok()?;
+        v.get("step")?.as_u64()
     }
 
     /// `.lock`: the file whose OS lock marks the run's one writer (it holds that process's id).
@@ -130,7 +141,7 @@ impl RunDir {
             InputError::file(&self.root, format!("cannot create the run directory: {e}"))
         })?;
         let lock = self.lock()?;
-        if self.has_checkpoint() {
+        if self.has_checkpoint() || !self.checkpoint_dirs().is_empty() {
             return Err(already_holds_a_run(&self.root).into());
         }
         if self.holds_run() {
@@ -138,6 +149,11 @@ impl RunDir {
                 "note: {} holds a run that stopped before its first checkpoint; starting it anew",
                 self.root.display()
             );
+            // What such a run may have left beside config.json (metrics are truncated when the
+            // new run opens its log).
+            for p in [self.eval_json(), self.root.join("code-prior.json")] {
+                let _ = std::fs::remove_file(p);
+            }
         }
         self.remove_stale_files();
         self.write_config(cfg)?;
@@ -147,8 +163,15 @@ impl RunDir {
     /// Opens an existing run for writing (resume): takes its lock and removes what dead
     /// processes left behind.
     pub fn open(&self) -> Result<RunLock, InputError> {
-        if !self.root.is_dir() {
-            return Err(InputError::file(&self.root, "run directory does not exist"));
+        match std::fs::metadata(&self.root) {
+            Err(_) => return Err(InputError::file(&self.root, "run directory does not exist")),
+            Ok(m) if !m.is_dir() => {
+                return Err(InputError::file(
+                    &self.root,
+                    "is not a directory: give the run directory (the one holding config.json and checkpoints/)",
+                ));
+            }
+            Ok(_) => {}
         }
         let lock = self.lock()?;
         self.remove_stale_files();

@@ -3,7 +3,7 @@
 //! ```text
 //! offset  bytes  field
 //!      0      8  magic "VQIBCODE"
-//!      8      2  format version (1)
+//!      8      2  format version (2)
 //!     10     32  model hash: SHA-256 of the checkpoint's model.safetensors (a file decodes only
 //!                with the model that wrote it)
 //!     42      4  prior checksum: CRC-32 of the coding prior's f64 probabilities
@@ -12,22 +12,31 @@
 //!     54      6  image channels, height, width (u16 each)
 //!     60      4  code grid height, width (u16 each): one code a position of each image
 //!     64      8  payload length in bytes (a multiple of 4)
-//!     72      P  payload: the ANS stream, u32 words
+//!     72      P  payload: the ANS stream, u32 words (the codes, then an end mark: see
+//!                [`super::EntropyModel::encode`])
 //!   72+P      4  CRC-32 of every byte before it (header and payload)
 //! ```
 //!
+//! [`Container::read`] reads a regular file only, and at most [`MAX_FILE`] bytes of it;
 //! [`Container::parse`] checks the magic, the version, the lengths (before allocating anything of
-//! the declared size) and the checksum, and names the file in every error.
+//! the declared size) and the checksum, and names the file in every error. Whether the image
+//! count agrees with the payload is checked when the payload is decoded
+//! ([`super::EntropyModel::decode`]), after [`Container::check_memory`] has bounded it by the
+//! memory its images take.
 
+use std::io::Read;
 use std::path::Path;
 
 use crate::error::InputError;
 
 pub const MAGIC: [u8; 8] = *b"VQIBCODE";
-pub const FORMAT_VERSION: u16 = 1;
+/// 2: the payload ends with an end mark, so that the image count can be checked against it.
+/// Version 1 (no end mark, the count unchecked) is refused.
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER: usize = 72;
-/// The largest file `read` accepts (16 GiB).
-const MAX_FILE: u64 = 16 << 30;
+/// The largest file [`Container::read`] reads (16 GiB).
+pub const MAX_FILE: u64 = 16 << 30;
+const GIB: f64 = (1u64 << 30) as f64;
 
 /// A parsed `.vqz` file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +56,39 @@ impl Container {
     /// Codes in the file: images x grid positions.
     pub fn codes(&self) -> usize {
         self.images as usize * self.grid[0] as usize * self.grid[1] as usize
+    }
+
+    /// Bytes the decoded file takes in memory: its codes (4 bytes each) and its images as 8-bit
+    /// pixels (images x channels x height x width), as `vqib compress` held them.
+    pub fn decoded_bytes(&self) -> u128 {
+        let per_image = 4 * self.grid.iter().map(|&v| v as u128).product::<u128>()
+            + self
+                .image_shape
+                .iter()
+                .map(|&v| v as u128)
+                .product::<u128>();
+        self.images as u128 * per_image
+    }
+
+    /// Refuses (naming `path`, the image count and both sizes) a file whose decoded codes and
+    /// images ([`Self::decoded_bytes`]) exceed `have` bytes of memory. This bounds the count
+    /// before anything of its size is allocated, also where the payload cannot check it (K = 1:
+    /// every code costs 0 bits, so an empty payload stands for any number of images).
+    pub fn check_memory(&self, path: &Path, have: u64) -> Result<(), InputError> {
+        let need = self.decoded_bytes();
+        if need <= have as u128 {
+            return Ok(());
+        }
+        Err(InputError::file(
+            path,
+            format!(
+                "declares {} images of {:?}: decoding them takes {:.1} GiB of memory (codes and 8-bit pixels), but {:.1} GiB are available",
+                self.images,
+                self.image_shape,
+                need as f64 / GIB,
+                have as f64 / GIB
+            ),
+        ))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -69,19 +111,35 @@ impl Container {
         b
     }
 
-    /// Reads and parses a file (refusing one larger than 16 GiB before reading it).
+    /// Reads and parses a file. Refuses what is not a regular file (a device, a pipe, a
+    /// directory) and a file larger than [`MAX_FILE`], before reading; reads at most
+    /// [`MAX_FILE`] + 1 bytes, so a file that grows while it is read is refused too.
     pub fn read(path: &Path) -> Result<Self, InputError> {
-        let len = std::fs::metadata(path)
-            .map_err(|e| InputError::file(path, format!("cannot read: {e}")))?
-            .len();
-        if len > MAX_FILE {
+        let cannot = |e: std::io::Error| InputError::file(path, format!("cannot read: {e}"));
+        let too_big = |len: u64| {
+            InputError::file(
+                path,
+                format!("is {len} bytes or more, more than any code file ({MAX_FILE} bytes)"),
+            )
+        };
+        // Checked before opening: opening a pipe would wait for a writer.
+        let meta = std::fs::metadata(path).map_err(cannot)?;
+        if !meta.is_file() {
             return Err(InputError::file(
                 path,
-                format!("is {len} bytes, more than any code file"),
+                "is not a regular file (a code file is read whole; a device, pipe or directory is not one)",
             ));
         }
-        let bytes =
-            std::fs::read(path).map_err(|e| InputError::file(path, format!("cannot read: {e}")))?;
+        if meta.len() > MAX_FILE {
+            return Err(too_big(meta.len()));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut bytes))
+            .map_err(cannot)?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(too_big(bytes.len() as u64));
+        }
         Self::parse(&bytes, path)
     }
 
@@ -104,8 +162,14 @@ impl Container {
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
         let version = u16_at(8);
         if version != FORMAT_VERSION {
+            let hint = match version {
+                1 => {
+                    " (version 1 was written by an earlier vqib, whose payload does not mark its end, so its image count cannot be checked: compress the images again)"
+                }
+                _ => "",
+            };
             return Err(bad(format!(
-                "format version {version}; this vqib reads version {FORMAT_VERSION}"
+                "format version {version}; this vqib reads version {FORMAT_VERSION}{hint}"
             )));
         }
         let payload_len = u64::from_le_bytes(bytes[64..72].try_into().expect("8 bytes"));

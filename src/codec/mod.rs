@@ -4,8 +4,10 @@
 //! -log2 r(z) bits (eq. 22, 25: the cross entropy H(p(Z|I), r) is the expected length of a code
 //! built for r). [`EntropyModel`] turns r into the fixed-point categorical model of the
 //! `constriction` crate (24-bit precision: up to 2^24 codes, every code at least 2^-24), and
-//! [`EntropyModel::encode`] / [`EntropyModel::decode`] run its ANS coder over a sequence of codes;
-//! the coded length stays within a fraction of a percent of sum(-log2 r(z)) plus one 32-bit word.
+//! [`EntropyModel::encode`] / [`EntropyModel::decode`] run its ANS coder over a sequence of codes
+//! and an end mark (so that the decoder knows where the codes end and checks their count); the
+//! coded length stays within a fraction of a percent of sum(-log2 r(z)) plus the end mark (at
+//! most 24 bits) and one 32-bit word.
 //!
 //! * [`format`]: the `.vqz` container (magic, version, model hash, shapes, prior checksum,
 //!   payload, checksum), read without trusting a byte of it.
@@ -17,9 +19,9 @@ pub mod format;
 pub mod prior;
 pub mod run;
 
-use constriction::stream::Decode;
 use constriction::stream::model::DefaultContiguousCategoricalEntropyModel;
 use constriction::stream::stack::DefaultAnsCoder;
+use constriction::stream::{Decode, Encode};
 
 pub use format::{Container, FORMAT_VERSION, MAGIC};
 pub use prior::{CodePrior, PriorSource};
@@ -83,7 +85,16 @@ impl EntropyModel {
     }
 
     /// ANS-codes `codes` (each below K) into 32-bit words. Codes are pushed in reverse, so that
-    /// [`Self::decode`] pops them in order.
+    /// [`Self::decode`] pops them in order, on top of an end mark ([`END_MARK`], pushed first and
+    /// so popped last).
+    ///
+    /// The end mark is what lets the decoder check the count. The coder starts from state 0, and
+    /// pushing code 0 (cumulative probability 0) onto a state below its probability leaves the
+    /// state as it was: without the mark, trailing 0 codes cost nothing and a stream of n codes
+    /// also decodes as n + 1000 codes. The mark leaves the state at r(0) in fixed point (not 0);
+    /// from a state that large no push leaves it unchanged and none brings it back to 0, so the
+    /// decoder's state is 0 exactly after it has popped the mark. The mark costs 24 + log2 r(0)
+    /// bits (at most 24) a stream.
     pub fn encode(&self, codes: &[u32]) -> Result<Vec<u32>, String> {
         let k = self.k();
         if let Some(c) = codes.iter().find(|&&c| c as usize >= k) {
@@ -92,17 +103,20 @@ impl EntropyModel {
         let Some(model) = &self.model else {
             return Ok(Vec::new());
         };
+        let err = |e: &dyn std::fmt::Debug| format!("entropy coder: {e:?}");
         let mut coder = DefaultAnsCoder::new();
+        coder.encode_symbol(END_MARK, model).map_err(|e| err(&e))?;
         coder
             .encode_iid_symbols_reverse(codes.iter().map(|&c| c as usize), model)
-            .map_err(|e| format!("entropy coder: {e:?}"))?;
-        coder
-            .into_compressed()
-            .map_err(|e| format!("entropy coder: {e:?}"))
+            .map_err(|e| err(&e))?;
+        coder.into_compressed().map_err(|e| err(&e))
     }
 
-    /// Decodes `n` codes from `words`; the words must be exactly what [`Self::encode`] wrote
-    /// (checked: nothing may be left over).
+    /// Decodes `n` codes from `words`, which must be exactly what [`Self::encode`] wrote for `n`
+    /// codes: a stream that runs out (reaches its end mark) before `n` codes, or holds more than
+    /// `n` codes before its end mark, is an error; nothing is returned from it. With K = 1 the
+    /// payload must be empty, and any `n` is accepted (bound it before: the caller allocates
+    /// `n` codes).
     pub fn decode(&self, words: Vec<u32>, n: usize) -> Result<Vec<u32>, String> {
         let Some(model) = &self.model else {
             return match words.is_empty() {
@@ -112,16 +126,36 @@ impl EntropyModel {
         };
         let mut coder = DefaultAnsCoder::from_compressed(words)
             .map_err(|_| "payload is not an ANS stream (its last word is zero)".to_string())?;
+        let err = |e| format!("entropy decoder: {e:?}");
+        // Empty (state 0) before a code is decoded: the previous symbol was the end mark.
+        let ran_out = |i: usize| {
+            format!(
+                "the payload ends after {} codes, but the header declares {n}",
+                i.saturating_sub(1)
+            )
+        };
         let mut out = Vec::with_capacity(n.min(1 << 24));
-        for s in coder.decode_iid_symbols(n, model) {
-            out.push(s.map_err(|e| format!("entropy decoder: {e:?}"))? as u32);
+        for i in 0..n {
+            if coder.is_empty() {
+                return Err(ran_out(i));
+            }
+            out.push(coder.decode_symbol(model).map_err(err)? as u32);
         }
-        if !coder.is_empty() {
-            return Err("payload holds more than the declared codes".into());
+        if coder.is_empty() {
+            return Err(ran_out(n));
+        }
+        if coder.decode_symbol(model).map_err(err)? != END_MARK || !coder.is_empty() {
+            return Err(format!(
+                "the payload holds more than the {n} codes the header declares (or is damaged)"
+            ));
         }
         Ok(out)
     }
 }
+
+/// The symbol that ends every ANS stream (any code but 0 would do; code 1 costs least: pushed
+/// onto the empty coder it leaves the state at the fixed-point r(0)).
+const END_MARK: usize = 1;
 
 /// Bits in a payload of `words` 32-bit words.
 pub fn payload_bits(words: usize) -> f64 {

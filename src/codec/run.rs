@@ -4,8 +4,10 @@
 //! Compress: images -> encoder -> code map (nearest codeword, [`VqVae::codes`]) -> ANS against the
 //! run's coding prior ([`super::prior`]) -> a `.vqz` container ([`super::format`]), written
 //! atomically. Decompress: the container, checked against the model (hash), the prior (checksum)
-//! and the shapes -> codes -> the hard decode ([`VqVae::decode_codes`]) -> one PNG an image,
-//! written into a temporary directory renamed into place, so nothing partial is left.
+//! and the shapes, its image count bounded by memory and checked against the payload -> codes ->
+//! the hard decode ([`VqVae::decode_codes`]) -> one PNG an image, written into a temporary
+//! directory renamed into place, so nothing partial is left. Both remove the temporaries that
+//! killed processes left in the directory they write into.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,7 @@ use super::{EntropyModel, payload_bits};
 use crate::config::RunConfig;
 use crate::data::{Dataset, ImageSet};
 use crate::error::InputError;
-use crate::io::{temp_name, write_atomic};
+use crate::io::{remove_dead_temporaries, temp_name, write_atomic};
 use crate::model::VqVae;
 use crate::quantizer::{PriorKind, host_f32};
 use crate::report::pixel_u8;
@@ -280,7 +282,9 @@ fn coding_prior(
     Ok(p)
 }
 
-/// `vqib compress`: codes the images of `source` with the run's newest checkpoint into `out`.
+/// `vqib compress`: codes the images of `source` with the run's newest checkpoint into `out`,
+/// written atomically (`.OUT.tmp-PID`, renamed); the temporaries of dead processes beside `out`
+/// are removed first ([`remove_dead_temporaries`]).
 pub fn compress_run(
     run: &RunDir,
     source: &Source,
@@ -327,6 +331,7 @@ pub fn compress_run(
         payload,
     };
     let bytes = container.to_bytes();
+    remove_dead_temporaries(parent_dir(out));
     write_atomic(out, &bytes)?;
     let comparison = match with_comparison {
         true => Some(compare(&coder, &set, &codes, grid)?),
@@ -341,6 +346,12 @@ pub fn compress_run(
 
 /// `vqib decompress`: decodes `file` with the run's newest checkpoint into PNGs
 /// `000000.png`, ... in `out` (which must not exist). Returns the number of images.
+///
+/// Nothing is written unless the whole file checks out: its model, prior and shapes, its image
+/// count against the memory its images take ([`Container::check_memory`]) and against the
+/// payload (every code is decoded first). The PNGs go into a temporary directory
+/// `.OUT.tmp-PID` renamed to `out`; before it is made, the temporaries of dead processes beside
+/// `out` are removed ([`remove_dead_temporaries`]).
 pub fn decompress_run(run: &RunDir, file: &Path, out: &Path) -> anyhow::Result<usize> {
     let mut c = Container::read(file)?;
     if out.exists() {
@@ -379,23 +390,22 @@ pub fn decompress_run(run: &RunDir, file: &Path, out: &Path) -> anyhow::Result<u
         .into());
     }
     let per_image = want_grid[0] * want_grid[1];
-    let need = (c.codes() as f64) * 4.0;
-    if let Some(have) = crate::device::available_memory()
-        && need > have as f64
-    {
-        return Err(bad(format!(
-            "declares {} images, more than fit in memory",
-            c.images
-        ))
-        .into());
-    }
+    // The count bounded before anything of its size exists, then checked against the payload
+    // (every code decoded into memory) before anything is written.
+    c.check_memory(
+        file,
+        crate::device::available_memory().unwrap_or(UNKNOWN_MEMORY),
+    )?;
     let codes = coder
         .entropy
         .decode(std::mem::take(&mut c.payload), c.codes())
-        .map_err(|e| bad(format!("damaged payload: {e}")))?;
+        .map_err(|e| bad(format!("damaged payload or image count: {e}")))?;
     write_images(&coder, &codes, per_image, want_grid, shape, out)?;
     Ok(c.images as usize)
 }
+
+/// The memory [`decompress_run`] assumes where the free memory cannot be read (not Linux).
+const UNKNOWN_MEMORY: u64 = 16 << 30;
 
 /// Decodes code maps batch by batch into PNGs in a temporary directory, then renames it to `out`.
 fn write_images(
@@ -407,11 +417,9 @@ fn write_images(
     out: &Path,
 ) -> anyhow::Result<()> {
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = parent_dir(out);
     let tmp = parent.join(temp_name(name));
+    remove_dead_temporaries(parent);
     let io = |p: &Path, e: std::io::Error| InputError::file(p, format!("cannot write: {e}"));
     std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     let written = (|| -> anyhow::Result<()> {
@@ -433,6 +441,13 @@ fn write_images(
     }
     std::fs::rename(&tmp, out).map_err(|e| io(out, e))?;
     Ok(())
+}
+
+/// The directory `path` is in (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// One image (`[c, h, w]` in [0, 1]) as an 8-bit grey or RGB PNG.

@@ -154,8 +154,15 @@ fn the_container_round_trips_and_every_damage_is_named() {
     magic[0] = b'X';
     assert!(err(&magic).contains("wrong magic"));
     let mut version = bytes.clone();
-    version[8] = 2;
-    assert!(err(&version).contains("format version 2"));
+    version[8] = 3;
+    assert!(err(&version).contains("format version 3"));
+    // Version 1 files (no end mark) are refused with the reason.
+    version[8] = 1;
+    let e = err(&version);
+    assert!(
+        e.contains("format version 1") && e.contains("compress the images again"),
+        "{e}"
+    );
     for cut in [0, 7, 40, bytes.len() - 5, bytes.len() - 1] {
         let e = err(&bytes[..cut]);
         assert!(e.contains("codes.vqz"), "{e}");
@@ -175,6 +182,105 @@ fn the_container_round_trips_and_every_damage_is_named() {
     let mut huge = bytes.clone();
     huge[64..72].copy_from_slice(&u64::MAX.to_le_bytes());
     assert!(err(&huge).contains("declares"));
+}
+
+/// `bytes` with the image count (offset 50) set to `images` and the trailing CRC-32 recomputed,
+/// as anyone editing the file would.
+fn with_count(bytes: &[u8], images: u32) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[50..54].copy_from_slice(&images.to_le_bytes());
+    let body = b.len() - 4;
+    let crc = crc32fast::hash(&b[..body]);
+    b[body..].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[test]
+fn an_image_count_that_disagrees_with_the_payload_is_refused() {
+    let p = Path::new("/x/codes.vqz");
+    for k in [2usize, 16, 512] {
+        let m = EntropyModel::new(&vec![1.0; k]).unwrap();
+        let mut rng = StdRng::seed_from_u64(k as u64);
+        // Two 7x7 code maps; the last image all code 0 (the code that costs nothing when it is
+        // pushed first onto an empty coder), so a count raised by whole images of 0 codes would
+        // decode were the stream's end not marked.
+        let mut codes: Vec<u32> = (0..49).map(|_| rng.gen_range(0..k as u32)).collect();
+        codes.extend([0u32; 49]);
+        for codes in [codes, vec![0u32; 98]] {
+            let c = Container {
+                k: k as u32,
+                payload: m.encode(&codes).unwrap(),
+                ..container()
+            };
+            let bytes = c.to_bytes();
+            let decode = |b: &[u8]| {
+                let c = Container::parse(b, p).unwrap();
+                m.decode(c.payload.clone(), c.codes())
+            };
+            assert_eq!(decode(&bytes).unwrap(), codes, "K = {k}");
+            for images in [3u32, 20, 640, 100_000] {
+                let e = decode(&with_count(&bytes, images)).unwrap_err();
+                let want = format!(
+                    "ends after 98 codes, but the header declares {}",
+                    49 * images
+                );
+                assert!(e.contains(&want), "K = {k}, {images} images: {e}");
+            }
+            let e = decode(&with_count(&bytes, 1)).unwrap_err();
+            assert!(e.contains("more than the 49 codes"), "K = {k}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_count_whose_images_do_not_fit_in_memory_is_refused_before_decoding() {
+    // K = 1: every code costs 0 bits, the payload is empty whatever the count; a file of 76
+    // bytes declares 2^32 - 1 images.
+    let p = Path::new("/x/one.vqz");
+    let c = Container {
+        k: 1,
+        images: u32::MAX,
+        payload: Vec::new(),
+        ..container()
+    };
+    let bytes = c.to_bytes();
+    assert_eq!(bytes.len(), 76);
+    let c = Container::parse(&bytes, p).unwrap();
+    // Codes (4 bytes) and 8-bit pixels of every image.
+    assert_eq!(c.decoded_bytes(), u32::MAX as u128 * (4 * 49 + 784));
+    let e = c.check_memory(p, 8 << 30).unwrap_err().to_string();
+    for want in [
+        "one.vqz",
+        "4294967295 images",
+        "3920.0 GiB of memory",
+        "8.0 GiB",
+    ] {
+        assert!(e.contains(want), "lacks {want:?}: {e}");
+    }
+    let small = Container {
+        images: 1000,
+        ..c.clone()
+    };
+    assert!(small.check_memory(p, 980_000).is_ok());
+    assert!(small.check_memory(p, 979_999).is_err());
+}
+
+#[test]
+fn only_a_regular_file_is_read() {
+    // A device of endless bytes is refused before reading, not read until memory runs out.
+    let e = Container::read(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/dev/zero") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let e = Container::read(d.path()).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let f = d.path().join("c.vqz");
+    std::fs::write(&f, container().to_bytes()).unwrap();
+    assert_eq!(Container::read(&f).unwrap(), container());
 }
 
 /// A small trained run of each quantizer: compress its test split, decompress, and get exactly

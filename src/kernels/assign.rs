@@ -43,7 +43,9 @@ pub struct Codebook<'a> {
 }
 
 impl<'a> Codebook<'a> {
-    /// `e` holds K rows of D values.
+    /// `e` holds K rows of D values. Panics unless K >= 1 and D >= 1 (callers check what the user
+    /// gives: `--codebook-size` by [`crate::config::RunConfig::resolve`], `vqib bench --k` by
+    /// [`crate::bench::check_args`]).
     pub fn new(e: &'a [f32], d: usize) -> Self {
         assert!(
             d > 0 && !e.is_empty() && e.len().is_multiple_of(d),
