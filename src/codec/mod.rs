@@ -163,4 +163,4 @@ pub fn payload_bits(words: usize) -> f64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -186,7 +186,7 @@ fn the_container_round_trips_and_every_damage_is_named() {
 
 /// `bytes` with the image count (offset 50) set to `images` and the trailing CRC-32 recomputed,
 /// as anyone editing the file would.
-fn with_count(bytes: &[u8], images: u32) -> Vec<u8> {
+pub(crate) fn with_count(bytes: &[u8], images: u32) -> Vec<u8> {
     let mut b = bytes.to_vec();
     b[50..54].copy_from_slice(&images.to_le_bytes());
     let body = b.len() - 4;

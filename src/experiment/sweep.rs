@@ -468,7 +468,7 @@ pub fn collect(spec: &SweepSpec) -> anyhow::Result<Collected> {
     let mut missing = Vec::new();
     for p in points {
         let run = RunDir::new(spec.run_dir(&p));
-        if run.is_finished() && run.eval_json().exists() {
+        if run.is_finished() {
             check_reusable(&p.config(&spec.base), &run)?;
             let r = load_result(p.setting.quantizer, p.seed, &run)?;
             results.push(PointResult { point: p, run: r });

@@ -74,14 +74,7 @@ fn fuzz_code_container_image_count() {
     assert_eq!(seed[50..54], IMAGES.to_le_bytes());
     // With K = 16 the payload is not empty: every count can be checked against it.
     assert!(seed.len() > 76);
-    let with_count = |n: u32| {
-        let mut v = seed.clone();
-        v[50..54].copy_from_slice(&n.to_le_bytes());
-        let body = v.len() - 4;
-        let crc = crc32fast::hash(&v[..body]);
-        v[body..].copy_from_slice(&crc.to_le_bytes());
-        v
-    };
+    let with_count = |n: u32| crate::codec::tests::with_count(&seed, n);
     let pngs = d.path().join("pngs");
     std::fs::create_dir(&pngs).unwrap();
     let out = pngs.join("decoded");
