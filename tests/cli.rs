@@ -200,17 +200,22 @@ fn non_finite_loss_stops_with_a_clear_message() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("run");
     let o = tiny(&out, &["--epochs", "3", "--lr", "1e30"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("non-finite loss"), "{}", text(&o));
-    // The last good checkpoint (end of an epoch, if one was reached) is intact and loadable.
-    if out.join("checkpoints/latest").exists() {
-        let o = run(&["eval", out.to_str().unwrap()]);
-        assert!(
-            o.status.success() || text(&o).contains("non-finite"),
-            "{}",
-            text(&o)
-        );
-    }
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{t}");
+    assert!(t.contains("non-finite loss"), "{t}");
+    // The first update already overflows, so the newest finite checkpoint is step 0 (written
+    // before it): the message names it, `latest` names it, and it evaluates.
+    let ck = latest(&out);
+    assert!(ck.ends_with("step-00000000"), "{}: {t}", ck.display());
+    assert!(
+        t.contains(&format!("the newest finite checkpoint is {}", ck.display())),
+        "{t}"
+    );
+    let o = run(&["eval", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ev: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert!(ev["mse"].as_f64().is_some_and(f64::is_finite), "{ev}");
 }
 
 #[test]
@@ -423,6 +428,9 @@ fn trains_on_cifar10_files_and_an_rgb_image_folder() {
     ]);
     let o = run(&args);
     assert!(o.status.success(), "{}", text(&o));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["data"]["image_shape"], serde_json::json!([3, 16, 16]));
     let grid = d.path().join("g.png");
     let o = run(&[
         "reconstruct",
@@ -433,6 +441,17 @@ fn trains_on_cifar10_files_and_an_rgb_image_folder() {
         "1",
     ]);
     assert!(o.status.success(), "{}", text(&o));
+    // One 16x16 image above its reconstruction, each scaled 3 times, with 2-pixel borders:
+    // (48 + 2) + 2 wide, 2 (48 + 2) + 2 high; in colour (the image's channels differ).
+    let img = image::open(&grid).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (52, 102));
+    let original = (2..50).flat_map(|x| (2..50).map(move |y| (x, y)));
+    assert!(
+        original
+            .map(|(x, y)| img.get_pixel(x, y).0)
+            .any(|[r, g, b]| r != g || g != b),
+        "the original is grey"
+    );
 }
 
 #[test]
@@ -489,52 +508,97 @@ fn soft_em_with_a_vib_rate_and_learned_prior_trains_saves_and_resumes() {
 
 #[test]
 fn bench_prints_one_json_line_a_case() {
-    for args in [
-        &[
-            "bench", "--case", "assign", "--k", "300", "--iters", "1", "--warmup", "0",
-        ][..],
-        &[
-            "bench", "--case", "estep", "--k", "300", "--iters", "1", "--warmup", "0",
-        ][..],
-        &[
-            "bench",
-            "--case",
-            "train",
-            "--batch",
-            "2",
-            "--quantizer",
-            "vq-ema",
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-        ][..],
-        &[
-            "bench", "--case", "eval", "--batch", "3", "--iters", "1", "--warmup", "0",
-        ][..],
+    // Items a run: assign and estep 8192 vectors of D = 64 (flops 2 N K D), train and eval the
+    // batch given.
+    for (args, case, items, unit, flops) in [
+        (
+            &[
+                "bench", "--case", "assign", "--k", "300", "--iters", "1", "--warmup", "0",
+            ][..],
+            "assign K=300",
+            8192.0,
+            "vectors",
+            Some(2.0 * 8192.0 * 300.0 * 64.0),
+        ),
+        (
+            &[
+                "bench", "--case", "estep", "--k", "300", "--iters", "1", "--warmup", "0",
+            ][..],
+            "estep K=300",
+            8192.0,
+            "vectors",
+            Some(2.0 * 8192.0 * 300.0 * 64.0),
+        ),
+        (
+            &[
+                "bench",
+                "--case",
+                "train",
+                "--batch",
+                "2",
+                "--quantizer",
+                "vq-ema",
+                "--iters",
+                "1",
+                "--warmup",
+                "0",
+            ][..],
+            "train mnist vq-ema",
+            2.0,
+            "images",
+            None,
+        ),
+        (
+            &[
+                "bench", "--case", "eval", "--batch", "3", "--iters", "1", "--warmup", "0",
+            ][..],
+            "eval mnist vq",
+            3.0,
+            "images",
+            None,
+        ),
     ] {
+        let t0 = std::time::Instant::now();
         let o = run(args);
+        let wall = t0.elapsed().as_secs_f64();
         assert!(o.status.success(), "{args:?}: {}", text(&o));
         let v: serde_json::Value =
             serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).expect("one JSON line");
+        let num = |key: &str| {
+            v[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{args:?}: no number {key} in {v}"))
+        };
         assert_eq!(v["impl"], "vqib");
-        for key in ["secs_per_run", "items_per_s", "gflops", "peak_rss_mib"] {
+        assert_eq!(v["case"], case, "{v}");
+        assert_eq!(v["unit"], unit, "{v}");
+        assert!(num("threads") >= 1.0, "{v}");
+        // One timed run, within the process's own lifetime.
+        let secs = num("secs_per_run");
+        assert!(
+            secs > 0.0 && secs < wall,
+            "{args:?}: {secs} s a run, {wall} s in all"
+        );
+        let per_s = num("items_per_s");
+        assert!(
+            (per_s - items / secs).abs() <= 1e-9 * per_s,
+            "{args:?}: {per_s} items/s, {items} items in {secs} s"
+        );
+        let gflops = num("gflops");
+        assert!(gflops.is_finite() && gflops > 0.0, "{args:?}: {v}");
+        if let Some(f) = flops {
             assert!(
-                v[key].as_f64().is_some_and(|x| x > 0.0),
-                "{args:?}: {key} in {v}"
+                (gflops - f / secs / 1e9).abs() <= 1e-9 * gflops,
+                "{args:?}: {gflops} GFLOP/s, {f} flops in {secs} s"
             );
         }
-        assert!(v["peak_rss_mib"].as_f64() >= v["base_rss_mib"].as_f64());
+        // Resident memory: the starting figure is positive, the high-water mark no lower.
+        let (base, peak) = (num("base_rss_mib"), num("peak_rss_mib"));
+        assert!(
+            base > 0.0 && peak >= base && peak.is_finite(),
+            "{args:?}: {v}"
+        );
     }
-    let o = run(&[
-        "bench", "--case", "assign", "--k", "300", "--iters", "1", "--warmup", "0",
-    ]);
-    let v: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
-    assert_eq!(v["case"], "assign K=300");
-    // 8192 vectors a run.
-    let per_s = v["items_per_s"].as_f64().unwrap() * v["secs_per_run"].as_f64().unwrap();
-    assert!((per_s - 8192.0).abs() < 1e-6, "{per_s}");
 }
 
 /// `compress` / `decompress` through the binary: a round trip, a folder of images, and every

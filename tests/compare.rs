@@ -9,7 +9,8 @@
 //! `sweep.csv` and `sweep.html`, and the page renders in headless Chromium with every curve and
 //! point of its plots.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 mod common;
 use common::{chromium, dump_dom, expect_input_error, mnist_dir, run, state_step, text};
@@ -40,6 +41,174 @@ fn rendered(dom: &str, id: &str) -> (u32, u32, usize, (u32, u32)) {
     let n = parts[1].trim_start_matches("elements=").parse().unwrap();
     let img = parts[2].trim_start_matches("img=");
     (w, h, n, if img == "none" { (0, 0) } else { wh(img) })
+}
+
+/// The records of `text` as RFC 4180 reads them: fields separated by commas, records ended by
+/// LF or CRLF; a field in double quotes may hold commas, line breaks and `""` (one quote).
+/// Panics where `text` is not CSV: a quote inside an unquoted field, text after a closing quote,
+/// an unterminated quoted field.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    // Inside a quoted field; the current field was quoted (only a separator may follow).
+    let (mut quoting, mut was_quoted) = (false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if quoting {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoting = false,
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            ',' => {
+                row.push(std::mem::take(&mut field));
+                was_quoted = false;
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                was_quoted = false;
+            }
+            '"' => {
+                assert!(
+                    field.is_empty() && !was_quoted,
+                    "a quote inside an unquoted field after {field:?}: {text}"
+                );
+                (quoting, was_quoted) = (true, true);
+            }
+            _ => {
+                assert!(!was_quoted, "{c:?} after a closing quote: {text}");
+                field.push(c);
+            }
+        }
+    }
+    assert!(!quoting, "an unterminated quoted field: {text}");
+    if was_quoted || !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+#[test]
+fn the_test_csv_parser_reads_rfc_4180() {
+    let rows = parse_csv("a,\"b,c\",\"\"\r\n\"x\"\"y\",\"1\n2\",\n");
+    assert_eq!(rows, [vec!["a", "b,c", ""], vec!["x\"y", "1\n2", ""]]);
+    assert_eq!(parse_csv("p,q"), [vec!["p", "q"]]);
+    for bad in ["a\"b,c\n", "\"a\"b,c\n", "\"a,b\n"] {
+        assert!(
+            std::panic::catch_unwind(|| parse_csv(bad)).is_err(),
+            "{bad:?} accepted"
+        );
+    }
+}
+
+/// The rows of the CSV file `path`, each checked to have the header's width; where python3 is on
+/// the PATH, its `csv` module must read the same widths (a notice where it is missing).
+fn read_csv(path: &Path) -> Vec<Vec<String>> {
+    let body = std::fs::read_to_string(path).unwrap();
+    let rows = parse_csv(&body);
+    assert!(!rows.is_empty(), "{} is empty", path.display());
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            row.len(),
+            rows[0].len(),
+            "{} row {i} has {} fields, the header {}: {row:?}\n{body}",
+            path.display(),
+            row.len(),
+            rows[0].len()
+        );
+    }
+    let script = "import csv, sys\n\
+                  with open(sys.argv[1], newline='') as f:\n    \
+                  print(' '.join(str(len(r)) for r in csv.reader(f, strict=True)))";
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import csv"])
+        .output();
+    if !python.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "skipping the python3 csv check of {}: python3 cannot run ({})",
+            path.display(),
+            python.map_or_else(|e| e.to_string(), |o| text(&o))
+        );
+        return rows;
+    }
+    let o = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "python3 csv: {}", text(&o));
+    let widths: Vec<usize> = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let ours: Vec<usize> = rows.iter().map(Vec::len).collect();
+    assert_eq!(
+        widths,
+        ours,
+        "python3's csv module reads {}",
+        path.display()
+    );
+    rows
+}
+
+/// The column `name` of CSV `rows` (header first) as numbers, a row each.
+fn column(rows: &[Vec<String>], name: &str) -> Vec<f64> {
+    let i = rows[0]
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name:?} in {:?}", rows[0]));
+    rows[1..]
+        .iter()
+        .map(|r| {
+            r[i].parse()
+                .unwrap_or_else(|_| panic!("{name} = {:?}", r[i]))
+        })
+        .collect()
+}
+
+/// Every file under `run` but `.lock` with its modification time, and the metrics log's length:
+/// what a reused run must leave as it was.
+fn untouched(run: &Path) -> (Vec<(PathBuf, SystemTime)>, usize) {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, SystemTime)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                walk(&e.path(), out);
+            } else if e.file_name() != ".lock" {
+                out.push((e.path(), meta.modified().unwrap()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(run, &mut files);
+    files.sort();
+    let lines = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    (files, lines)
+}
+
+/// H(p) in nats of the distribution `counts` / sum.
+fn entropy_of_counts(counts: &[u64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n as f64;
+            -p * p.ln()
+        })
+        .sum()
 }
 
 #[test]
@@ -80,14 +249,76 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
             r.eval.mse
         );
         assert!(r.curve.len() >= 3, "curve has {} points", r.curve.len());
-        // The identity I = H(Z) - H(Z|I) and KL = CE - H(Z|I) in what was reported.
-        let a = &r.eval.assigned;
-        assert!((a.mutual_info - (a.h_z - a.h_z_given_i)).abs() < 1e-9);
-        assert!((a.kl - (a.cross_entropy - a.h_z_given_i)).abs() < 1e-9);
+        // The information quantities against what they must be whatever the estimator: bounds,
+        // the closed forms of a uniform prior (r = 1/K: H(p, r) = ln K for every posterior, and
+        // KL - I(I;Z) = KL(p(z) || r) = ln K - H(Z)), and for vq the histogram of eval.json.
+        let (a, what) = (
+            &r.eval.assigned,
+            format!("{:?} seed {}", r.quantizer, r.seed),
+        );
+        let ln_k = 128f64.ln();
+        let close = |x: f64, y: f64, name: &str| {
+            assert!((x - y).abs() <= 1e-5, "{what}: {name} {x} vs {y}");
+        };
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.dir.join("eval.json")).unwrap())
+                .unwrap();
+        let histogram: Vec<u64> = serde_json::from_value(file["histogram"].clone()).unwrap();
+        assert_eq!(histogram.len(), 128, "{what}");
+        assert_eq!(histogram, r.eval.histogram, "{what}: eval.json");
+        // 500 test images of 7x7 latent vectors, each counted once.
+        assert_eq!(histogram.iter().sum::<u64>(), 500 * 49, "{what}");
+        assert_eq!(a.n, 500 * 49, "{what}");
+        let h_z = file["entropy_nats"].as_f64().unwrap();
+        close(h_z, a.h_z, "eval.json's entropy_nats");
+        close(
+            file["perplexity"].as_f64().unwrap(),
+            h_z.exp(),
+            "perplexity = exp(H(Z))",
+        );
+        assert!(h_z > 0.0 && h_z <= ln_k + 1e-9, "{what}: H(Z) = {h_z}");
+        assert!(
+            a.h_z_given_i >= 0.0 && a.h_z_given_i <= ln_k + 1e-9,
+            "{what}: H(Z|I) = {}",
+            a.h_z_given_i
+        );
+        assert!(
+            a.mutual_info >= -1e-9 && a.mutual_info <= a.h_z.min(ln_k) + 1e-9,
+            "{what}: I(I;Z) = {} outside [0, min(H(Z) = {}, ln K)]",
+            a.mutual_info,
+            a.h_z
+        );
+        close(
+            a.cross_entropy,
+            ln_k,
+            "H(p(Z|I), r) under the uniform prior",
+        );
+        assert!(
+            a.kl >= a.mutual_info - 1e-9,
+            "{what}: KL {} < I {}",
+            a.kl,
+            a.mutual_info
+        );
+        close(
+            a.kl - a.mutual_info,
+            ln_k - a.h_z,
+            "KL - I(I;Z) = KL(p(z) || r)",
+        );
         if r.quantizer == QuantizerKind::Vq {
+            // One-hot posteriors: H(Z|I) = 0, H(Z) is the histogram's, I(I;Z) = H(Z).
             assert_eq!(a.h_z_given_i, 0.0, "a hard quantizer has H(Z|I) = 0");
+            close(
+                a.h_z,
+                entropy_of_counts(&histogram),
+                "H(Z) of the histogram",
+            );
+            close(a.mutual_info, a.h_z, "I(I;Z) of one-hot posteriors");
+            close(a.kl, ln_k, "KL(one-hot || uniform)");
+            let used = histogram.iter().filter(|&&c| c > 0).count();
+            assert_eq!(r.eval.codes_used, used, "{what}");
         } else {
-            assert!(a.h_z_given_i > 0.0);
+            assert!(a.h_z_given_i > 0.0, "{what}: soft EM spreads its posterior");
+            assert!(a.mutual_info < a.h_z, "{what}");
         }
     }
     assert_eq!(verdicts.claims().len(), 4, "{verdicts}");
@@ -97,12 +328,44 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| vq |") && md.contains("| soft-em |") && md.contains("Claim 1"));
-    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3);
-    assert!(csv.starts_with("quantizer,seeds,perplexity mean,perplexity sd"));
+    // summary.csv: a header and a row a quantizer, every row as wide as the header (column
+    // names such as `L H(p,r) bits/img` hold commas), the means those of the runs.
+    let rows = read_csv(&out.join("summary.csv"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        rows[0][..4],
+        ["quantizer", "seeds", "perplexity mean", "perplexity sd"]
+    );
+    for name in [
+        "L H(p,r) bits/img mean",
+        "L H(p,r) bits/img sd",
+        "E L (r = p(z)) mean",
+    ] {
+        assert!(rows[0].iter().any(|h| h == name), "{name} in {:?}", rows[0]);
+    }
+    assert_eq!((&rows[1][0][..], &rows[2][0][..]), ("vq", "soft-em"));
+    assert_eq!(column(&rows, "seeds"), [2.0, 2.0]);
+    for (row, q) in [QuantizerKind::Vq, QuantizerKind::SoftEm]
+        .into_iter()
+        .enumerate()
+    {
+        let of_q: Vec<f64> = results
+            .iter()
+            .filter(|r| r.quantizer == q)
+            .map(|r| r.eval.perplexity)
+            .collect();
+        let mean = of_q.iter().sum::<f64>() / of_q.len() as f64;
+        let got = column(&rows, "perplexity mean")[row];
+        assert!((got - mean).abs() <= 1e-9 * mean, "{q:?}: {got} vs {mean}");
+    }
 
-    // Rerunning reuses the finished runs (nothing is retrained: same results).
+    // Rerunning reuses the finished runs: nothing is retrained or re-evaluated (no file of a run
+    // rewritten, no record added), and the results are the same.
+    let before: Vec<_> = results.iter().map(|r| untouched(&r.dir)).collect();
     let (again, _) = compare::run(&spec, &TrainOptions::default()).unwrap();
+    for (r, b) in results.iter().zip(&before) {
+        assert_eq!(&untouched(&r.dir), b, "{} was rewritten", r.dir.display());
+    }
     assert_eq!(again[0].eval, results[0].eval);
 
     let Some(browser) = chromium() else {
@@ -268,36 +531,47 @@ fn list_shard_resume_collect_and_the_report() {
     let o = sweep(&out, &["--collect"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("2 of 4 points finished"), "{}", text(&o));
-    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(csv.starts_with("quantizer,K,D,beta,rate_weight,tau,seeds,perplexity mean,"));
+    let rows = read_csv(&out.join("sweep.csv"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(
+        rows[0][..8],
+        [
+            "quantizer",
+            "K",
+            "D",
+            "beta",
+            "rate_weight",
+            "tau",
+            "seeds",
+            "perplexity mean"
+        ]
+    );
     let html = std::fs::read_to_string(out.join("sweep.html")).unwrap();
     assert!(html.contains("2 of 4 points finished"), "{html}");
     assert!(html.contains(names[1]), "the missing runs are listed");
 
-    // The whole grid: the finished runs are reused (their eval.json untouched), the rest trained.
-    let before = std::fs::read(first.join("eval.json")).unwrap();
+    // The whole grid: the finished runs are reused (no file of theirs rewritten, no record
+    // added), the rest trained.
+    let done = [first.clone(), out.join("runs").join(names[2])];
+    let before: Vec<_> = done.iter().map(|r| untouched(r)).collect();
     let o = sweep(&out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(std::fs::read(first.join("eval.json")).unwrap(), before);
+    for (r, b) in done.iter().zip(&before) {
+        assert_eq!(&untouched(r), b, "{} was rewritten", r.display());
+    }
     assert!(names.iter().all(|n| finished(&out.join("runs").join(n))));
     assert!(text(&o).contains("4 of 4 points finished"), "{}", text(&o));
-    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 5, "{csv}");
-    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
-    for row in csv.lines().skip(1) {
-        let cells: Vec<&str> = row.split(',').collect();
-        assert_eq!(cells.len(), header.len(), "{row}");
-        // The expected distortion and I(Z;Y) were measured (shapes carry labels).
-        for col in [
-            "nll mean",
-            "i_zy mean",
-            "rate_iz_bits mean",
-            "mse_expected mean",
-        ] {
-            let i = header.iter().position(|h| *h == col).unwrap();
-            let v: f64 = cells[i].parse().unwrap();
-            assert!(v.is_finite() && v > -1e-5, "{col} = {v} in {row}");
+    let rows = read_csv(&out.join("sweep.csv"));
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    // The expected distortion and I(Z;Y) were measured (shapes carry labels).
+    for col in [
+        "nll mean",
+        "i_zy mean",
+        "rate_iz_bits mean",
+        "mse_expected mean",
+    ] {
+        for v in column(&rows, col) {
+            assert!(v.is_finite() && v > -1e-5, "{col} = {v} in {rows:?}");
         }
     }
 

@@ -138,13 +138,20 @@ fn a_diverging_run_keeps_only_finite_checkpoints() {
                 );
             }
         }
-        // It loads: evaluation runs on it, and resuming starts (and diverges again: exit 3).
+        // It loads: evaluation runs on it (after one step at lr 10 the weights evaluate; at lr
+        // 1e38 they are finite but the evaluation overflows: exit 3 naming its step), and
+        // resuming starts (and diverges again: exit 3).
         let o = run(&["eval", out.to_str().unwrap()]);
-        assert!(
-            o.status.success() || o.status.code() == Some(3),
-            "{}",
-            text(&o)
-        );
+        if lr == "10" {
+            assert!(o.status.success(), "{}", text(&o));
+        } else {
+            assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+            assert!(
+                text(&o).contains("non-finite evaluation at step 1"),
+                "{}",
+                text(&o)
+            );
+        }
         let o = run(&["resume", out.to_str().unwrap(), "--no-progress"]);
         assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     }
@@ -191,8 +198,13 @@ fn a_run_directory_has_one_writer() {
     }
     first.kill().unwrap();
     first.wait().unwrap();
-    // The kernel released the lock of the killed process: the run resumes.
-    let o2 = run(&["resume", o, "--no-progress", "--epochs", "1"]);
+    // The kernel released the lock of the killed process: the run resumes (to the end of the
+    // epoch after its latest checkpoint's: resume refuses fewer epochs than were begun).
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest(&out).join("state.json")).unwrap())
+            .unwrap();
+    let epochs = (state["epoch"].as_u64().unwrap() + 1).to_string();
+    let o2 = run(&["resume", o, "--no-progress", "--epochs", &epochs]);
     assert!(o2.status.success(), "{}", text(&o2));
 }
 
@@ -236,17 +248,96 @@ fn an_unwritable_run_directory_exits_2_naming_it() {
         let o = tiny(Path::new(out), &["--epochs", "1"]);
         expect_input_error(&o, &[out]);
     }
+    // A directory of mode 0555, read-only to vqib however this test runs (see `ReadOnly`).
     let d = tempfile::tempdir().unwrap();
+    let mode = |p: &Path, m: u32| {
+        let mut perms = std::fs::metadata(p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, m);
+        std::fs::set_permissions(p, perms).unwrap();
+    };
+    // Open to every user down to `ro` (for `ReadOnly::Nobody`).
+    mode(d.path(), 0o755);
     let ro = d.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
-    let mut perms = std::fs::metadata(&ro).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
-    std::fs::set_permissions(&ro, perms).unwrap();
-    if std::fs::write(ro.join("probe"), b"").is_err() {
-        // Not root: the mode holds.
-        for out in [ro.clone(), ro.join("deeper")] {
-            let o = tiny(&out, &["--epochs", "1"]);
-            expect_input_error(&o, &[out.to_str().unwrap()]);
+    mode(&ro, 0o555);
+    let Some(how) = ReadOnly::find(&ro) else {
+        eprintln!(
+            "skipping the read-only directory case: running as root, which ignores modes, \
+             with neither a read-only bind mount (unshare -m) nor a switch to uid 65534 possible"
+        );
+        return;
+    };
+    eprintln!("read-only directory by {how:?}");
+    for out in [ro.clone(), ro.join("deeper")] {
+        let mut args: Vec<&str> = TINY.to_vec();
+        args.extend(["--out", out.to_str().unwrap(), "--epochs", "1"]);
+        let o = how.command(&ro).args(&args).output().unwrap();
+        expect_input_error(&o, &[out.to_str().unwrap()]);
+    }
+    assert_eq!(
+        std::fs::read_dir(&ro).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+/// How `dir` (mode 0555) is made read-only to vqib: by its mode where this process is not root;
+/// for root, which ignores modes, by a read-only bind mount of `dir` in a private mount
+/// namespace (`unshare -m`, which needs CAP_SYS_ADMIN), or else by running vqib as uid 65534
+/// (`nobody`), to whom the mode applies.
+#[derive(Clone, Copy, Debug)]
+enum ReadOnly {
+    Mode,
+    BindMount,
+    Nobody,
+}
+
+impl ReadOnly {
+    /// The first way that works here: run that way, a shell can execute vqib but cannot create a
+    /// file in `dir`.
+    fn find(dir: &Path) -> Option<ReadOnly> {
+        let probe = dir.join("probe");
+        let script = "touch \"$1\" 2>/dev/null; t=$?; [ -x \"$2\" ] && echo \"touch $t\"";
+        [ReadOnly::Mode, ReadOnly::BindMount, ReadOnly::Nobody]
+            .into_iter()
+            .find(|how| {
+                let o = how
+                    .wrap(dir, "sh")
+                    .args(["-c", script, "sh"])
+                    .arg(&probe)
+                    .arg(env!("CARGO_BIN_EXE_vqib"))
+                    .output();
+                let _ = std::fs::remove_file(&probe);
+                o.is_ok_and(|o| {
+                    let said = String::from_utf8_lossy(&o.stdout);
+                    said.starts_with("touch ") && said.trim() != "touch 0"
+                })
+            })
+    }
+
+    /// A command running vqib (its arguments still to add) with `dir` read-only.
+    fn command(self, dir: &Path) -> Command {
+        self.wrap(dir, env!("CARGO_BIN_EXE_vqib"))
+    }
+
+    /// A command running `program` with `dir` read-only.
+    fn wrap(self, dir: &Path, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        match self {
+            ReadOnly::Mode => Command::new(program),
+            ReadOnly::BindMount => {
+                let mut c = Command::new("unshare");
+                c.args(["-m", "sh", "-c"])
+                    .arg("mount --bind -o ro \"$0\" \"$0\" && exec \"$@\"")
+                    .arg(dir)
+                    .arg(program);
+                c
+            }
+            ReadOnly::Nobody => {
+                let mut c = Command::new(program);
+                c.uid(65534).gid(65534);
+                c
+            }
         }
     }
 }

@@ -99,15 +99,27 @@ pub fn write_reports(
     Ok(())
 }
 
-/// `summary.csv`: a row per quantizer, mean and standard deviation of every column.
+/// `s` as one CSV field (RFC 4180): in double quotes, its quotes doubled, where it holds a
+/// comma, a quote or a line break; as it is otherwise.
+pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+/// `summary.csv`: a row per quantizer, mean and standard deviation of every column (RFC 4180:
+/// names that hold a comma are quoted).
 pub fn summary_csv(g: &Groups<'_>) -> String {
     let mut csv = String::from("quantizer,seeds");
     for (name, _) in COLUMNS {
-        let _ = write!(csv, ",{name} mean,{name} sd");
+        let (m, s) = (format!("{name} mean"), format!("{name} sd"));
+        let _ = write!(csv, ",{},{}", csv_field(&m), csv_field(&s));
     }
     csv.push('\n');
     for (q, runs) in g {
-        let _ = write!(csv, "{q},{}", runs.len());
+        let _ = write!(csv, "{},{}", csv_field(q), runs.len());
         for (_, f) in COLUMNS {
             let (m, s) = stat(runs, *f);
             let _ = write!(csv, ",{m},{s}");
@@ -522,6 +534,21 @@ mod tests {
         }
         // Self-contained: nothing is loaded from elsewhere.
         assert!(!html.contains("http") && !html.contains("<link"));
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_where_they_must_be() {
+        assert_eq!(csv_field("L_VIB mean"), "L_VIB mean");
+        assert_eq!(csv_field("H(p,r) sd"), "\"H(p,r) sd\"");
+        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+        assert_eq!(csv_field("a\nb"), "\"a\nb\"");
+        // The header of summary.csv: the column whose name holds a comma is one field.
+        let runs = runs();
+        let csv = summary_csv(&by_quantizer(&runs));
+        assert!(
+            csv.contains(",\"L H(p,r) bits/img mean\",\"L H(p,r) bits/img sd\","),
+            "{csv}"
+        );
     }
 
     #[test]

@@ -800,8 +800,83 @@ mod tests {
         assert_eq!(circles.len(), 12);
         let (markers, rings) = circles.split_at(9);
         assert_eq!(rings, &markers[..3], "rings on vq's points (drawn first)");
-        // Error bars where the sd is positive; none for rate_ce_bits (sd 0) in x.
-        assert!(div.contains("<rect"));
+    }
+
+    /// `name="..."` of an SVG element's attributes `el`.
+    fn svg_attr<'a>(el: &'a str, name: &str) -> &'a str {
+        let at = el
+            .find(&format!(" {name}=\""))
+            .unwrap_or_else(|| panic!("no {name} in {el}"))
+            + name.len()
+            + 3;
+        &el[at..at + el[at..].find('"').unwrap()]
+    }
+
+    /// Error bars where the sd is positive: a point's bar in y (sd 2 of nll) is a vertical rect
+    /// through its marker with a whisker at each end, its bar in x likewise horizontal, each in
+    /// its curve's colour at opacity 0.6 (the frame is unfilled, the legend's swatches opaque);
+    /// none in x where the sd is 0 (rate_ce_bits) or not measured (rate_kl_bits).
+    #[test]
+    fn error_bars_are_drawn_where_the_sd_is_positive() {
+        let html = sweep_html(&page("vqib sweep", &[]), &grid()).unwrap();
+        for (x, in_x) in [
+            ("rate_iz_bits", 9),
+            ("rate_hz_bits", 9),
+            ("rate_ce_bits", 0),
+            ("rate_kl_bits", 0),
+        ] {
+            let div = plot_div(&html, &format!("rd-{x}-nll"));
+            let int = |el: &str, name: &str| -> i32 { svg_attr(el, name).parse().unwrap() };
+            let rects: Vec<&str> = div
+                .split("<rect")
+                .skip(1)
+                .map(|r| &r[..r.find("/>").unwrap()])
+                .collect();
+            let size = |r: &&str| (int(r, "width"), int(r, "height"));
+            let filled = |r: &&str, opacity: &str| {
+                svg_attr(r, "opacity") == opacity && svg_attr(r, "fill") != "none"
+            };
+            let bars: Vec<&str> = rects.iter().copied().filter(|r| filled(r, "0.6")).collect();
+            // The legend's swatches of the curves: 16 by 2 pixels, opaque.
+            let colours: Vec<&str> = rects
+                .iter()
+                .filter(|r| filled(r, "1") && size(r) == (16, 2))
+                .map(|r| svg_attr(r, "fill"))
+                .collect();
+            assert_eq!(colours.len(), 3, "{x}: a swatch a curve: {rects:?}");
+            for b in &bars {
+                assert!(
+                    colours.contains(&svg_attr(b, "fill")),
+                    "{x}: a bar in a curve's colour: {b}"
+                );
+            }
+            let vertical: Vec<&&str> = bars
+                .iter()
+                .filter(|r| size(r).0 == 1 && size(r).1 > 7)
+                .collect();
+            let horizontal = bars
+                .iter()
+                .filter(|r| size(r).1 == 1 && size(r).0 > 7)
+                .count();
+            assert_eq!(vertical.len(), 9, "{x}: a bar in y a point: {bars:?}");
+            assert_eq!(horizontal, in_x, "{x}: bars in x: {bars:?}");
+            assert_eq!(bars.len(), 3 * (9 + in_x), "{x}: bars and whiskers");
+            // Each bar in y passes through a marker of its colour.
+            let markers: Vec<(i32, i32, &str)> = div
+                .split("<circle")
+                .skip(1)
+                .map(|c| (int(c, "cx"), int(c, "cy"), svg_attr(c, "fill")))
+                .collect();
+            for b in vertical {
+                let (bx, by, h) = (int(b, "x"), int(b, "y"), int(b, "height"));
+                assert!(
+                    markers.iter().any(|&(cx, cy, fill)| {
+                        cx == bx && by < cy && cy < by + h && fill == svg_attr(b, "fill")
+                    }),
+                    "{x}: the bar {b} through no marker of {markers:?}"
+                );
+            }
+        }
     }
 
     #[test]

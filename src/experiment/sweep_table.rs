@@ -333,16 +333,23 @@ pub fn summary_table(rows: &[SweepRow]) -> String {
     t
 }
 
-/// `sweep.csv`.
+/// `sweep.csv` (RFC 4180: a field that holds a comma, a quote or a line break is quoted).
 pub fn sweep_csv(rows: &[SweepRow]) -> String {
+    use super::render::csv_field;
     use std::fmt::Write as _;
     let mut csv = String::from("quantizer,K,D,beta,rate_weight,tau,seeds");
     for m in METRICS {
-        let _ = write!(csv, ",{0} mean,{0} sd", m.id);
+        let (mean, sd) = (format!("{} mean", m.id), format!("{} sd", m.id));
+        let _ = write!(csv, ",{},{}", csv_field(&mean), csv_field(&sd));
     }
     csv.push('\n');
     for r in rows {
-        let opts: Vec<String> = r.setting.options().into_iter().map(|(_, v)| v).collect();
+        let opts: Vec<String> = r
+            .setting
+            .options()
+            .into_iter()
+            .map(|(_, v)| csv_field(&v).into_owned())
+            .collect();
         let _ = write!(csv, "{},{}", opts.join(","), r.seeds.len());
         for (m, s) in &r.values {
             let _ = write!(csv, ",{m},{s}");

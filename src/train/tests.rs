@@ -205,10 +205,102 @@ fn an_interrupted_ema_run_resumes_bit_exactly() {
     assert_eq!(ca.ema, cb.ema, "EMA state differs");
 }
 
+/// The posteriors of `model` on `set`, computed here in f64 from the encoder's vectors, row by
+/// row and without the information accumulator: (H(Z), H(Z|I)) of softmax(-d^2 / `tau`) (H(Z)
+/// the entropy of the mean posterior, H(Z|I) the mean entropy of a row), and the counts of the
+/// nearest codes.
+fn posteriors_by_hand(
+    model: &VqVae,
+    set: &crate::data::ImageSet,
+    tau: f64,
+    dev: &Device,
+) -> ((f64, f64), Vec<u64>) {
+    let idx: Vec<usize> = (0..set.n).collect();
+    let (z, _) = model.latents(batch_tensor(set, &idx, dev));
+    let (k, d) = (model.k(), model.d());
+    let codebook = model.codebook_values();
+    let (mut mean, mut h_rows, mut nearest) = (vec![0.0f64; k], 0.0f64, vec![0u64; k]);
+    let rows = z.len() / d;
+    for row in z.chunks_exact(d) {
+        let d2: Vec<f64> = codebook
+            .chunks_exact(d)
+            .map(|e| {
+                row.iter()
+                    .zip(e)
+                    .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                    .sum()
+            })
+            .collect();
+        let best = (0..k).min_by(|&a, &b| d2[a].total_cmp(&d2[b])).unwrap();
+        nearest[best] += 1;
+        // p_k = exp(-(d2_k - d2_min) / tau) / sum; ln p_k = -(d2_k - d2_min) / tau - ln sum.
+        let logits: Vec<f64> = d2.iter().map(|&x| -(x - d2[best]) / tau).collect();
+        let ln_sum = logits.iter().map(|l| l.exp()).sum::<f64>().ln();
+        for (m, &l) in mean.iter_mut().zip(&logits) {
+            let (ln_p, p) = (l - ln_sum, (l - ln_sum).exp());
+            *m += p / rows as f64;
+            h_rows -= p * ln_p / rows as f64;
+        }
+    }
+    let h_mean = -mean
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| p * p.ln())
+        .sum::<f64>();
+    ((h_mean, h_rows), nearest)
+}
+
+/// Sets the codebook of `model` to K of its latent vectors on `set`, each the farthest from those
+/// already taken: distinct codewords that the data use (a new model's random codebook may be
+/// nearest to every vector by one codeword).
+fn spread_codebook(model: &mut VqVae, set: &crate::data::ImageSet, dev: &Device) {
+    let idx: Vec<usize> = (0..set.n).collect();
+    let (z, _) = model.latents(batch_tensor(set, &idx, dev));
+    let d = model.d();
+    let rows: Vec<&[f32]> = z.chunks_exact(d).collect();
+    let dist = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+            .sum()
+    };
+    let mut taken = vec![0usize];
+    while taken.len() < model.k() {
+        let next = (0..rows.len())
+            .max_by(|&a, &b| {
+                let near = |i: usize| {
+                    taken
+                        .iter()
+                        .map(|&t| dist(rows[i], rows[t]))
+                        .fold(f64::INFINITY, f64::min)
+                };
+                near(a).total_cmp(&near(b))
+            })
+            .unwrap();
+        taken.push(next);
+    }
+    let values = taken.iter().flat_map(|&t| rows[t].to_vec()).collect();
+    model.set_codebook(values, dev);
+}
+
+/// H in nats of the distribution `counts` / sum.
+fn entropy_of_counts(counts: &[u64]) -> f64 {
+    let n = counts.iter().sum::<u64>() as f64;
+    -counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| c as f64 / n * (c as f64 / n).ln())
+        .sum::<f64>()
+}
+
 /// The seed's estimators on a model: for a hard quantizer the own-posterior expectation is the
 /// hard decode (standard error 0), equal to the evaluation's distortion up to the rounding of the
 /// straight-through estimator; for soft EM the own posterior is the soft one; the objectives are
-/// the distortion plus beta L times their rate; and I(Z;Y) is measured on the labelled shapes.
+/// the distortion plus beta L times their rate, the rates checked against the posteriors
+/// recomputed here ([`posteriors_by_hand`]) under the model's uniform prior r = 1/K:
+/// H(p(Z|I), r) = ln K, KL(p(Z|I) || r) = ln K - H(Z|I), and with r = p(z) the KL term is
+/// I(I;Z) = H(Z) - H(Z|I) (for a hard posterior H(Z|I) = 0 and H(Z) is the code histogram's);
+/// and I(Z;Y) is measured on the labelled shapes.
 #[test]
 fn expectations_and_relevance_of_an_evaluation() {
     let dev = Device::flex();
@@ -216,23 +308,66 @@ fn expectations_and_relevance_of_an_evaluation() {
     for q in [QuantizerKind::Vq, QuantizerKind::SoftEm] {
         let mut cfg = tiny(q);
         cfg.quantizer.temperature = 0.05;
-        let model = new_model(&cfg, 1, &dev);
+        let mut model = new_model(&cfg, 1, &dev);
+        spread_codebook(&mut model, &data.test, &dev);
         let m = evaluate(&cfg, &model, &data.test, 10, &dev).unwrap();
         let e = expectations(&cfg, &model, &data.test, 10, &dev, 6, &m).unwrap();
-        let l = m.beta * m.latents as f64;
         let close =
             |a: f64, b: f64, tol: f64| assert!((a - b).abs() <= tol * b.abs(), "{a} vs {b}");
-        close(e.l_vib, e.distortion.mean + l * m.assigned.kl, 1e-12);
-        close(
-            e.l_vdib,
-            e.distortion.mean + l * m.assigned.cross_entropy,
-            1e-12,
-        );
-        close(e.soft_l_vib, e.soft_distortion.mean + l * m.soft.kl, 1e-12);
-        close(
+        // The rates of the objectives, nats a latent vector, against the posteriors by hand.
+        assert_eq!(m.latents, 49, "28x28 shapes, 7x7 latents");
+        let l = 0.25 * 49.0;
+        let ln_k = 8f64.ln();
+        let ((soft_h_z, soft_h_zi), nearest) =
+            posteriors_by_hand(&model, &data.test, cfg.quantizer.temperature, &dev);
+        let (own_h_z, own_h_zi) = if q == QuantizerKind::Vq {
+            // The evaluation's code histogram is the nearest codes' (a code moved by rounding at
+            // a near tie at most).
+            let moved: u64 = m
+                .histogram
+                .iter()
+                .zip(&nearest)
+                .map(|(&a, &b)| a.abs_diff(b))
+                .sum();
+            assert!(moved <= 2, "{q}: {:?} vs {nearest:?}", m.histogram);
+            (entropy_of_counts(&m.histogram), 0.0)
+        } else {
+            (soft_h_z, soft_h_zi)
+        };
+        let rate = |objective: f64, distortion: f64, want: f64, what: &str| {
+            let got = (objective - distortion) / l;
+            assert!(
+                (got - want).abs() < 1e-6,
+                "{q} {what}: rate {got}, by hand {want}"
+            );
+        };
+        rate(e.l_vdib, e.distortion.mean, ln_k, "E L_VDIB");
+        rate(e.l_vib, e.distortion.mean, ln_k - own_h_zi, "E L_VIB");
+        rate(
             e.l_marginal,
-            e.distortion.mean + l * m.assigned.mutual_info,
-            1e-12,
+            e.distortion.mean,
+            own_h_z - own_h_zi,
+            "E L (r = p(z))",
+        );
+        rate(e.soft_l_vdib, e.soft_distortion.mean, ln_k, "soft E L_VDIB");
+        rate(
+            e.soft_l_vib,
+            e.soft_distortion.mean,
+            ln_k - soft_h_zi,
+            "soft E L_VIB",
+        );
+        rate(
+            e.soft_l_marginal,
+            e.soft_distortion.mean,
+            soft_h_z - soft_h_zi,
+            "soft E L (r = p(z))",
+        );
+        rate(m.l_vdib, m.distortion, ln_k, "L_VDIB");
+        rate(m.l_vib, m.distortion, ln_k - own_h_zi, "L_VIB");
+        rate(m.soft_l_vib, m.distortion, ln_k - soft_h_zi, "soft L_VIB");
+        assert!(
+            soft_h_zi > 1e-3,
+            "{q}: the soft posterior spreads: {soft_h_zi}"
         );
         assert!(e.soft_distortion.se > 0.0, "{q}: sampled maps vary: {e:?}");
         if q == QuantizerKind::Vq {
