@@ -136,7 +136,7 @@ impl ModelCase {
         cfg.model.hidden = Some(hidden);
         cfg.quantizer.codebook_size = 512;
         cfg.quantizer.code_dim = CODE_DIM;
-        cfg.training.batch_size = batch;
+        cfg.training.batch_size = Some(batch);
         cfg.resolve()
     }
 
@@ -589,7 +589,7 @@ mod tests {
     fn train_bench_steps_lower_the_loss() {
         let dev = Device::flex().autodiff();
         let mut t = TrainBench::new(ModelCase::Mnist, QuantizerKind::SoftEm, 4, &dev);
-        t.cfg.training.lr = 1e-3;
+        t.cfg.training.lr = Some(1e-3);
         let first = t.step(true).unwrap();
         let mut last = first;
         for _ in 0..8 {

@@ -2,7 +2,7 @@
 //! [`RunConfig`] (every section's flags, docs and defaults), `bench` takes [`BenchArgs`].
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Train a VQ-VAE (`train --resume RUN` is an alias of `resume RUN`).
-    Train(TrainArgs),
+    Train(TrainCmd),
     /// Continue a run from its latest checkpoint; its configuration fixes every other setting.
     Resume(ResumeArgs),
     /// Evaluate a run's latest checkpoint on the test split; prints and saves RUN/eval.json.
@@ -92,6 +92,9 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Measure a model trained elsewhere: the information quantities of the codes, latents
+    /// (with their codebook) or posterior logits in a safetensors file, and their coded length.
+    Measure(vqib::measure::MeasureArgs),
     /// Write a PNG grid: test images (top rows) above their reconstructions.
     Reconstruct {
         /// The run directory.
@@ -148,6 +151,20 @@ struct TrainArgs {
     drive: DriveArgs,
 }
 
+/// `train`: [`TrainArgs`], or with `--resume RUN` the alias of `resume RUN`.
+#[derive(Args)]
+struct TrainCmd {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Continue this run instead, as `vqib resume RUN` (only --epochs, --data-dir, --max-steps
+    /// and --no-progress may be given with it).
+    #[arg(long, value_name = "RUN")]
+    resume: Option<PathBuf>,
+}
+
+/// The clap ids of `train --resume RUN`'s own flags, the ones `resume RUN` takes too.
+const RESUME_IDS: [&str; 5] = ["resume", "epochs", "data_dir", "max_steps", "no_progress"];
+
 #[derive(Args)]
 struct ResumeArgs {
     /// The run directory.
@@ -160,6 +177,10 @@ struct ResumeArgs {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     drive: DriveArgs,
+    /// Whatever else is on the command line (hidden): refused after parsing, naming the first,
+    /// as a setting the run fixes (a flag of train) or as an unknown flag.
+    #[arg(hide = true, allow_hyphen_values = true)]
+    rest: Vec<OsString>,
 }
 
 /// `--quantizers`, of `compare` and `sweep`.
@@ -206,13 +227,19 @@ struct SweepArgs {
     train: TrainArgs,
 }
 
-/// The arguments of the command line as clap should see them: `sweep`'s list-valued train
-/// options (`--beta 0.1,0.25`, ...) taken out ([`vqib::experiment::sweep::Axes`] reads them).
-pub fn prepare_args(mut args: Vec<OsString>) -> Result<Vec<OsString>, InputError> {
-    if arg_is(&args, 1, "sweep") {
-        vqib::experiment::sweep::Axes::take_from_args(&mut args)?;
-    }
-    Ok(args)
+/// The command line's grammar: [`Cli`]'s, `sweep`'s list-valued train options taking lists
+/// ([`Axes::list_args`](vqib::experiment::sweep::Axes::list_args)), and train's `--quantizer`
+/// and `--seed` hidden from the help of `compare` and `sweep`, which take lists instead (and
+/// refuse them: [`refuse_single`]).
+pub fn command() -> clap::Command {
+    let hide_single = |c: clap::Command| {
+        c.mut_arg("quantizer", |a| a.hide(true))
+            .mut_arg("seed", |a| a.hide(true))
+    };
+    Cli::command()
+        .mut_subcommand("sweep", vqib::experiment::sweep::Axes::list_args)
+        .mut_subcommand("sweep", hide_single)
+        .mut_subcommand("compare", hide_single)
 }
 
 /// Training was interrupted (Ctrl-C); a checkpoint was saved in the run directory.
@@ -227,67 +254,63 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// Whether argument `i` is `word` (arguments need not be UTF-8: paths may be any bytes).
-fn arg_is(args: &[OsString], i: usize, word: &str) -> bool {
-    args.get(i).and_then(|a| a.to_str()) == Some(word)
-}
-
-/// `train --resume RUN ...` is `resume RUN ...`.
-pub fn rewrite_resume_alias(mut args: Vec<OsString>) -> Vec<OsString> {
-    if !arg_is(&args, 1, "train") {
-        return args;
-    }
-    let at = args.iter().position(|a| {
-        a.to_str()
-            .is_some_and(|a| a == "--resume" || a.starts_with("--resume="))
+/// Refuses a flag given to `resume RUN` or `train --resume RUN`: one of train's (RUN's
+/// config.json fixes it) or an unknown one.
+fn refuse_on_resume(flag: &str, run: &Path) -> InputError {
+    let name = flag.split('=').next().unwrap_or(flag);
+    let cmd = command();
+    let is_train_flag = cmd.find_subcommand("train").is_some_and(|t| {
+        t.get_arguments().any(|a| {
+            a.get_long()
+                .is_some_and(|l| name.strip_prefix("--") == Some(l))
+        })
     });
-    if let Some(i) = at {
-        let inline = args[i]
-            .to_str()
-            .and_then(|a| a.strip_prefix("--resume="))
-            .map(OsString::from);
-        let dir = match inline {
-            Some(d) => {
-                args.remove(i);
-                d
-            }
-            None if i + 1 < args.len() => {
-                args.remove(i);
-                args.remove(i)
-            }
-            None => return args,
-        };
-        args[1] = "resume".into();
-        args.insert(2, dir);
-    }
-    args
-}
-
-/// A flag `resume` does not take: say why, instead of clap's bare "unexpected argument".
-pub fn explain_resume_error(args: &[OsString], e: &clap::Error) -> Option<String> {
-    if !arg_is(args, 1, "resume") || e.kind() != clap::error::ErrorKind::UnknownArgument {
-        return None;
-    }
-    let flag = e.get(clap::error::ContextKind::InvalidArg)?.to_string();
-    let name = flag.split('=').next().unwrap_or(&flag);
-    let is_train_flag = Cli::command()
-        .find_subcommand("train")
-        .is_some_and(|t| {
-            t.get_arguments().any(|a| {
-                a.get_long()
-                    .is_some_and(|l| name.strip_prefix("--") == Some(l))
-            })
-        });
     if !is_train_flag {
-        return Some(format!(
-            "unknown flag {flag}: resume takes only --epochs, --data-dir, --max-steps and --no-progress (see `vqib resume --help`)"
+        let what = if name.starts_with('-') {
+            "unknown flag"
+        } else {
+            "unexpected argument"
+        };
+        return InputError::config(format!(
+            "{what} {flag}: resume takes only --epochs, --data-dir, --max-steps and --no-progress (see `vqib resume --help`)"
         ));
     }
-    let run = args.get(2).map(PathBuf::from).unwrap_or_default();
-    Some(format!(
-        "{flag} cannot be changed when resuming: {} fixes it (only --epochs, --data-dir, --max-steps and --no-progress may be given)",
+    InputError::config(format!(
+        "{name} cannot be changed when resuming: {} fixes it (only --epochs, --data-dir, --max-steps and --no-progress may be given)",
         RunDir::new(run).config_path().display()
     ))
+}
+
+/// `train --resume RUN ...` as `resume RUN ...`: refuses any flag but [`RESUME_IDS`] given on
+/// the command line (the first given), and takes `--epochs` only when given.
+fn resume_alias(
+    a: TrainArgs,
+    run: &Path,
+    matches: &clap::ArgMatches,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let m = matches
+        .subcommand_matches("train")
+        .expect("train was matched");
+    let cmd = command();
+    let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let fixed = cmd
+        .find_subcommand("train")
+        .expect("train is a subcommand")
+        .get_arguments()
+        .map(|arg| (arg.get_id().as_str(), arg.get_long()))
+        .filter(|(id, _)| !RESUME_IDS.contains(id) && given(id))
+        .min_by_key(|(id, _)| m.index_of(id));
+    if let Some((id, long)) = fixed {
+        let flag = format!("--{}", long.unwrap_or(id));
+        return Err(refuse_on_resume(&flag, run).into());
+    }
+    let overrides = ResumeOverrides {
+        epochs: given("epochs").then_some(a.config.training.epochs),
+        data_dir: a.config.data.data_dir,
+    };
+    let trainer = Trainer::resume(run, overrides)?;
+    finish_training(trainer.fit(&a.drive.options(stop))?.run_dir, stop)
 }
 
 fn default_out(cfg: &RunConfig) -> PathBuf {
@@ -304,21 +327,25 @@ fn default_out(cfg: &RunConfig) -> PathBuf {
     p
 }
 
-/// Runs the parsed command; `matches` tells which flags were given explicitly.
-/// `raw_args` is the command line as given (before [`prepare_args`]).
-pub fn run(
-    cli: Cli,
-    matches: &clap::ArgMatches,
-    raw_args: &[OsString],
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
+/// Runs the parsed command; `matches` (of [`command`]) tells which flags were given explicitly.
+pub fn run(cli: Cli, matches: &clap::ArgMatches, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Train(a) => {
+        Cmd::Train(TrainCmd {
+            train: a,
+            resume: Some(run),
+        }) => resume_alias(a, &run, matches, &stop),
+        Cmd::Train(TrainCmd {
+            train: a,
+            resume: None,
+        }) => {
             let out = a.out.clone().unwrap_or_else(|| default_out(&a.config));
             let trainer = Trainer::create(a.config, &out)?;
             finish_training(trainer.fit(&a.drive.options(&stop))?.run_dir, &stop)
         }
         Cmd::Resume(a) => {
+            if let Some(first) = a.rest.first() {
+                return Err(refuse_on_resume(&first.to_string_lossy(), &a.run).into());
+            }
             let overrides = ResumeOverrides {
                 epochs: a.epochs,
                 data_dir: a.data_dir,
@@ -327,7 +354,7 @@ pub fn run(
             finish_training(trainer.fit(&a.drive.options(&stop))?.run_dir, &stop)
         }
         Cmd::Compare(a) => compare(a, matches, &stop),
-        Cmd::Sweep(a) => sweep(a, matches, raw_args, &stop),
+        Cmd::Sweep(a) => sweep(a, matches, &stop),
         Cmd::Eval {
             run,
             data_dir,
@@ -375,6 +402,7 @@ pub fn run(
             println!("wrote {n} images to {}", out.display());
             Ok(())
         }
+        Cmd::Measure(a) => vqib::measure::run(&a),
         Cmd::Reconstruct {
             run,
             out,
@@ -433,16 +461,18 @@ fn refuse_single(matches: &clap::ArgMatches, cmd: &str) -> Result<(), InputError
     Ok(())
 }
 
-fn sweep(
-    a: SweepArgs,
-    matches: &clap::ArgMatches,
-    raw_args: &[OsString],
-    stop: &Arc<AtomicBool>,
-) -> anyhow::Result<()> {
+/// The clap ids of `sweep`'s own options (not passed on to the `vqib train` commands of
+/// `--list`).
+const SWEEP_IDS: [&str; 6] = ["quantizers", "seeds", "list", "shard", "collect", "out"];
+
+fn sweep(a: SweepArgs, matches: &clap::ArgMatches, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     use vqib::experiment::sweep::{self, Axes, SweepSpec};
     refuse_single(matches, "sweep")?;
-    let mut args = raw_args.to_vec();
-    let mut axes = Axes::take_from_args(&mut args)?;
+    let m = matches
+        .subcommand_matches("sweep")
+        .expect("sweep was matched");
+    let cmd = command();
+    let mut axes = Axes::from_matches(m);
     axes.quantizers = a.quantizers.quantizers;
     axes.seeds = sweep::parse_seeds(&a.seeds)?;
     axes.validate()?;
@@ -456,13 +486,11 @@ fn sweep(
         base: a.train.config,
         axes,
         out: out.clone(),
-        command: command_line(raw_args),
+        command: command_line(&std::env::args_os().collect::<Vec<_>>()),
         train_args: sweep::train_args(
-            &args
-                .iter()
-                .skip(2)
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>(),
+            cmd.find_subcommand("sweep").expect("sweep is a subcommand"),
+            m,
+            &SWEEP_IDS,
         ),
     };
     // Every point's configuration is checked before anything is trained.
@@ -525,10 +553,13 @@ fn compare(
         out: out.clone(),
         command: command_line(&std::env::args_os().collect::<Vec<_>>()),
     };
-    if let Err(e) = vqib::experiment::run(&spec, &a.train.drive.options(stop)) {
-        return stopped_or(e, out, stop);
-    }
-    println!("{}", std::fs::read_to_string(out.join("report.md"))?);
-    println!("report: {}", out.join("report.html").display());
+    let (results, verdicts) = match vqib::experiment::run(&spec, &a.train.drive.options(stop)) {
+        Ok(r) => r,
+        Err(e) => return stopped_or(e, out, stop),
+    };
+    print!(
+        "{}",
+        vqib::experiment::terminal_summary(&results, &verdicts, &out)
+    );
     Ok(())
 }

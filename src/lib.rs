@@ -27,6 +27,8 @@
 //! * [`records`]: the metrics log (one schema, JSONL and CSV); [`report`]: tables and grids.
 //! * [`experiment`]: `vqib compare`, the seed's experiment, and `vqib sweep`, the grid over
 //!   the training options; their statistics and reports.
+//! * [`measure`]: `vqib measure`, the information quantities and coded length of codes, latents
+//!   or posteriors written by another framework (a safetensors file, read in chunks).
 //! * [`bench`]: benchmark workloads (`cargo bench`, `vqib bench`, `bench/compare`).
 //! * [`device`], [`io`], [`error`], [`alloc`]: devices, atomic writes, error kinds, malloc
 //!   settings.
@@ -46,6 +48,7 @@ mod fuzz;
 pub mod info;
 pub mod io;
 pub mod kernels;
+pub mod measure;
 pub mod model;
 pub mod quantizer;
 pub mod records;

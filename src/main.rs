@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use vqib::error::{InputError, NonFiniteError};
 
 fn main() -> ExitCode {
@@ -20,25 +20,9 @@ fn main() -> ExitCode {
         // SAFETY: no other thread has been started yet.
         unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
-    // args_os: a path on the command line may be any bytes, not only UTF-8.
-    let raw_args = cli::rewrite_resume_alias(std::env::args_os().collect());
-    let args = match cli::prepare_args(raw_args.clone()) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let matches = match cli::Cli::command().try_get_matches_from(&args) {
-        Ok(m) => m,
-        Err(e) => match cli::explain_resume_error(&args, &e) {
-            Some(msg) => {
-                eprintln!("error: {msg}");
-                return ExitCode::from(2);
-            }
-            None => e.exit(),
-        },
-    };
+    // One parse of the command line (args_os: a path may be any bytes, not only UTF-8); bad
+    // input exits 2 with clap's message naming the flag.
+    let matches = cli::command().get_matches();
     let parsed = match cli::Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -54,7 +38,7 @@ fn main() -> ExitCode {
             eprintln!("\ninterrupt: saving a checkpoint, then stopping (Ctrl-C again to quit now)");
         });
     }
-    match cli::run(parsed, &matches, &raw_args, stop) {
+    match cli::run(parsed, &matches, stop) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -34,16 +34,16 @@ macro_rules! record_schema {
         pub const CSV_COLUMNS: &[&str] = &["kind", "step", "epoch", "wall_time", $(stringify!($name)),*];
 
         impl Record {
-            /// The record as one CSV line (empty cells for absent metrics).
+            /// The record as one CSV line, without its line break (empty cells for absent
+            /// metrics; written by the `csv` crate, which quotes a cell where it must).
             pub fn csv_line(&self) -> String {
-                let cells: Vec<String> = vec![
+                csv_line([
                     self.kind.clone(),
                     self.step.to_string(),
                     self.epoch.to_string(),
                     format!("{:.3}", self.wall_time),
                     $(self.$name.map(|v| v.to_string()).unwrap_or_default(),)*
-                ];
-                cells.join(",")
+                ])
             }
         }
     };
@@ -92,6 +92,24 @@ record_schema! {
     soft_l_vdib: f64,
 }
 
+/// `fields` as one CSV record (RFC 4180, by the `csv` crate), without its line break.
+fn csv_line<I: IntoIterator<Item = T>, T: AsRef<[u8]>>(fields: I) -> String {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(fields)
+        .expect("a CSV record of UTF-8 text, written to memory");
+    let mut line = String::from_utf8(w.into_inner().expect("written to memory"))
+        .expect("CSV of UTF-8 fields is UTF-8");
+    line.pop();
+    line
+}
+
+/// `metrics.csv`'s header line, with its line break.
+fn csv_header() -> String {
+    csv_line(CSV_COLUMNS) + "\n"
+}
+
 /// Appends records to `metrics.jsonl` and `metrics.csv` in a run directory.
 pub struct MetricsLog {
     jsonl: (std::fs::File, PathBuf),
@@ -118,7 +136,7 @@ impl MetricsLog {
         match keep_up_to {
             None => {
                 write_atomic(jsonl, b"")?;
-                write_atomic(csv, format!("{}\n", CSV_COLUMNS.join(",")).as_bytes())?;
+                write_atomic(csv, csv_header().as_bytes())?;
             }
             Some(step) => keep_records_up_to(jsonl, csv, step)?,
         }
@@ -176,7 +194,7 @@ fn keep_records_up_to(jsonl: &Path, csv: &Path, step: u64) -> Result<(), InputEr
 /// as it is) where that line is there in order, complete and of the same record, else the line
 /// written from the record.
 fn csv_for(kept: &[&Line], old: &[u8]) -> Vec<u8> {
-    let header = format!("{}\n", CSV_COLUMNS.join(","));
+    let header = csv_header();
     let old_lines: Vec<&[u8]> = old
         .strip_prefix(header.as_bytes())
         .map(|rest| {
@@ -188,12 +206,8 @@ fn csv_for(kept: &[&Line], old: &[u8]) -> Vec<u8> {
     let mut out = header.into_bytes();
     let mut next = 0;
     for Line { record: r, .. } in kept {
-        let key = format!("{},{},{},", r.kind, r.step, r.epoch);
         match old_lines.get(next) {
-            Some(l)
-                if l.starts_with(key.as_bytes())
-                    && l.split(|&b| b == b',').count() == CSV_COLUMNS.len() =>
-            {
+            Some(l) if is_line_of(l, r) => {
                 out.extend_from_slice(l);
                 next += 1;
             }
@@ -204,6 +218,24 @@ fn csv_for(kept: &[&Line], old: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Whether `line` (one line of `metrics.csv`, with its line break) is a complete line of the
+/// record `r`: one CSV record of every column, whose kind, step and epoch are `r`'s.
+fn is_line_of(line: &[u8], r: &Record) -> bool {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(line);
+    let mut records = reader.records();
+    let (Some(Ok(cells)), None) = (records.next(), records.next()) else {
+        return false;
+    };
+    cells.len() == CSV_COLUMNS.len()
+        && cells
+            .iter()
+            .take(3)
+            .eq([r.kind.as_str(), &r.step.to_string(), &r.epoch.to_string()])
 }
 
 /// The bytes of `path`, `None` when it does not exist.
@@ -345,7 +377,7 @@ mod tests {
         let text = hand_lines(&[1, 2, 3]);
         std::fs::write(&j, &text).unwrap();
         // The CSV as the log wrote it; its lines are kept whatever their digits.
-        let mut csv = format!("{}\n", CSV_COLUMNS.join(","));
+        let mut csv = csv_header();
         for r in read_records(&j).unwrap() {
             let line = r.csv_line().replacen("0.300", "0.3000", 1);
             csv.push_str(&line);
@@ -383,7 +415,7 @@ mod tests {
         let (j, c) = (d.path().join("metrics.jsonl"), d.path().join("metrics.csv"));
         let text = hand_lines(&[1, 2, 3, 4, 5]);
         std::fs::write(&j, &text).unwrap();
-        let mut csv = format!("{}\n", CSV_COLUMNS.join(","));
+        let mut csv = csv_header();
         let csv_lines: Vec<String> = read_records(&j)
             .unwrap()
             .iter()
@@ -393,7 +425,7 @@ mod tests {
         std::fs::write(&c, &csv).unwrap();
         MetricsLog::open(&j, &c, Some(3)).unwrap();
         assert_eq!(std::fs::read_to_string(&j).unwrap(), hand_lines(&[1, 2, 3]));
-        let want_csv = format!("{}\n{}", CSV_COLUMNS.join(","), csv_lines[..3].concat());
+        let want_csv = format!("{}{}", csv_header(), csv_lines[..3].concat());
         assert_eq!(std::fs::read_to_string(&c).unwrap(), want_csv);
 
         // A torn last line alone is reason enough to rewrite; the CSV, which never got that
@@ -406,7 +438,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&c).unwrap(), want_csv);
 
         // A CSV missing a record's line (killed between the two appends) gets it from the record.
-        let short = format!("{}\n{}", CSV_COLUMNS.join(","), csv_lines[..2].concat());
+        let short = format!("{}{}", csv_header(), csv_lines[..2].concat());
         std::fs::write(&c, &short).unwrap();
         MetricsLog::open(&j, &c, Some(3)).unwrap();
         let got = std::fs::read_to_string(&c).unwrap();
@@ -447,6 +479,64 @@ mod tests {
             assert!(e.to_string().contains(&format!("line {line} ")), "{e}");
             assert_eq!(std::fs::read_to_string(&j).unwrap(), bad);
             assert_eq!(std::fs::read_to_string(&c).unwrap(), "x\n");
+        }
+    }
+
+    /// `metrics.csv` read back by the `csv` crate (as strict as RFC 4180: every record as wide as
+    /// the header): the header is [`CSV_COLUMNS`], a row a record in order, each cell the
+    /// record's value, after a resume too.
+    #[test]
+    fn metrics_csv_reads_back_as_csv_of_constant_width() {
+        let d = tempfile::tempdir().unwrap();
+        let (j, c) = (d.path().join("metrics.jsonl"), d.path().join("metrics.csv"));
+        let rec = |kind: &str, step: u64, loss: f64| Record {
+            kind: kind.into(),
+            step,
+            epoch: 1,
+            wall_time: 1.23456,
+            loss: Some(loss),
+            codes_used: (kind == "eval").then_some(7),
+            soft_l_vdib: Some(-0.5),
+            ..Default::default()
+        };
+        let mut log = MetricsLog::open(&j, &c, None).unwrap();
+        for (step, loss) in [(1, 2.5), (2, f64::NAN), (3, f64::INFINITY), (4, 1e-300)] {
+            log.write(&rec(
+                if step % 2 == 0 { "eval" } else { "train" },
+                step,
+                loss,
+            ))
+            .unwrap();
+        }
+        log.flush().unwrap();
+        drop(log);
+        let mut log = MetricsLog::open(&j, &c, Some(3)).unwrap();
+        log.write(&rec("train", 4, 0.25)).unwrap();
+        log.flush().unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(&c)
+            .unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header, CSV_COLUMNS);
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 4);
+        let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        for (row, (kind, step, loss, codes)) in rows.iter().zip([
+            ("train", "1", "2.5", ""),
+            ("eval", "2", "NaN", "7"),
+            ("train", "3", "inf", ""),
+            ("train", "4", "0.25", ""),
+        ]) {
+            assert_eq!(row.len(), CSV_COLUMNS.len(), "{row:?}");
+            assert_eq!(
+                [&row[0], &row[1], &row[col("loss")], &row[col("codes_used")]],
+                [kind, step, loss, codes]
+            );
+            assert_eq!(
+                (&row[col("wall_time")], &row[col("soft_l_vdib")]),
+                ("1.235", "-0.5")
+            );
         }
     }
 

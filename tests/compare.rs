@@ -1,7 +1,10 @@
-//! The seed's comparison on a slice of MNIST: soft EM and vq both train, the reports are written,
-//! and report.html renders in headless Chromium with its table and every plot present and
-//! non-empty. Chromium is Debian's `chromium` (`$CHROMIUM` overrides); without it the rendering
-//! check is skipped, unless `VQIB_REQUIRE_CHROMIUM=1` (set by `.ci/run`).
+//! The seed's comparison on a slice of MNIST, and with one seed on the generated shapes: the runs
+//! train, the reports are written (`summary.csv` read back by the `csv` crate and by python3's
+//! `csv` module, every row as wide as the header; `report.md` without a zero sd or a negative
+//! zero; the terminal's summary within 100 columns; each run's reconstruction grid embedded), and
+//! report.html renders in headless Chromium with its tables and every plot present and non-empty,
+//! the code usage on a log count axis. Chromium is Debian's `chromium` (`$CHROMIUM` overrides);
+//! without it the rendering check is skipped, unless `VQIB_REQUIRE_CHROMIUM=1` (set by `.ci/run`).
 //!
 //! `vqib sweep` on the generated shapes with a tiny budget: `--list` gives runnable `vqib train`
 //! commands whose runs the sweep then reuses, a run stopped part-way is resumed, `--shard I/N`
@@ -43,77 +46,24 @@ fn rendered(dom: &str, id: &str) -> (u32, u32, usize, (u32, u32)) {
     (w, h, n, if img == "none" { (0, 0) } else { wh(img) })
 }
 
-/// The records of `text` as RFC 4180 reads them: fields separated by commas, records ended by
-/// LF or CRLF; a field in double quotes may hold commas, line breaks and `""` (one quote).
-/// Panics where `text` is not CSV: a quote inside an unquoted field, text after a closing quote,
-/// an unterminated quoted field.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
-    // Inside a quoted field; the current field was quoted (only a separator may follow).
-    let (mut quoting, mut was_quoted) = (false, false);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if quoting {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => quoting = false,
-                _ => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            ',' => {
-                row.push(std::mem::take(&mut field));
-                was_quoted = false;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-                was_quoted = false;
-            }
-            '"' => {
-                assert!(
-                    field.is_empty() && !was_quoted,
-                    "a quote inside an unquoted field after {field:?}: {text}"
-                );
-                (quoting, was_quoted) = (true, true);
-            }
-            _ => {
-                assert!(!was_quoted, "{c:?} after a closing quote: {text}");
-                field.push(c);
-            }
-        }
-    }
-    assert!(!quoting, "an unterminated quoted field: {text}");
-    if was_quoted || !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
-}
-
-#[test]
-fn the_test_csv_parser_reads_rfc_4180() {
-    let rows = parse_csv("a,\"b,c\",\"\"\r\n\"x\"\"y\",\"1\n2\",\n");
-    assert_eq!(rows, [vec!["a", "b,c", ""], vec!["x\"y", "1\n2", ""]]);
-    assert_eq!(parse_csv("p,q"), [vec!["p", "q"]]);
-    for bad in ["a\"b,c\n", "\"a\"b,c\n", "\"a,b\n"] {
-        assert!(
-            std::panic::catch_unwind(|| parse_csv(bad)).is_err(),
-            "{bad:?} accepted"
-        );
-    }
-}
-
-/// The rows of the CSV file `path`, each checked to have the header's width; where python3 is on
-/// the PATH, its `csv` module must read the same widths (a notice where it is missing).
+/// The rows of the CSV file `path` (the header first) as the `csv` crate reads them, strictly
+/// (not flexible: a row of another width than the header's is an error), each checked to have
+/// the header's width; where python3 is on the PATH, its `csv` module must read the same widths
+/// (a notice where it is missing).
 fn read_csv(path: &Path) -> Vec<Vec<String>> {
     let body = std::fs::read_to_string(path).unwrap();
-    let rows = parse_csv(&body);
+    let rows: Vec<Vec<String>> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .from_reader(body.as_bytes())
+        .records()
+        .map(|r| {
+            r.unwrap_or_else(|e| panic!("{} is not CSV: {e}\n{body}", path.display()))
+                .iter()
+                .map(String::from)
+                .collect()
+        })
+        .collect();
     assert!(!rows.is_empty(), "{} is empty", path.display());
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(
@@ -222,8 +172,8 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
     base.quantizer.codebook_size = 128;
     base.quantizer.code_dim = 16;
     base.model.hidden = Some(32);
-    base.training.batch_size = 32;
-    base.training.lr = 1e-3;
+    base.training.batch_size = Some(32);
+    base.training.lr = Some(1e-3);
     base.training.epochs = 1;
     base.training.eval_every = 50;
     base.training.log_every = 50;
@@ -326,38 +276,9 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
         assert!(v.holds && v.seeds == 2, "{v}");
         assert!(v.soft_em.0.is_finite() && v.vq.0.is_finite(), "{v}");
     }
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("| vq |") && md.contains("| soft-em |") && md.contains("Claim 1"));
-    // summary.csv: a header and a row a quantizer, every row as wide as the header (column
-    // names such as `L H(p,r) bits/img` hold commas), the means those of the runs.
+    check_reports(&out, &results, &verdicts);
     let rows = read_csv(&out.join("summary.csv"));
-    assert_eq!(rows.len(), 3, "{rows:?}");
-    assert_eq!(
-        rows[0][..4],
-        ["quantizer", "seeds", "perplexity mean", "perplexity sd"]
-    );
-    for name in [
-        "L H(p,r) bits/img mean",
-        "L H(p,r) bits/img sd",
-        "E L (r = p(z)) mean",
-    ] {
-        assert!(rows[0].iter().any(|h| h == name), "{name} in {:?}", rows[0]);
-    }
-    assert_eq!((&rows[1][0][..], &rows[2][0][..]), ("vq", "soft-em"));
     assert_eq!(column(&rows, "seeds"), [2.0, 2.0]);
-    for (row, q) in [QuantizerKind::Vq, QuantizerKind::SoftEm]
-        .into_iter()
-        .enumerate()
-    {
-        let of_q: Vec<f64> = results
-            .iter()
-            .filter(|r| r.quantizer == q)
-            .map(|r| r.eval.perplexity)
-            .collect();
-        let mean = of_q.iter().sum::<f64>() / of_q.len() as f64;
-        let got = column(&rows, "perplexity mean")[row];
-        assert!((got - mean).abs() <= 1e-9 * mean, "{q:?}: {got} vs {mean}");
-    }
 
     // Rerunning reuses the finished runs: nothing is retrained or re-evaluated (no file of a run
     // rewritten, no record added), and the results are the same.
@@ -368,38 +289,203 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
     }
     assert_eq!(again[0].eval, results[0].eval);
 
-    let Some(browser) = chromium() else {
+    let Some(dom) = rendered_report(&out, &["vq", "soft-em"]) else {
         return;
     };
-    let dom = dump_dom(&browser, &out.join("report.html"));
-    assert!(
-        dom.contains("data-ready=\"1\""),
-        "the page's load handler did not run"
-    );
-    let table = &dom[dom.find("id=\"summary\"").expect("summary table")..];
-    let table = &table[..table.find("</table>").unwrap()];
-    assert_eq!(table.matches("<tr>").count(), 3, "header + 2 quantizers");
-    assert!(table.contains("<td>vq</td>") && table.contains("<td>soft-em</td>"));
     for id in [
         "curve-perplexity",
         "curve-h-z-given-i",
         "curve-mutual-info",
         "curve-l-vib",
         "curve-recon",
-        "hist-vq",
-        "hist-soft-em",
     ] {
         let (w, h, n, _) = rendered(&dom, id);
         assert!(w > 100 && h > 100, "{id} is {w}x{h}");
         assert!(n > 20, "{id} draws only {n} elements");
     }
-    for id in ["grid-vq", "grid-soft-em"] {
-        let (w, h, _, (iw, ih)) = rendered(&dom, id);
+}
+
+/// What every comparison's reports must be: `report.md` (a line a quantizer in each of its two
+/// tables, the verdicts, with one seed no "±" at all, and nowhere a negative zero),
+/// `summary.csv` (valid CSV of constant width, a row a quantizer, the means those of the runs),
+/// the terminal's summary (every line within 100 columns, every verdict in it), and a
+/// reconstruction grid in every run, drawn where it finished, which `report.html` embeds.
+fn check_reports(out: &Path, results: &[compare::RunResult], verdicts: &compare::Verdicts) {
+    let mut quantizers: Vec<QuantizerKind> = results.iter().map(|r| r.quantizer).collect();
+    quantizers.dedup();
+    let seeds = results.len() / quantizers.len();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for q in &quantizers {
+        let row = format!("\n| {} |", q.name());
+        assert_eq!(md.matches(&row).count(), 2, "{row} in both tables of {md}");
+    }
+    assert!(md.contains("\n- Claim 1, "), "{md}");
+    assert!(!md.contains("-0.0") && !md.contains(" -0 "), "{md}");
+    if seeds == 1 {
+        assert!(!md.contains('±'), "one seed, no sd: {md}");
+    }
+
+    // summary.csv: a header and a row a quantizer, every row as wide as the header.
+    let rows = read_csv(&out.join("summary.csv"));
+    assert_eq!(rows.len(), 1 + quantizers.len(), "{rows:?}");
+    assert_eq!(
+        rows[0][..4],
+        ["quantizer", "seeds", "perplexity mean", "perplexity sd"]
+    );
+    for name in [
+        "rate_ce_bits mean",
+        "rate_ce_bits sd",
+        "l_marginal mean",
+        "uniform_excess sd",
+    ] {
+        assert!(rows[0].iter().any(|h| h == name), "{name} in {:?}", rows[0]);
+    }
+    for (row, q) in quantizers.iter().enumerate() {
+        assert_eq!(rows[row + 1][0], q.name());
+        let of_q: Vec<f64> = results
+            .iter()
+            .filter(|r| r.quantizer == *q)
+            .map(|r| r.eval.perplexity)
+            .collect();
+        let mean = of_q.iter().sum::<f64>() / of_q.len() as f64;
+        let got = column(&rows, "perplexity mean")[row];
+        assert!((got - mean).abs() <= 1e-9 * mean, "{q:?}: {got} vs {mean}");
+    }
+
+    let summary = compare::terminal_summary(results, verdicts, out);
+    for line in summary.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} characters: {line}",
+            line.chars().count()
+        );
+    }
+    let words = summary.split_whitespace().collect::<Vec<_>>().join(" ");
+    for v in verdicts.lines() {
+        assert!(words.contains(&v), "{v} in {summary}");
+    }
+
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for r in results {
+        let png = std::fs::read(r.dir.join("reconstructions.png"))
+            .unwrap_or_else(|e| panic!("{}: no reconstructions.png: {e}", r.dir.display()));
+        assert!(png.starts_with(b"\x89PNG"), "{}", r.dir.display());
+        if r.seed == results[0].seed {
+            use base64::Engine;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+            assert!(
+                html.contains(&b64),
+                "report.html embeds {}",
+                r.dir.display()
+            );
+        }
+    }
+}
+
+/// `report.html` as headless Chromium draws it (None, after a notice, without Chromium): the
+/// key table and the full one in its box, a code-usage plot on log axes and a grid a quantizer.
+fn rendered_report(out: &Path, quantizers: &[&str]) -> Option<String> {
+    let browser = chromium()?;
+    let dom = dump_dom(&browser, &out.join("report.html"));
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page's load handler did not run"
+    );
+    for id in ["summary", "summary-all"] {
+        let at = dom.find(&format!("id=\"{id}\"")).expect("the tables");
+        assert!(
+            dom[..at].ends_with("<div class=\"scroll\"><table "),
+            "{id} in its box"
+        );
+        let table = &dom[at..];
+        let table = &table[..table.find("</table>").unwrap()];
+        assert_eq!(
+            table.matches("<tr>").count(),
+            1 + quantizers.len(),
+            "{table}"
+        );
+        for q in quantizers {
+            assert!(table.contains(&format!("<td>{q}</td>")), "{q} in {table}");
+        }
+    }
+    for q in quantizers {
+        let id = format!("hist-{q}");
+        let (w, h, n, _) = rendered(&dom, &id);
+        assert!(w > 100 && h > 100, "{id} is {w}x{h}");
+        assert!(n > 10, "{id} draws only {n} elements");
+        check_log_counts(&dom, &id);
+        let id = format!("grid-{q}");
+        let (w, h, _, (iw, ih)) = rendered(&dom, &id);
         assert!(
             w > 100 && h > 50 && iw > 100 && ih > 50,
             "{id}: box {w}x{h}, image {iw}x{ih}"
         );
     }
+    Some(dom)
+}
+
+/// The count axis of the code-usage plot `id` is logarithmic: its tick labels (the
+/// right-aligned numbers of the SVG) are 1, 10, 100, ... and every decade is the same height.
+fn check_log_counts(dom: &str, id: &str) {
+    let at = dom.find(&format!("id=\"{id}\"")).unwrap();
+    let div = &dom[at..at + dom[at..].find("</div>").unwrap()];
+    let ticks: Vec<(f64, f64)> = div
+        .split("<text")
+        .skip(1)
+        .filter(|t| t.contains("text-anchor=\"end\""))
+        .filter_map(|t| {
+            let (attrs, rest) = t.split_once('>')?;
+            let value: f64 = rest[..rest.find("</text>")?].trim().parse().ok()?;
+            let y = attrs.split(" y=\"").nth(1)?;
+            Some((value, y[..y.find('"')?].parse().ok()?))
+        })
+        .collect();
+    assert!(ticks.len() >= 2, "{id}: ticks {ticks:?}");
+    for (i, (v, _)) in ticks.iter().enumerate() {
+        assert_eq!(*v, 10f64.powi(i as i32), "{id}: ticks {ticks:?}");
+    }
+    let step = ticks[0].1 - ticks[1].1;
+    assert!(step > 10.0, "{id}: ticks {ticks:?}");
+    for w in ticks.windows(2) {
+        assert!(
+            (w[0].1 - w[1].1 - step).abs() <= 1.0,
+            "{id}: ticks {ticks:?}"
+        );
+    }
+}
+
+/// A one-seed comparison of all three quantizers on a few of the generated shapes (seconds): the
+/// reports of [`check_reports`] (no "±", no negative zero, CSV of constant width, the
+/// terminal's summary within 100 columns, the runs' grids) and their rendering.
+#[test]
+fn one_seed_comparison_on_shapes() {
+    let mut base = RunConfig::default();
+    base.data.shapes_train = 128;
+    base.data.shapes_test = 64;
+    base.quantizer.codebook_size = 32;
+    base.quantizer.code_dim = 4;
+    base.model.hidden = Some(8);
+    base.training.batch_size = Some(32);
+    base.training.epochs = 1;
+    base.training.eval_samples = 2;
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("cmp");
+    let spec = CompareSpec {
+        base,
+        quantizers: vec![
+            QuantizerKind::Vq,
+            QuantizerKind::VqEma,
+            QuantizerKind::SoftEm,
+        ],
+        seeds: vec![1],
+        out: out.clone(),
+        command: "vqib compare --seeds 1".into(),
+    };
+    let (results, verdicts) = compare::run(&spec, &TrainOptions::default()).unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(verdicts.claims().len(), 4, "{verdicts}");
+    check_reports(&out, &results, &verdicts);
+    rendered_report(&out, &["vq", "vq-ema", "soft-em"]);
 }
 
 /// The grid: 2 quantizers x 2 codebook sizes, one seed: 4 points.
@@ -581,7 +667,8 @@ fn list_shard_resume_collect_and_the_report() {
         &o,
         &[
             names[0],
-            "training.lr: 0.0002 in the run, 0.01 in this command",
+            "training.lr: ",
+            " in the run, 0.01 in this command",
         ],
     );
 

@@ -106,10 +106,12 @@ fn fixed_seed_config(q: QuantizerKind) -> RunConfig {
     c.quantizer.codebook_size = 16;
     c.quantizer.code_dim = 4;
     c.model.hidden = Some(8);
-    c.training.batch_size = 32;
+    c.training.batch_size = Some(32);
     c.training.epochs = 1;
-    c.training.lr = 1e-3;
+    c.training.lr = Some(1e-3);
     c.training.seed = 5;
+    // The default then (shapes now defaults to a k-means codebook).
+    c.quantizer.init = Some(vqib::quantizer::init::CodebookInit::Uniform);
     c
 }
 

@@ -18,8 +18,8 @@ fn config(quantizer: QuantizerKind, mnist: &std::path::Path) -> RunConfig {
     c.quantizer.codebook_size = 128;
     c.quantizer.code_dim = 16;
     c.model.hidden = Some(32);
-    c.training.batch_size = 32;
-    c.training.lr = 1e-3;
+    c.training.batch_size = Some(32);
+    c.training.lr = Some(1e-3);
     c.training.epochs = 1;
     c.training.log_every = 50;
     c.training.seed = 3;
@@ -78,7 +78,7 @@ fn vq_and_vq_ema_learn_on_mnist() {
 fn kmeans_init_and_dead_code_restart_use_more_than_a_fifth_of_the_codes() {
     let Some(mnist) = mnist_dir() else { return };
     let mut cfg = config(QuantizerKind::Vq, &mnist);
-    cfg.quantizer.init = CodebookInit::Kmeans;
+    cfg.quantizer.init = Some(CodebookInit::Kmeans);
     cfg.quantizer.dead_code_steps = 20;
     let d = tempfile::tempdir().unwrap();
     let out = train_new(cfg.clone(), &d.path().join("run"));

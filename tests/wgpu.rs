@@ -105,7 +105,7 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
         cfg.quantizer.dead_code_steps = 100;
         cfg.quantizer.samples = 4;
         cfg.model.hidden = Some(8);
-        cfg.training.lr = 1e-3;
+        cfg.training.lr = Some(1e-3);
         if q == QuantizerKind::Vq {
             // With the VIB rate term and a learned prior: the log-sum-exp soft posterior and the
             // prior, forward and backward.
@@ -211,7 +211,7 @@ fn trainer_reads_only_when_it_logs() {
     cfg.quantizer.code_dim = 4;
     cfg.quantizer.samples = 4;
     cfg.model.hidden = Some(8);
-    cfg.training.batch_size = 8;
+    cfg.training.batch_size = Some(8);
     cfg.training.device = DeviceKind::Wgpu;
     cfg.training.log_every = 2;
     let dir = tempfile::tempdir().unwrap();

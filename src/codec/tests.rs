@@ -302,7 +302,7 @@ fn decompress_gives_the_hard_decode_and_the_rate_meets_its_bound() {
         cfg.data.shapes_train = 64;
         cfg.data.shapes_test = 300;
         cfg.training.epochs = 1;
-        cfg.training.batch_size = 16;
+        cfg.training.batch_size = Some(16);
         let dir = d.path().join(q.name());
         let out = Trainer::create(cfg, &dir)
             .unwrap()

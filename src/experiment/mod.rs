@@ -1,7 +1,7 @@
 //! `vqib compare`: the seed's experiment. Trains each quantizer with each seed on identical data
-//! order and initialisation, then writes `report.html` (self-contained: inline SVG plots and PNG
-//! grids), `report.md` and `summary.csv` with the final metrics (mean and standard deviation over
-//! seeds) and two verdicts computed from the data:
+//! order and initialisation, then writes `report.html` (self-contained: inline SVG plots and the
+//! runs' PNG grids), `report.md` and `summary.csv` with the final metrics (mean and standard
+//! deviation over seeds) and two verdicts computed from the data:
 //!
 //! 1. soft EM reaches a higher code perplexity than `vq`;
 //! 2. soft EM reaches a lower L_VIB (eq. 18) than `vq`.
@@ -11,10 +11,19 @@
 //! * this module: what to compare ([`CompareSpec`]), the runs ([`RunResult`]) and training or
 //!   reusing them ([`run`], [`run_dir`]);
 //! * [`stats`]: mean and standard deviation over seeds, runs grouped by quantizer, mean curves,
-//!   the verdicts as typed values ([`Verdicts`], [`Verdict`], [`Claim`]);
-//! * [`render`]: `summary.csv`, `report.md` and `report.html` (its page skeleton is the template
-//!   `report.html` beside this file), the SVG curves and histograms, the PNG grids.
+//!   the verdicts as typed values ([`Verdicts`], [`Verdict`], [`Claim`]), each decided on a column
+//!   of the table;
+//! * [`render`]: `summary.csv`, `report.md`, `report.html` (its body is the template
+//!   `report.html` beside this file) and the terminal's summary ([`terminal_summary`]); it runs
+//!   no model: the grids are those each run wrote where it finished;
+//! * [`sweep`], [`sweep_table`], [`sweep_render`]: `vqib sweep`, its rows and `sweep.csv`, and
+//!   `sweep.html`;
+//! * shared by both reports: the metric table ([`crate::train::eval_rows::METRICS`]), the number
+//!   formats ([`crate::report::fmt_stat`]), the page kit ([`page`]: the document, its style and
+//!   script, tables in HTML, Markdown and CSV, colours) and the plots ([`plot`]).
 
+pub mod page;
+pub mod plot;
 pub mod render;
 pub mod stats;
 pub mod sweep;
@@ -30,7 +39,7 @@ use crate::records::{Record, read_records};
 use crate::run::RunDir;
 use crate::train::{EvalMetrics, ResumeOverrides, TrainOptions, Trainer};
 
-pub use render::COLUMNS;
+pub use render::terminal_summary;
 pub use stats::{Claim, Verdict, Verdicts, mean_sd, verdicts};
 
 /// What to compare.
@@ -96,7 +105,7 @@ fn shared_config(base: &RunConfig) -> anyhow::Result<RunConfig> {
     let mut base = base.clone();
     if base.training.eval_every == 0 {
         let n = base.data.load(base.training.seed)?.train.n;
-        base.training.eval_every = (n.div_ceil(base.training.batch_size) as u64 / 4).max(1);
+        base.training.eval_every = (n.div_ceil(base.batch_size()) as u64 / 4).max(1);
     }
     Ok(base)
 }
@@ -198,7 +207,8 @@ pub fn run_dir(out: &Path, q: QuantizerKind, seed: u64) -> PathBuf {
         .join(format!("{}-seed{seed}", quantizer_name(q)))
 }
 
-/// A run with the given final perplexity and L_VIB, for the tests of the statistics and reports.
+/// A run with the given final perplexity and L_VIB (with the training-time and the expected
+/// distortion alike), for the tests of the statistics and reports.
 #[cfg(test)]
 pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f64) -> RunResult {
     // Distortion 1, beta 0.25, one latent vector an image: L_VIB = 1 + kl / 4.
@@ -212,6 +222,23 @@ pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f
         mutual_info: perplexity.ln(),
         cross_entropy: (l_vib - 1.0) * 4.0,
         kl: (l_vib - 1.0) * 4.0,
+    };
+    // The expected distortion is 1 too: E L_VIB = L_VIB, and with r = p(z) the rate is
+    // beta L I(I;Z) = ln(perplexity) / 4.
+    let est = |mean| crate::distortion::Estimate { mean, se: 0.0 };
+    let l_marginal = 1.0 + 0.25 * perplexity.ln();
+    let expected = crate::train::Expected {
+        samples: 4,
+        distortion: est(1.0),
+        mse: est(0.01),
+        soft_distortion: est(1.0),
+        soft_mse: est(0.01),
+        l_vdib: l_vib,
+        l_vib,
+        soft_l_vdib: l_vib,
+        soft_l_vib: l_vib,
+        l_marginal,
+        soft_l_marginal: l_marginal,
     };
     let eval = EvalMetrics {
         images: 1,
@@ -236,7 +263,7 @@ pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f
         coded: None,
         relevance: None,
         soft_relevance: None,
-        expected: None,
+        expected: Some(expected),
         step: None,
     };
     RunResult {

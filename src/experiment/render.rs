@@ -1,72 +1,70 @@
-//! The reports of a comparison: `summary.csv`, `report.md` and the self-contained `report.html`
-//! (its skeleton is the template `report.html` beside this file; inline SVG curves and code
-//! histograms drawn with plotters, PNG reconstruction grids as data URLs).
+//! The reports of a comparison: `summary.csv`, `report.md`, the self-contained `report.html`
+//! (its body is the template `report.html` beside this file, in the page kit's document; inline
+//! SVG curves and code-usage plots) and the terminal's summary ([`terminal_summary`]). Every
+//! table is generated from the metric table ([`crate::train::eval_rows::METRICS`]). The reports
+//! run no model: a run's reconstruction grid is the PNG it wrote where it finished
+//! ([`crate::train::saved::RECONSTRUCTIONS`]).
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use base64::Engine;
-use plotters::prelude::*;
 
-use super::stats::{Groups, Verdict, Verdicts, by_quantizer, mean_curves, stat};
+use super::page::{document, esc, html_table, md_table, quantizer_color};
+use super::plot::{ChartSpec, Curve, Pt, chart_div, rank_div};
+use super::stats::{Groups, Verdict, Verdicts, by_quantizer, mean_curves};
+use super::sweep_table::{Metric, Stats, metric, stats_csv};
 use super::{CompareSpec, RunResult};
 use crate::io::write_atomic;
 use crate::records::Record;
-use crate::run::RunDir;
-use crate::train::{self, EvalMetrics};
+use crate::report::{columns, wrap};
+use crate::train::saved::RECONSTRUCTIONS;
 
-/// The page skeleton of `report.html`; [`fill`] replaces its `{{name}}` placeholders.
-const PAGE: &str = include_str!("report.html");
+/// The body of `report.html`; [`fill`] replaces its `{{name}}` placeholders.
+const BODY: &str = include_str!("report.html");
 
-/// The columns of the summary table: name, and how to read it from a run's evaluation.
-type Column = (&'static str, fn(&EvalMetrics) -> f64);
-
-pub const COLUMNS: &[Column] = &[
-    ("perplexity", |m| m.perplexity),
-    ("codes used", |m| m.codes_used as f64),
-    ("H(Z|I) nats", |m| m.assigned.h_z_given_i),
-    ("I(I;Z) nats", |m| m.assigned.mutual_info),
-    ("L_VIB", |m| m.l_vib),
-    ("L_VDIB", |m| m.l_vdib),
-    ("test MSE", |m| m.mse),
-    ("soft I(I;Z) nats", |m| m.soft.mutual_info),
-    ("soft L_VIB", |m| m.soft_l_vib),
-    ("L H(Z) bits/img", |m| bits(m, m.entropy_nats)),
-    ("L H(p,r) bits/img", |m| bits(m, m.assigned.cross_entropy)),
-    ("coded bits/img", |m| {
-        m.coded.as_ref().map_or(f64::NAN, |c| c.bits_per_image)
-    }),
-    ("coded bits/pixel", |m| {
-        m.coded.as_ref().map_or(f64::NAN, |c| c.bits_per_pixel)
-    }),
-    ("E -log q(x|z)", |m| {
-        m.expected.as_ref().map_or(f64::NAN, |e| e.distortion.mean)
-    }),
-    ("E L_VIB", |m| {
-        m.expected.as_ref().map_or(f64::NAN, |e| e.l_vib)
-    }),
-    ("soft E L_VIB", |m| {
-        m.expected.as_ref().map_or(f64::NAN, |e| e.soft_l_vib)
-    }),
-    ("E L (r = p(z))", |m| {
-        m.expected.as_ref().map_or(f64::NAN, |e| e.l_marginal)
-    }),
-    ("uniform-prior excess", |m| {
-        m.beta * m.latents as f64 * (m.assigned.kl - m.assigned.mutual_info)
-    }),
-    ("I(Z;Y) nats", |m| {
-        m.relevance.as_ref().map_or(f64::NAN, |r| r.i_zy)
-    }),
+/// The figures the verdicts rest on: the key table (first in `report.md` and `report.html`, and
+/// the terminal's table).
+pub const KEY_METRICS: [&str; 6] = [
+    "perplexity",
+    "codes_used",
+    "i_iz",
+    "nll",
+    "l_vib",
+    "coded_bits",
 ];
 
-/// A rate per latent vector in nats as bits per image.
-fn bits(m: &EvalMetrics, nats: f64) -> f64 {
-    nats * m.latents as f64 / std::f64::consts::LN_2
-}
+/// The columns of the full table of `report.md` and `report.html` (`summary.csv` has every
+/// metric).
+pub const TABLE_METRICS: [&str; 19] = [
+    "perplexity",
+    "codes_used",
+    "h_z_given_i",
+    "i_iz",
+    "l_vib_train",
+    "l_vdib_train",
+    "mse",
+    "soft_i_iz",
+    "soft_l_vib_train",
+    "rate_hz_bits",
+    "rate_ce_bits",
+    "coded_bits",
+    "coded_bits_per_pixel",
+    "nll",
+    "l_vib",
+    "soft_l_vib",
+    "l_marginal",
+    "uniform_excess",
+    "i_zy",
+];
+
+/// The width of a terminal the summary fits.
+pub const TERMINAL_WIDTH: usize = 100;
 
 /// Curves drawn over training steps: id, title, and how to read an eval record.
-type Curve = (&'static str, &'static str, fn(&Record) -> Option<f64>);
+type CurveOf = (&'static str, &'static str, fn(&Record) -> Option<f64>);
 
-const CURVES: &[Curve] = &[
+const CURVES: &[CurveOf] = &[
     ("perplexity", "perplexity exp(H(Z))", |r| r.perplexity),
     ("h-z-given-i", "H(Z|I) (nats)", |r| r.h_z_given_i),
     ("mutual-info", "I(I;Z) (nats)", |r| r.mutual_info),
@@ -74,113 +72,151 @@ const CURVES: &[Curve] = &[
     ("recon", "reconstruction MSE", |r| r.recon_mse),
 ];
 
-const COLORS: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-];
+/// Each quantizer, in the order of `--quantizers`, with the statistics over its runs.
+type QuantizerStats = Vec<(&'static str, Stats)>;
 
-/// Writes `summary.csv`, `report.md` and `report.html` (and the PNG grids it embeds) into
-/// `spec.out`.
+fn quantizer_stats(g: &Groups<'_>) -> QuantizerStats {
+    g.iter()
+        .map(|(q, runs)| {
+            let evals: Vec<_> = runs.iter().map(|r| &r.eval).collect();
+            (*q, Stats::of(&evals))
+        })
+        .collect()
+}
+
+/// Writes `summary.csv`, `report.md` and `report.html` into `spec.out`.
 pub fn write_reports(
     spec: &CompareSpec,
     results: &[RunResult],
     verdicts: &Verdicts,
 ) -> anyhow::Result<()> {
     let g = by_quantizer(results);
-    write_atomic(&spec.out.join("summary.csv"), summary_csv(&g).as_bytes())?;
+    let stats = quantizer_stats(&g);
+    write_atomic(&spec.out.join("summary.csv"), &summary_csv(&stats)?)?;
     write_atomic(
         &spec.out.join("report.md"),
-        report_md(spec, &g, verdicts).as_bytes(),
+        report_md(spec, &stats, verdicts).as_bytes(),
     )?;
-    let html = report_html(spec, &g, verdicts)?;
+    let html = report_html(spec, &g, &stats, verdicts)?;
     write_atomic(&spec.out.join("report.html"), html.as_bytes())?;
     Ok(())
 }
 
-/// `s` as one CSV field (RFC 4180): in double quotes, its quotes doubled, where it holds a
-/// comma, a quote or a line break; as it is otherwise.
-pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
+/// `summary.csv`: a row per quantizer, its number of seeds and the mean and standard deviation of
+/// every metric (the columns of `sweep.csv` past its options).
+pub fn summary_csv(stats: &QuantizerStats) -> anyhow::Result<Vec<u8>> {
+    stats_csv(
+        &["quantizer", "seeds"],
+        stats
+            .iter()
+            .map(|(q, st)| (vec![q.to_string(), st.n.to_string()], st)),
+    )
+}
+
+/// A table of the metrics `ids`, a row per quantizer: the header (each metric by `name`) and the
+/// rows.
+fn table(
+    stats: &QuantizerStats,
+    ids: &[&str],
+    name: fn(&Metric) -> &'static str,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut head = vec!["quantizer".to_string()];
+    head.extend(ids.iter().map(|id| name(metric(id)).to_string()));
+    let rows = stats
+        .iter()
+        .map(|(q, st)| {
+            let mut cells = vec![q.to_string()];
+            cells.extend(ids.iter().map(|id| st.cell(id)));
+            cells
+        })
+        .collect();
+    (head, rows)
+}
+
+/// What the cells are: the mean ± sd over the seeds, or the value of the one seed.
+fn over(spec: &CompareSpec) -> &'static str {
+    if spec.seeds.len() == 1 {
+        "One seed: each cell is its value"
     } else {
-        s.into()
+        "Mean ± standard deviation over seeds"
     }
 }
 
-/// `summary.csv`: a row per quantizer, mean and standard deviation of every column (RFC 4180:
-/// names that hold a comma are quoted).
-pub fn summary_csv(g: &Groups<'_>) -> String {
-    let mut csv = String::from("quantizer,seeds");
-    for (name, _) in COLUMNS {
-        let (m, s) = (format!("{name} mean"), format!("{name} sd"));
-        let _ = write!(csv, ",{},{}", csv_field(&m), csv_field(&s));
-    }
-    csv.push('\n');
-    for (q, runs) in g {
-        let _ = write!(csv, "{},{}", csv_field(q), runs.len());
-        for (_, f) in COLUMNS {
-            let (m, s) = stat(runs, *f);
-            let _ = write!(csv, ",{m},{s}");
-        }
-        csv.push('\n');
-    }
-    csv
-}
-
-/// `report.md`: the command, the summary table and the verdicts.
-pub fn report_md(spec: &CompareSpec, g: &Groups<'_>, verdicts: &Verdicts) -> String {
+/// `report.md`: the command, the key table, the verdicts and the full table.
+pub fn report_md(spec: &CompareSpec, stats: &QuantizerStats, verdicts: &Verdicts) -> String {
     let mut md = format!(
-        "# vqib compare\n\n`{}`\n\nSeeds {}; mean ± sd over seeds; information quantities per latent vector, objectives per image (beta {}).\n\n",
+        "# vqib compare\n\n`{}`\n\nSeeds {}. {}; information quantities per latent vector, objectives per image (beta {}).\n\n",
         spec.command,
         seed_list(spec),
+        over(spec),
         spec.base.quantizer.beta
     );
-    md.push_str("| quantizer |");
-    for (name, _) in COLUMNS {
-        let _ = write!(md, " {name} |");
-    }
-    md.push_str("\n|---|");
-    md.push_str(&"---|".repeat(COLUMNS.len()));
-    md.push('\n');
-    for (q, runs) in g {
-        let _ = write!(md, "| {q} |");
-        for (_, f) in COLUMNS {
-            let _ = write!(md, " {} |", fmt_stat(stat(runs, *f)));
-        }
-        md.push('\n');
-    }
+    let (head, rows) = table(stats, &KEY_METRICS, |m| m.label);
+    md.push_str(&md_table(&head, &rows));
     md.push('\n');
     for v in verdicts.lines() {
         let _ = writeln!(md, "- {v}");
     }
+    let (head, rows) = table(stats, &TABLE_METRICS, |m| m.label);
+    md.push_str("\n## All metrics\n\n");
+    md.push_str(&md_table(&head, &rows));
     md
 }
 
-/// `report.html`: the template filled with the verdicts, the table, the curves, the histograms
-/// (of each quantizer's first seed) and the reconstruction grids (written beside it as PNG).
-fn report_html(spec: &CompareSpec, g: &Groups<'_>, verdicts: &Verdicts) -> anyhow::Result<String> {
+/// What `vqib compare` prints: the key table (lines of at most [`TERMINAL_WIDTH`] characters),
+/// the units, the verdicts (each wrapped to that width) and where the full tables are.
+pub fn terminal_summary(results: &[RunResult], verdicts: &Verdicts, out: &Path) -> String {
+    let g = by_quantizer(results);
+    let (head, rows) = table(&quantizer_stats(&g), &KEY_METRICS, |m| m.name);
+    let mut s = columns(&head, &rows);
+    s.push_str("(I(I;Z) in nats per latent vector; E -log q and E L_VIB in nats, coded bits in bits, per image)\n\n");
+    for v in verdicts.lines() {
+        s.push_str(&wrap(&format!("- {v}"), TERMINAL_WIDTH, "  "));
+        s.push('\n');
+    }
+    let more = format!(
+        "full table: {} / {}",
+        out.join("report.md").display(),
+        out.join("report.html").display()
+    );
+    s.push_str(&wrap(&more, TERMINAL_WIDTH, "  "));
+    s.push('\n');
+    s
+}
+
+/// `report.html`: the template filled with the verdicts, the tables, the curves, the code-usage
+/// plots (of each quantizer's first seed) and the runs' reconstruction grids, in the page kit's
+/// document.
+fn report_html(
+    spec: &CompareSpec,
+    g: &Groups<'_>,
+    stats: &QuantizerStats,
+    verdicts: &Verdicts,
+) -> anyhow::Result<String> {
+    let (head, rows) = table(stats, &KEY_METRICS, |m| m.label);
+    let (all_head, all_rows) = table(stats, &TABLE_METRICS, |m| m.label);
     let parts = PageParts {
         verdicts: html_verdicts(verdicts),
-        table: html_table(g),
+        table: html_table("summary", &head, &rows),
+        all_table: html_table("summary-all", &all_head, &all_rows),
         curves: html_curves(g)?,
         histograms: html_histograms(g)?,
-        grids: html_grids(spec, g)?,
+        grids: html_grids(g),
     };
     Ok(page(spec, &parts))
 }
 
-/// The generated pieces of the page, each a run of complete lines except `table`.
+/// The generated pieces of the page, each a run of complete lines.
 struct PageParts {
     verdicts: String,
     table: String,
+    all_table: String,
     curves: String,
     histograms: String,
     grids: String,
 }
 
-/// The page: [`PAGE`] with its placeholders filled.
+/// The page: [`BODY`] with its placeholders filled, in the page kit's document.
 fn page(spec: &CompareSpec, p: &PageParts) -> String {
     let b = &spec.base;
     let command = esc(&spec.command);
@@ -188,22 +224,25 @@ fn page(spec: &CompareSpec, p: &PageParts) -> String {
     let temperature = b.quantizer.temperature.to_string();
     let (beta, sigma) = (b.quantizer.beta.to_string(), b.model.sigma.to_string());
     let histogram_seed = spec.seeds[0].to_string();
-    fill(
-        PAGE,
+    let body = fill(
+        BODY,
         &[
             ("command", command.as_str()),
             ("seeds", seeds.as_str()),
+            ("over", over(spec)),
             ("temperature", temperature.as_str()),
             ("beta", beta.as_str()),
             ("sigma", sigma.as_str()),
             ("verdicts", p.verdicts.as_str()),
             ("table", p.table.as_str()),
+            ("all_table", p.all_table.as_str()),
             ("curves", p.curves.as_str()),
             ("histogram_seed", histogram_seed.as_str()),
             ("histograms", p.histograms.as_str()),
             ("grids", p.grids.as_str()),
         ],
-    )
+    );
+    document("vqib compare", &body)
 }
 
 /// Replaces each `{{name}}` of `template` by its value, in one pass: what the values contain is
@@ -235,21 +274,6 @@ fn seed_list(spec: &CompareSpec) -> String {
     seeds.join(",")
 }
 
-fn fmt_stat((m, s): (f64, f64)) -> String {
-    if m.abs() >= 10.0 {
-        format!("{m:.1} ± {s:.1}")
-    } else {
-        format!("{m:.4} ± {s:.4}")
-    }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A paragraph per verdict, classed by whether its claim holds.
 fn html_verdicts(verdicts: &Verdicts) -> String {
     let class = |v: &Verdict| {
@@ -267,173 +291,91 @@ fn html_verdicts(verdicts: &Verdicts) -> String {
     classed.iter().map(p).collect()
 }
 
-/// The summary table (`id="summary"`): a row per quantizer.
-fn html_table(g: &Groups<'_>) -> String {
-    let mut html = String::from("<table id=\"summary\"><thead><tr><th>quantizer</th>");
-    for (name, _) in COLUMNS {
-        let _ = write!(html, "<th>{}</th>", esc(name));
-    }
-    html.push_str("</tr></thead><tbody>\n");
-    for (q, runs) in g {
-        let _ = write!(html, "<tr><td>{q}</td>");
-        for (_, f) in COLUMNS {
-            let _ = write!(html, "<td>{}</td>", fmt_stat(stat(runs, *f)));
-        }
-        html.push_str("</tr>\n");
-    }
-    html.push_str("</tbody></table>");
-    html
-}
-
-/// A plot per curve (`id="curve-…"`).
+/// A chart per curve (`id="curve-…"`): a line per quantizer through the mean over its seeds at
+/// each evaluated step, the legend beside the plotting area.
 fn html_curves(g: &Groups<'_>) -> anyhow::Result<String> {
     let mut html = String::new();
     for (id, title, f) in CURVES {
-        let svg = curve_svg(title, g, *f)?;
-        let _ = writeln!(html, "<div class=\"plot\" id=\"curve-{id}\">{svg}</div>");
+        let curves = mean_curves(g, *f)
+            .into_iter()
+            .zip(g)
+            .filter(|((_, pts), _)| !pts.is_empty())
+            .map(|((q, pts), (_, runs))| Curve {
+                label: q.to_string(),
+                color: quantizer_color(runs[0].quantizer),
+                points: pts
+                    .into_iter()
+                    .map(|(x, y)| Pt {
+                        x,
+                        y,
+                        sx: 0.0,
+                        sy: 0.0,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let spec = ChartSpec {
+            id: format!("curve-{id}"),
+            title: title.to_string(),
+            x_desc: "step".into(),
+            y_desc: title.to_string(),
+            curves,
+            pareto: false,
+            log2_x: false,
+        };
+        html.push_str(&chart_div(&spec, "not measured.")?);
     }
     Ok(html)
 }
 
-/// A code histogram per quantizer (`id="hist-…"`), of its first seed.
+/// A code-usage plot per quantizer (`id="hist-…"`), of its first seed: a rank plot on log axes.
 fn html_histograms(g: &Groups<'_>) -> anyhow::Result<String> {
     let mut html = String::new();
     for (q, runs) in g {
-        let svg = histogram_svg(q, &runs[0].eval.histogram)?;
-        let _ = writeln!(html, "<div class=\"plot\" id=\"hist-{q}\">{svg}</div>");
+        let color = quantizer_color(runs[0].quantizer);
+        html.push_str(&rank_div(
+            &format!("hist-{q}"),
+            q,
+            &runs[0].eval.histogram,
+            color,
+        )?);
     }
     Ok(html)
 }
 
-/// A reconstruction grid per quantizer (`id="grid-…"`), of its first seed: written to
-/// `grid-<quantizer>.png` in `spec.out` and embedded as a data URL.
-fn html_grids(spec: &CompareSpec, g: &Groups<'_>) -> anyhow::Result<String> {
+/// A reconstruction grid per quantizer (`id="grid-…"`), of its first seed: the run's
+/// [`RECONSTRUCTIONS`] embedded as a data URL, or a note saying there is none (a run finished by
+/// a vqib that did not draw one).
+fn html_grids(g: &Groups<'_>) -> String {
     let mut html = String::new();
     for (q, runs) in g {
-        let png = spec.out.join(format!("grid-{q}.png"));
-        train::reconstruct_grid(&RunDir::new(&runs[0].dir), &png, 16, None)?;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&png)?);
-        let _ = writeln!(
-            html,
-            "<h3>{q}</h3>\n<div class=\"plot\" id=\"grid-{q}\"><img class=\"grid\" alt=\"{q} reconstructions\" src=\"data:image/png;base64,{b64}\"></div>"
-        );
-    }
-    Ok(html)
-}
-
-/// The axis ranges (x, y) that show every point: a unit range where there are none, the x range
-/// widened by one each side where it is a single step, the y range padded by 8% (10% of the value
-/// where it is a single value).
-fn axis_ranges(all: &[(f64, f64)]) -> ((f64, f64), (f64, f64)) {
-    if all.is_empty() {
-        return ((0.0, 1.0), (0.0, 1.0));
-    }
-    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
-    for &(x, y) in all {
-        (x0, x1) = (x0.min(x), x1.max(x));
-        (y0, y1) = (y0.min(y), y1.max(y));
-    }
-    let x = if x1 > x0 {
-        (x0, x1)
-    } else {
-        (x0 - 1.0, x1 + 1.0)
-    };
-    let pad = if y1 > y0 {
-        (y1 - y0) * 0.08
-    } else {
-        y0.abs().max(1.0) * 0.1
-    };
-    (x, (y0 - pad, y1 + pad))
-}
-
-/// A line chart (one line per quantizer, mean over its seeds at each evaluated step) as SVG.
-fn curve_svg(title: &str, g: &Groups<'_>, f: fn(&Record) -> Option<f64>) -> anyhow::Result<String> {
-    let series = mean_curves(g, f);
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-    let ((x0, x1), (y0, y1)) = axis_ranges(&all);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (380, 260)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(8)
-            .margin_right(22)
-            .x_label_area_size(30)
-            .y_label_area_size(55)
-            .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .x_labels(5)
-            .y_labels(5)
-            .draw()?;
-        for (i, (q, pts)) in series.iter().enumerate() {
-            let c = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
-                .label(*q)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
-                });
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, c.filled())))?;
+        let png = runs[0].dir.join(RECONSTRUCTIONS);
+        let _ = writeln!(html, "<h3>{q}</h3>");
+        match std::fs::read(&png) {
+            Ok(bytes) => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                let _ = writeln!(
+                    html,
+                    "<div class=\"plot\" id=\"grid-{q}\"><img class=\"grid\" alt=\"{q} reconstructions\" src=\"data:image/png;base64,{b64}\"></div>"
+                );
+            }
+            Err(e) => {
+                let why = match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        "the run finished before vqib drew grids where runs finish; `vqib reconstruct RUN --out FILE` draws one".to_string()
+                    }
+                    _ => format!("cannot read it: {e}"),
+                };
+                let _ = writeln!(
+                    html,
+                    "<p class=\"note\" id=\"grid-{q}\">no grid: {} ({})</p>",
+                    esc(&png.display().to_string()),
+                    esc(&why)
+                );
+            }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
     }
-    Ok(svg)
-}
-
-/// Bar chart of code counts, sorted descending.
-fn histogram_svg(q: &str, counts: &[u64]) -> anyhow::Result<String> {
-    let mut sorted: Vec<u64> = counts.to_vec();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    let used = sorted.iter().filter(|&&c| c > 0).count();
-    let total: u64 = sorted.iter().sum();
-    let ymax = (sorted.first().copied().unwrap_or(1).max(1) as f64 / total.max(1) as f64) * 1.05;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (380, 260)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("{q}: {used} of {} codes used", counts.len()),
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..(counts.len().max(1) as f64), 0.0..ymax)?;
-        chart
-            .configure_mesh()
-            .x_desc("code rank")
-            .y_desc("p(z)")
-            .x_labels(5)
-            .y_labels(5)
-            .draw()?;
-        chart.draw_series(
-            sorted
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c > 0)
-                .map(|(i, &c)| {
-                    Rectangle::new(
-                        [
-                            (i as f64, 0.0),
-                            (i as f64 + 1.0, c as f64 / total.max(1) as f64),
-                        ],
-                        COLORS[0].filled(),
-                    )
-                }),
-        )?;
-        root.present()?;
-    }
-    Ok(svg)
+    html
 }
 
 #[cfg(test)]
@@ -477,6 +419,28 @@ mod tests {
         runs
     }
 
+    /// Runs as a real comparison's look, one seed each: large and small values, a value that
+    /// is all but zero, 512 codes.
+    fn realistic() -> Vec<RunResult> {
+        let mut vq = fake_result(Vq, 1, 1.79, 802.26);
+        let mut em = fake_result(SoftEm, 1, 412.71, 734.73);
+        vq.eval.codes_used = 7;
+        em.eval.codes_used = 375;
+        vq.eval.assigned.h_z_given_i = -1e-17;
+        for r in [&mut vq, &mut em] {
+            r.eval.histogram = (0..512).map(|i| if i < 7 { 1000 } else { 0 }).collect();
+            r.eval.coded = Some(crate::codec::CodedRate {
+                images: 1000,
+                bits_per_image: 1234.567,
+                bits_per_pixel: 1.574,
+                ideal_bits_per_image: 1230.0,
+                entropy_bits_per_image: 1200.0,
+                prior: crate::codec::PriorSource::Learned,
+            });
+        }
+        vec![vq, em]
+    }
+
     #[test]
     fn fill_replaces_each_placeholder_once() {
         let t = "a {{x}} b {{y}}{{y}} {{z}} {{ c}";
@@ -486,7 +450,7 @@ mod tests {
 
     #[test]
     fn the_template_has_exactly_the_filled_placeholders() {
-        let names: Vec<&str> = PAGE
+        let names: Vec<&str> = BODY
             .split("{{")
             .skip(1)
             .map(|s| &s[..s.find("}}").unwrap()])
@@ -496,11 +460,13 @@ mod tests {
             [
                 "command",
                 "seeds",
+                "over",
                 "temperature",
                 "beta",
                 "sigma",
                 "verdicts",
                 "table",
+                "all_table",
                 "curves",
                 "histogram_seed",
                 "histograms",
@@ -513,7 +479,8 @@ mod tests {
     fn page_is_the_filled_template() {
         let parts = PageParts {
             verdicts: "<p>V</p>\n".into(),
-            table: "<table id=\"summary\"></table>".into(),
+            table: "<table id=\"summary\"></table>\n".into(),
+            all_table: "<table id=\"summary-all\"></table>\n".into(),
             curves: "<div>C</div>\n".into(),
             histograms: "<div>H</div>\n".into(),
             grids: "<h3>G</h3>\n".into(),
@@ -523,60 +490,71 @@ mod tests {
         assert!(html.ends_with("</script>\n</body></html>\n"));
         assert!(!html.contains("{{") && !html.contains("}}"), "{html}");
         for part in [
+            "<title>vqib compare</title>",
             "<p><code>vqib compare --out &quot;a&lt;b&quot;</code></p>\n",
-            "<p>Seeds 3,4. Mean ± standard deviation",
-            "τ = 1. L_VIB and L_VDIB per image, β = 0.25, Gaussian decoder σ = 1, with the training-time distortion",
-            "<section id=\"verdicts\">\n<p>V</p>\n</section>\n<h2>Final metrics</h2>\n<table id=\"summary\"></table>\n<h2>Training curves",
-            "<div class=\"plots\">\n<div>C</div>\n</div>\n<h2>Code usage (seed 3, codes sorted by count)</h2>\n<div class=\"plots\">\n<div>H</div>\n</div>\n",
-            "reconstructions)</h2>\n<h3>G</h3>\n<script>\n",
+            "<p>Seeds 3,4. Mean ± standard deviation over seeds. Information",
+            "τ = 1. Objectives per image, β = 0.25, Gaussian decoder σ = 1.",
+            "<section id=\"verdicts\">\n<p>V</p>\n</section>\n<h2>Final metrics</h2>\n<table id=\"summary\"></table>\n<details id=\"all-metrics\"><summary>All metrics</summary>\n<table id=\"summary-all\"></table>\n</details>\n<h2>Training curves",
+            "<div class=\"plots\">\n<div>C</div>\n</div>\n<h2>Code usage (seed 3: codes by rank, counts on log axes)</h2>\n<div class=\"plots\">\n<div>H</div>\n</div>\n",
+            "where each run finished)</h2>\n<h3>G</h3>\n\n<script>\n",
         ] {
             assert!(html.contains(part), "missing {part:?} in {html}");
         }
         // Self-contained: nothing is loaded from elsewhere.
         assert!(!html.contains("http") && !html.contains("<link"));
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_where_they_must_be() {
-        assert_eq!(csv_field("L_VIB mean"), "L_VIB mean");
-        assert_eq!(csv_field("H(p,r) sd"), "\"H(p,r) sd\"");
-        assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
-        assert_eq!(csv_field("a\nb"), "\"a\nb\"");
-        // The header of summary.csv: the column whose name holds a comma is one field.
-        let runs = runs();
-        let csv = summary_csv(&by_quantizer(&runs));
-        assert!(
-            csv.contains(",\"L H(p,r) bits/img mean\",\"L H(p,r) bits/img sd\","),
-            "{csv}"
-        );
+        let one = page(&spec("c", vec![3]), &parts);
+        assert!(one.contains("<p>Seeds 3. One seed: each cell is its value. "));
     }
 
     #[test]
     fn tables_and_verdicts() {
         let runs = runs();
         let g = by_quantizer(&runs);
-        let csv = summary_csv(&g);
-        assert_eq!(csv.lines().count(), 3);
-        assert!(csv.starts_with("quantizer,seeds,perplexity mean,perplexity sd,codes used mean"));
-        assert!(
-            csv.contains("\nsoft-em,2,60,14.142135623730951,1,0,"),
-            "{csv}"
+        let stats = quantizer_stats(&g);
+        // summary.csv, read back by a CSV parser: a header and a row a quantizer, as wide.
+        let csv = summary_csv(&stats).unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(&csv[..]);
+        let head: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            head[..5],
+            [
+                "quantizer",
+                "seeds",
+                "perplexity mean",
+                "perplexity sd",
+                "codes_used mean"
+            ]
         );
+        assert_eq!(head.len(), 2 + 2 * super::super::sweep_table::METRICS.len());
+        let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.len() == head.len()));
+        let soft: Vec<&str> = rows[1].iter().take(6).collect();
+        assert_eq!(soft, ["soft-em", "2", "60", "14.142135623730951", "1", "0"]);
 
         let v = verdicts(&runs);
-        let md = report_md(&spec("cmd", vec![1, 2]), &g, &v);
-        assert!(md.starts_with("# vqib compare\n\n`cmd`\n\nSeeds 1,2; mean ± sd"));
+        let md = report_md(&spec("cmd", vec![1, 2]), &stats, &v);
+        assert!(md.starts_with(
+            "# vqib compare\n\n`cmd`\n\nSeeds 1,2. Mean ± standard deviation over seeds; information"
+        ));
+        // The key table first: perplexity to 4 significant digits, codes used as integers, the
+        // | of a label escaped.
         assert!(
-            md.contains("\n| vq | 6.0000 ± 1.4142 | 1.0000 ± 0.0000 |"),
+            md.contains("\n| quantizer | perplexity exp(H(Z)) | codes used | I(I;Z) (nats) | E -log q(x\\|z) (nats/image) | E L_VIB (nats/image) | coded rate (bits/image) |\n|---|---|---|---|---|---|---|\n| vq | 6.000 ± 1.414 | 1 ± 0 | 1.778 ± 0.238 | 1.000 ± 0 | 801.0 ± 1.4 | – |\n"),
             "{md}"
         );
-        assert!(md.contains("\n| soft-em | 60.0 ± 14.1 |"), "{md}");
+        assert!(md.contains("\n| soft-em | 60.00 ± 14.14 | 1 ± 0 |"), "{md}");
         let listed: String = v.lines().iter().map(|l| format!("- {l}\n")).collect();
-        assert!(md.ends_with(&format!("\n\n{listed}")));
+        assert!(md.contains(&format!("|\n\n{listed}\n## All metrics\n\n| quantizer | perplexity exp(H(Z)) | codes used | H(Z\\|I) (nats) |")), "{md}");
+        assert_eq!(md.lines().filter(|l| l.starts_with("| vq |")).count(), 2);
 
-        let table = html_table(&g);
-        assert_eq!(table.matches("<tr>").count(), 3, "header + 2 quantizers");
-        assert!(table.contains("<th>H(Z|I) nats</th>") && table.contains("<td>soft-em</td>"));
+        let (head, rows) = table(&stats, &TABLE_METRICS, |m| m.label);
+        let html = html_table("summary-all", &head, &rows);
+        assert_eq!(html.matches("<tr>").count(), 3, "header + 2 quantizers");
+        assert!(html.contains("<th>H(Z|I) (nats)</th>") && html.contains("<td>soft-em</td>"));
+        assert_eq!(html.matches("<th>").count(), 1 + TABLE_METRICS.len());
 
         let html = html_verdicts(&v);
         assert_eq!(
@@ -603,6 +581,81 @@ mod tests {
         );
     }
 
+    /// One seed: every cell is the value alone (no "± 0"), counts are integers, and nothing
+    /// reads "-0".
+    #[test]
+    fn a_one_seed_report_has_no_zero_sd_and_no_negative_zero() {
+        let runs = realistic();
+        let g = by_quantizer(&runs);
+        let md = report_md(
+            &spec("cmd", vec![1]),
+            &quantizer_stats(&g),
+            &verdicts(&runs),
+        );
+        assert!(!md.contains('±'), "{md}");
+        assert!(!md.contains("-0.0") && !md.contains("| -0 |"), "{md}");
+        assert!(
+            md.contains("\n| vq | 1.790 | 7 | 0.5822 | 1.000 | 802.3 | 1235 |\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("\n| soft-em | 412.7 | 375 | 6.023 | 1.000 | 734.7 | 1235 |\n"),
+            "{md}"
+        );
+        // H(Z|I) of vq, -1e-17 in the evaluation, reads 0.
+        assert!(md.contains("\n| vq | 1.790 | 7 | 0 | 0.5822 |"), "{md}");
+    }
+
+    #[test]
+    fn the_terminal_summary_fits_100_columns() {
+        let runs = realistic();
+        let out = Path::new("runs/compare");
+        let s = terminal_summary(&runs, &verdicts(&runs), out);
+        for line in s.lines() {
+            assert!(
+                line.chars().count() <= TERMINAL_WIDTH,
+                "{} chars: {line}",
+                line.chars().count()
+            );
+        }
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(
+            lines[..4],
+            [
+                "quantizer  perplexity  codes used  I(I;Z)  E -log q  E L_VIB  coded bits",
+                "---------  ----------  ----------  ------  --------  -------  ----------",
+                "vq              1.790           7  0.5822     1.000    802.3        1235",
+                "soft-em         412.7         375   6.023     1.000    734.7        1235",
+            ]
+        );
+        // Every verdict, whole, wrapped: its words in order.
+        let text = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        for v in verdicts(&runs).lines() {
+            assert!(text.contains(&v), "{v} in {s}");
+        }
+        assert!(
+            s.ends_with("full table: runs/compare/report.md / runs/compare/report.html\n"),
+            "{s}"
+        );
+        // Every quantizer, two seeds: still within the width.
+        let mut more = realistic();
+        for r in realistic() {
+            let mut r = RunResult { seed: 2, ..r };
+            r.eval.perplexity *= 1.37;
+            r.eval.codes_used += 3;
+            more.push(r);
+        }
+        for seed in [1, 2] {
+            more.push(fake_result(VqEma, seed, 12.4 * seed as f64, 799.9));
+        }
+        let s = terminal_summary(&more, &verdicts(&more), out);
+        assert!(
+            s.lines().all(|l| l.chars().count() <= TERMINAL_WIDTH),
+            "{s}"
+        );
+        assert!(s.lines().filter(|l| l.contains(" ± ")).count() >= 3, "{s}");
+    }
+
     #[test]
     fn curves_and_histograms_are_svg() {
         let runs = runs();
@@ -612,21 +665,36 @@ mod tests {
             html.matches("<div class=\"plot\" id=\"curve-").count(),
             CURVES.len()
         );
-        assert_eq!(html.matches("<svg").count(), CURVES.len());
+        // Drawn where measured: perplexity and the reconstruction error.
+        assert_eq!(html.matches("<svg").count(), 2, "{html}");
+        assert!(html.contains("id=\"curve-l-vib\" data-curves=\"0\""));
         let html = html_histograms(&g).unwrap();
-        assert!(html.contains("id=\"hist-vq\"><svg") && html.contains("id=\"hist-soft-em\"><svg"));
+        assert!(html.contains("id=\"hist-vq\" data-scale=\"log-log\"><svg"));
+        assert!(html.contains("id=\"hist-soft-em\" data-scale=\"log-log\"><svg"));
         assert!(html.contains("vq: 3 of 4 codes used"), "{html}");
     }
 
     #[test]
-    fn axes_show_every_point() {
-        assert_eq!(axis_ranges(&[]), ((0.0, 1.0), (0.0, 1.0)));
-        // One point: x widened by one each side, y padded by a tenth of the value (at least 0.1).
-        let ((x0, x1), (y0, y1)) = axis_ranges(&[(5.0, 20.0)]);
-        assert_eq!((x0, x1), (4.0, 6.0));
-        assert!((y0 - 18.0).abs() < 1e-12 && (y1 - 22.0).abs() < 1e-12);
-        let ((x0, x1), (y0, y1)) = axis_ranges(&[(0.0, 1.0), (10.0, 51.0), (f64::NAN, 2.0)]);
-        assert_eq!((x0, x1), (0.0, 10.0));
-        assert!((y0 - -3.0).abs() < 1e-12 && (y1 - 55.0).abs() < 1e-12);
+    fn grids_are_the_runs_own_or_a_note() {
+        let d = tempfile::tempdir().unwrap();
+        let mut runs = runs();
+        for (i, r) in runs.iter_mut().enumerate() {
+            r.dir = d.path().join(format!("run{i}"));
+            std::fs::create_dir_all(&r.dir).unwrap();
+        }
+        // vq's first seed has its grid; soft EM's does not (a run of an older vqib).
+        std::fs::write(runs[0].dir.join(RECONSTRUCTIONS), b"\x89PNG").unwrap();
+        std::fs::write(runs[3].dir.join(RECONSTRUCTIONS), b"\x89PNG").unwrap();
+        let html = html_grids(&by_quantizer(&runs));
+        assert!(
+            html.contains("<div class=\"plot\" id=\"grid-vq\"><img class=\"grid\" alt=\"vq reconstructions\" src=\"data:image/png;base64,iVBORw==\"></div>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<p class=\"note\" id=\"grid-soft-em\">no grid: "),
+            "{html}"
+        );
+        assert!(html.contains("run2/reconstructions.png"), "{html}");
+        assert_eq!(html.matches("<img").count(), 1);
     }
 }

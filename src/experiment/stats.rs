@@ -1,12 +1,15 @@
 //! Statistics over seeds: mean and sample standard deviation, runs grouped by quantizer, the mean
-//! training curves, and the seed's two claims decided from the measured means.
+//! training curves, and the seed's two claims decided from the measured means. A claim is decided
+//! on a column of the report's table ([`Claim::metric`]): the objectives as the evaluation
+//! computed them, never recomputed here.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use super::{RunResult, quantizer_name};
 use crate::records::Record;
-use crate::train::EvalMetrics;
+use crate::report::fmt_pair;
+use crate::train::eval_rows::{Metric, metric};
 
 /// Runs grouped by quantizer name, in the order of `--quantizers`.
 pub type Groups<'a> = Vec<(&'static str, Vec<&'a RunResult>)>;
@@ -46,9 +49,9 @@ pub fn group<'g, 'a>(g: &'g Groups<'a>, q: &str) -> Option<&'g [&'a RunResult]> 
         .map(|(_, v)| v.as_slice())
 }
 
-/// Mean and standard deviation over `runs` of one final metric.
-pub fn stat(runs: &[&RunResult], f: fn(&EvalMetrics) -> f64) -> (f64, f64) {
-    mean_sd(&runs.iter().map(|r| f(&r.eval)).collect::<Vec<_>>())
+/// Mean and standard deviation over `runs` of one final metric (NaN where a run lacks it).
+pub fn stat(runs: &[&RunResult], m: &Metric) -> (f64, f64) {
+    mean_sd(&runs.iter().map(|r| m.of(&r.eval)).collect::<Vec<_>>())
 }
 
 /// A line per quantizer: the mean over its seeds of `f` at each evaluated step (finite values
@@ -92,20 +95,6 @@ pub enum Claim {
     LowerVibMarginalPrior,
 }
 
-/// beta L times a rate per latent vector: the rate term of an objective, nats per image.
-fn rate(m: &EvalMetrics, nats: f64) -> f64 {
-    m.beta * m.latents as f64 * nats
-}
-
-/// The seed's distortion (the expectation) where measured, else the training-time one.
-fn distortion(m: &EvalMetrics, soft: bool) -> f64 {
-    match (&m.expected, soft) {
-        (Some(e), false) => e.distortion.mean,
-        (Some(e), true) => e.soft_distortion.mean,
-        (None, _) => m.distortion,
-    }
-}
-
 impl Claim {
     /// The claims, in the order the reports list them.
     pub const ALL: [Claim; 4] = [
@@ -115,16 +104,21 @@ impl Claim {
         Claim::LowerVibMarginalPrior,
     ];
 
-    /// The final metric the claim is about.
-    pub fn metric(self) -> fn(&EvalMetrics) -> f64 {
-        match self {
-            Claim::HigherPerplexity => |m| m.perplexity,
-            Claim::LowerVib => |m| distortion(m, false) + rate(m, m.assigned.kl),
-            Claim::LowerVibSoftPosterior => |m| distortion(m, true) + rate(m, m.soft.kl),
-            Claim::LowerVibMarginalPrior => {
-                |m| distortion(m, false) + rate(m, m.assigned.mutual_info)
-            }
-        }
+    /// The column of the report's table the claim is decided on: the objective with the seed's
+    /// distortion (the expectation over the posterior) where every run measured it (`expected`),
+    /// else with the training-time one; None for the objective with r = p(z), which the
+    /// evaluation gives only with the expected distortion.
+    pub fn metric(self, expected: bool) -> Option<&'static Metric> {
+        let id = match (self, expected) {
+            (Claim::HigherPerplexity, _) => "perplexity",
+            (Claim::LowerVib, true) => "l_vib",
+            (Claim::LowerVib, false) => "l_vib_train",
+            (Claim::LowerVibSoftPosterior, true) => "soft_l_vib",
+            (Claim::LowerVibSoftPosterior, false) => "soft_l_vib_train",
+            (Claim::LowerVibMarginalPrior, true) => "l_marginal",
+            (Claim::LowerVibMarginalPrior, false) => return None,
+        };
+        Some(metric(id))
     }
 
     /// Whether the claim holds for these means of soft EM and `vq` (false where either is NaN).
@@ -137,8 +131,12 @@ impl Claim {
 
     /// Decides the claim over the runs of soft EM and of `vq`.
     pub fn decide(self, soft_em: &[&RunResult], vq: &[&RunResult]) -> Verdict {
-        let (e, v) = (stat(soft_em, self.metric()), stat(vq, self.metric()));
         let expected = soft_em.iter().chain(vq).all(|r| r.eval.expected.is_some());
+        let column = self.metric(expected);
+        let (e, v) = match column {
+            Some(m) => (stat(soft_em, m), stat(vq, m)),
+            None => ((f64::NAN, f64::NAN), (f64::NAN, f64::NAN)),
+        };
         Verdict {
             claim: self,
             holds: self.holds(e.0, v.0),
@@ -167,40 +165,49 @@ pub struct Verdict {
     pub expected: bool,
 }
 
+impl Verdict {
+    /// The short name of the column the claim was decided on ([`Claim::metric`]); None where
+    /// there is none.
+    pub fn column(&self) -> Option<&'static str> {
+        self.claim.metric(self.expected).map(|m| m.name)
+    }
+}
+
 /// Prints the verdict's line of the reports.
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let word = if self.holds { "HOLDS" } else { "DOES NOT HOLD" };
-        let ((e, es), (v, vs)) = (self.soft_em, self.vq);
-        match self.claim {
-            Claim::HigherPerplexity => write!(
-                f,
-                "Claim 1, soft EM reaches a higher code perplexity than vq: {word} (soft-em {e:.2} ± {es:.2} vs vq {v:.2} ± {vs:.2}, mean ± sd over {} seeds)",
-                self.seeds
-            ),
-            _ => {
-                let what = match self.claim {
-                    Claim::LowerVib => {
-                        "Claim 2, soft EM reaches a lower L_VIB than vq, each under its own posterior"
-                    }
-                    Claim::LowerVibSoftPosterior => {
-                        "Claim 2 under the same posterior softmax(-d^2/tau) for both models"
-                    }
-                    _ => {
-                        "With the tightest prior r = p(z) (rate beta L I(I;Z)), soft EM's objective is lower than vq's"
-                    }
-                };
-                let d = if self.expected {
-                    "expected distortion"
-                } else {
-                    "training-time distortion"
-                };
-                write!(
-                    f,
-                    "{what}: {word} (soft-em {e:.2} ± {es:.2} vs vq {v:.2} ± {vs:.2} nats per image, {d})"
-                )
+        let what = match self.claim {
+            Claim::HigherPerplexity => "Claim 1, soft EM reaches a higher code perplexity than vq",
+            Claim::LowerVib => {
+                "Claim 2, soft EM reaches a lower L_VIB than vq, each under its own posterior"
             }
-        }
+            Claim::LowerVibSoftPosterior => {
+                "Claim 2 under the same posterior softmax(-d^2/tau) for both models"
+            }
+            Claim::LowerVibMarginalPrior => {
+                "With the tightest prior r = p(z) (rate beta L I(I;Z)), soft EM's objective is lower than vq's"
+            }
+        };
+        let Some(column) = self.column() else {
+            return write!(
+                f,
+                "{what}: NOT MEASURED (needs the expected distortion: --eval-samples above 0)"
+            );
+        };
+        let word = if self.holds { "HOLDS" } else { "DOES NOT HOLD" };
+        let (e, v) = fmt_pair(self.soft_em, self.vq, self.seeds);
+        let unit = match self.claim {
+            Claim::HigherPerplexity => "",
+            _ => " nats per image",
+        };
+        let seeds = match self.seeds {
+            1 => "1 seed".to_string(),
+            n => format!("mean ± sd over {n} seeds"),
+        };
+        write!(
+            f,
+            "{what}: {word} ({column}: soft-em {e} vs vq {v}{unit}, {seeds})"
+        )
     }
 }
 
@@ -286,7 +293,7 @@ mod tests {
         assert!((p.vq.1 - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!((l.soft_em.0, l.vq.0), (742.0, 801.0));
         assert_eq!(v.get(Claim::LowerVib), Some(&l));
-        assert!(!l.expected, "no run measured the expectation");
+        assert!(l.expected && l.column() == Some("E L_VIB"), "{l:?}");
         // The same rates under the soft posterior; with r = p(z) the rate is beta L I(I;Z) =
         // ln(perplexity) / 4 here, which the higher perplexity of soft EM raises.
         assert!(soft.holds && soft.soft_em.0 == 742.0);
@@ -310,6 +317,34 @@ mod tests {
         assert_eq!(v.get(Claim::HigherPerplexity).map(|c| c.holds), Some(true));
         assert_eq!(v.get(Claim::LowerVib).map(|c| c.holds), Some(false));
 
+        // The verdicts read the table's columns, not a sum of their own: the objectives as the
+        // evaluation wrote them. Without the expected distortion, those of the training-time
+        // decode; the objective with r = p(z) has none, and is not decided.
+        let mut odd = holds.clone();
+        odd[2].eval.expected.as_mut().unwrap().l_vib = 900.0;
+        let v = verdicts(&odd);
+        assert_eq!(v.get(Claim::LowerVib).unwrap().soft_em.0, 822.0);
+        assert!(!v.get(Claim::LowerVib).unwrap().holds);
+        for r in &mut odd {
+            r.eval.expected = None;
+            r.eval.l_vib += 1.0;
+        }
+        let v = verdicts(&odd);
+        let l = v.get(Claim::LowerVib).unwrap();
+        assert_eq!((l.soft_em.0, l.vq.0, l.expected), (743.0, 802.0, false));
+        assert_eq!(l.column(), Some("L_VIB"));
+        let m = v.get(Claim::LowerVibMarginalPrior).unwrap();
+        assert!(
+            !m.holds && m.column().is_none() && m.soft_em.0.is_nan(),
+            "{m:?}"
+        );
+        assert!(
+            m.to_string().ends_with(
+                ": NOT MEASURED (needs the expected distortion: --eval-samples above 0)"
+            ),
+            "{m}"
+        );
+
         // Without both quantizers there is nothing to decide.
         let v = verdicts(&[result(VqEma, 1, 5.0, 800.0), result(Vq, 1, 5.0, 800.0)]);
         assert_eq!(v, Verdicts::NotEvaluated);
@@ -327,17 +362,19 @@ mod tests {
         assert_eq!(
             v.lines(),
             [
-                "Claim 1, soft EM reaches a higher code perplexity than vq: HOLDS (soft-em 60.00 ± 14.14 vs vq 6.00 ± 1.41, mean ± sd over 2 seeds)",
-                "Claim 2, soft EM reaches a lower L_VIB than vq, each under its own posterior: HOLDS (soft-em 742.00 ± 2.83 vs vq 801.00 ± 1.41 nats per image, training-time distortion)",
-                "Claim 2 under the same posterior softmax(-d^2/tau) for both models: HOLDS (soft-em 742.00 ± 2.83 vs vq 801.00 ± 1.41 nats per image, training-time distortion)",
-                "With the tightest prior r = p(z) (rate beta L I(I;Z)), soft EM's objective is lower than vq's: DOES NOT HOLD (soft-em 2.02 ± 0.06 vs vq 1.44 ± 0.06 nats per image, training-time distortion)",
+                "Claim 1, soft EM reaches a higher code perplexity than vq: HOLDS (perplexity: soft-em 60.00 ± 14.14 vs vq 6.000 ± 1.414, mean ± sd over 2 seeds)",
+                "Claim 2, soft EM reaches a lower L_VIB than vq, each under its own posterior: HOLDS (E L_VIB: soft-em 742.0 ± 2.8 vs vq 801.0 ± 1.4 nats per image, mean ± sd over 2 seeds)",
+                "Claim 2 under the same posterior softmax(-d^2/tau) for both models: HOLDS (soft E L_VIB: soft-em 742.0 ± 2.8 vs vq 801.0 ± 1.4 nats per image, mean ± sd over 2 seeds)",
+                "With the tightest prior r = p(z) (rate beta L I(I;Z)), soft EM's objective is lower than vq's: DOES NOT HOLD (E L(r=p(z)): soft-em 2.020 ± 0.059 vs vq 1.444 ± 0.059 nats per image, mean ± sd over 2 seeds)",
             ]
         );
         assert_eq!(v.to_string(), v.lines().join("\n"));
+        // One seed: the means alone, never "± 0".
         let fails = verdicts(&[result(Vq, 1, 50.0, 700.0), result(SoftEm, 1, 5.0, 800.0)]);
-        assert!(fails.claims()[1].to_string().starts_with(
-            "Claim 2, soft EM reaches a lower L_VIB than vq, each under its own posterior: DOES NOT HOLD (soft-em 800.00 ± 0.00 vs vq 700.00 ± 0.00"
-        ));
+        assert_eq!(
+            fails.claims()[1].to_string(),
+            "Claim 2, soft EM reaches a lower L_VIB than vq, each under its own posterior: DOES NOT HOLD (E L_VIB: soft-em 800.0 vs vq 700.0 nats per image, 1 seed)"
+        );
         assert_eq!(
             Verdicts::NotEvaluated.to_string(),
             "verdicts need both vq and soft-em among --quantizers; not evaluated"
@@ -357,7 +394,7 @@ mod tests {
         assert_eq!(group(&g, "soft-em").unwrap()[1].seed, 2);
         assert!(group(&g, "vq-ema").is_none());
         assert_eq!(
-            stat(group(&g, "soft-em").unwrap(), |m| m.perplexity),
+            stat(group(&g, "soft-em").unwrap(), metric("perplexity")),
             (2.0, 2f64.sqrt())
         );
     }

@@ -14,8 +14,9 @@
 
 use std::path::PathBuf;
 
-#[cfg(test)]
-pub(crate) use super::sweep_table::fake_row;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
 pub use super::sweep_table::{METRICS, Metric, SweepRow, rows, summary_table, sweep_csv};
 use super::{RunResult, check_reusable, finish_run, load_result};
 use crate::config::RunConfig;
@@ -36,50 +37,49 @@ pub struct Axes {
     pub seeds: Vec<u64>,
 }
 
-/// The flags of `train` that a sweep takes as lists (beside `--quantizers` and `--seeds`, which
-/// `compare` has too).
-const LIST_FLAGS: [&str; 5] = [
-    "--beta",
-    "--rate-weight",
-    "--codebook-size",
-    "--temperature",
-    "--code-dim",
+/// The clap ids of the train options a sweep takes as lists (beside `--quantizers` and
+/// `--seeds`, which `compare` has too): fields of [`RunConfig`]'s sections.
+const LIST_IDS: [&str; 5] = [
+    "beta",
+    "rate_weight",
+    "codebook_size",
+    "temperature",
+    "code_dim",
 ];
 
-/// The flags that belong to the sweep itself (with whether each takes a value): not passed on to
-/// the `vqib train` commands of `--list`.
-const SWEEP_FLAGS: [(&str, bool); 6] = [
-    ("--quantizers", true),
-    ("--seeds", true),
-    ("--out", true),
-    ("--list", false),
-    ("--shard", true),
-    ("--collect", false),
-];
-
-/// Whether `arg` is `flag`: `Some(None)` for `--flag` (its value is the next argument),
-/// `Some(Some(v))` for `--flag=v`.
-fn flag_form<'a>(arg: &'a str, flag: &str) -> Option<Option<&'a str>> {
-    if arg == flag {
-        return Some(None);
-    }
-    arg.strip_prefix(flag)?.strip_prefix('=').map(Some)
-}
-
-fn parse_list<T: std::str::FromStr>(flag: &str, v: &str) -> Result<Vec<T>, InputError> {
-    v.split(',')
-        .map(|x| {
-            x.trim().parse::<T>().map_err(|_| {
-                InputError::config(format!("{flag}: cannot read {x:?} in the list {v:?}"))
-            })
+/// `a` as a list-valued option: comma-separated (`--beta 0.1,0.25`), repeated (`--beta 0.1
+/// --beta 0.25`) or both; each value read as a `T` (spaces around it allowed), an error naming
+/// the value otherwise.
+fn list_arg<T>(a: Arg) -> Arg
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+{
+    let help = format!(
+        "{} (a list: comma-separated or repeated, a point for each value)",
+        a.get_help().map(ToString::to_string).unwrap_or_default()
+    );
+    a.action(ArgAction::Append)
+        .value_delimiter(',')
+        .value_name("LIST")
+        .help(help)
+        .value_parser(|v: &str| {
+            v.trim()
+                .parse::<T>()
+                .map_err(|_| format!("cannot read {v:?} as a number"))
         })
-        .collect()
 }
 
 /// `--seeds`: a count N (seeds 1..=N, as `compare`) or a comma-separated list of seeds. A count
 /// above [`MAX_RUNS`] is refused before any list is made.
 pub fn parse_seeds(v: &str) -> Result<Vec<u64>, InputError> {
-    let seeds: Vec<u64> = parse_list("--seeds", v)?;
+    let seeds = v
+        .split(',')
+        .map(|x| {
+            x.trim().parse::<u64>().map_err(|_| {
+                InputError::config(format!("--seeds: cannot read {x:?} in the list {v:?}"))
+            })
+        })
+        .collect::<Result<Vec<u64>, _>>()?;
     match seeds.as_slice() {
         [] | [0] => Err(InputError::config("--seeds must be at least 1")),
         [n] if !v.contains(',') => {
@@ -158,52 +158,36 @@ impl Axes {
         check_runs("the sweep's lists", runs)
     }
 
-    /// Takes the list-valued train flags (`--beta 0.1,0.25`, `--beta=0.1,0.25`) out of the
-    /// arguments of `vqib sweep` (the rest is parsed as train's options), into the axes.
-    /// Arguments that are not UTF-8 are left for clap (a path may be any bytes); a list's value
-    /// must be UTF-8.
-    pub fn take_from_args<S: AsRef<std::ffi::OsStr>>(
-        args: &mut Vec<S>,
-    ) -> Result<Axes, InputError> {
-        let mut axes = Axes::default();
-        let mut i = 0;
-        while i < args.len() {
-            let Some(a) = args[i].as_ref().to_str() else {
-                i += 1;
-                continue;
-            };
-            let Some((flag, inline)) = LIST_FLAGS
-                .iter()
-                .find_map(|f| flag_form(a, f).map(|v| (*f, v.map(String::from))))
-            else {
-                i += 1;
-                continue;
-            };
-            args.remove(i);
-            let value = match inline {
-                Some(v) => v,
-                None if i < args.len() => {
-                    let v = args.remove(i);
-                    v.as_ref()
-                        .to_str()
-                        .ok_or_else(|| {
-                            InputError::config(format!("{flag}: the value is not UTF-8 text"))
-                        })?
-                        .to_string()
-                }
-                None => return Err(InputError::config(format!("{flag} needs a value"))),
-            };
-            match flag {
-                "--beta" => axes.beta.extend(parse_list::<f64>(flag, &value)?),
-                "--rate-weight" => axes.rate_weight.extend(parse_list::<f64>(flag, &value)?),
-                "--codebook-size" => axes
-                    .codebook_size
-                    .extend(parse_list::<usize>(flag, &value)?),
-                "--temperature" => axes.temperature.extend(parse_list::<f64>(flag, &value)?),
-                _ => axes.code_dim.extend(parse_list::<usize>(flag, &value)?),
+    /// Makes the list-valued train options of `sweep` (a command that flattens [`RunConfig`])
+    /// take lists ([`list_arg`]): `--beta`, `--rate-weight`, `--codebook-size`, `--temperature`
+    /// and `--code-dim`. Their single first value still fills the base configuration.
+    pub fn list_args(sweep: Command) -> Command {
+        sweep
+            .mut_arg("beta", list_arg::<f64>)
+            .mut_arg("rate_weight", list_arg::<f64>)
+            .mut_arg("codebook_size", list_arg::<usize>)
+            .mut_arg("temperature", list_arg::<f64>)
+            .mut_arg("code_dim", list_arg::<usize>)
+    }
+
+    /// The lists given on the command line of a command made by [`Axes::list_args`], in the
+    /// order given; an option not given is an empty list (the base configuration's value).
+    /// `quantizers` and `seeds` are left empty, for the caller.
+    pub fn from_matches(m: &ArgMatches) -> Axes {
+        fn given<T: Clone + Send + Sync + 'static>(m: &ArgMatches, id: &str) -> Vec<T> {
+            if m.value_source(id) != Some(ValueSource::CommandLine) {
+                return Vec::new();
             }
+            m.get_many::<T>(id).into_iter().flatten().cloned().collect()
         }
-        Ok(axes)
+        Axes {
+            beta: given(m, "beta"),
+            rate_weight: given(m, "rate_weight"),
+            codebook_size: given(m, "codebook_size"),
+            temperature: given(m, "temperature"),
+            code_dim: given(m, "code_dim"),
+            ..Axes::default()
+        }
     }
 }
 
@@ -301,24 +285,35 @@ pub struct SweepSpec {
     pub train_args: Vec<String>,
 }
 
-/// The arguments of `vqib sweep` that are train options: without the sweep's own flags
-/// ([`SWEEP_FLAGS`]; the axes were taken out by [`Axes::take_from_args`]).
-pub fn train_args(sweep_args: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut it = sweep_args.iter();
-    while let Some(a) = it.next() {
-        let own = SWEEP_FLAGS
-            .iter()
-            .find_map(|(f, takes)| flag_form(a, f).map(|v| (v, *takes)));
-        match own {
-            Some((None, true)) => {
-                it.next();
-            }
-            Some(_) => {}
-            None => out.push(a.clone()),
+/// The train options given on the command line of `sweep` (matched as `m`), as `vqib train`
+/// words (`--flag`, then its values as text) in the order given: every option whose value
+/// source is the command line but the sweep's `own` (clap ids) and the axes ([`LIST_IDS`]).
+/// For [`SweepSpec::list`].
+pub fn train_args(sweep: &Command, m: &ArgMatches, own: &[&str]) -> Vec<String> {
+    let mut given: Vec<(usize, Vec<String>)> = Vec::new();
+    for a in sweep.get_arguments() {
+        let id = a.get_id().as_str();
+        let Some(long) = a.get_long() else { continue };
+        if own.contains(&id)
+            || LIST_IDS.contains(&id)
+            || m.value_source(id) != Some(ValueSource::CommandLine)
+        {
+            continue;
         }
+        let flag = format!("--{long}");
+        let words = match m.get_raw_occurrences(id) {
+            Some(occurrences) if a.get_action().takes_values() => occurrences
+                .flat_map(|values| {
+                    std::iter::once(flag.clone())
+                        .chain(values.map(|v| v.to_string_lossy().into_owned()))
+                })
+                .collect(),
+            _ => vec![flag],
+        };
+        given.push((m.index_of(id).unwrap_or(usize::MAX), words));
     }
-    out
+    given.sort_by_key(|(i, _)| *i);
+    given.into_iter().flat_map(|(_, w)| w).collect()
 }
 
 impl SweepSpec {
@@ -479,7 +474,7 @@ pub fn collect(spec: &SweepSpec) -> anyhow::Result<Collected> {
     let rows = rows(&results);
     std::fs::create_dir_all(&spec.out)
         .map_err(|e| InputError::file(&spec.out, format!("cannot create: {e}")))?;
-    crate::io::write_atomic(&spec.out.join("sweep.csv"), sweep_csv(&rows).as_bytes())?;
+    crate::io::write_atomic(&spec.out.join("sweep.csv"), &sweep_csv(&rows)?)?;
     let page = super::sweep_render::SweepPage {
         command: &spec.command,
         points: results.len() + missing.len(),
@@ -504,35 +499,120 @@ pub(crate) mod tests {
         s.split(' ').map(String::from).collect()
     }
 
+    /// A command that parses as `vqib sweep` does: [`RunConfig`]'s options with the lists of
+    /// [`Axes::list_args`], two flags of the sweep's own and one pass-through flag.
+    fn sweep_command() -> Command {
+        use clap::Args;
+        Axes::list_args(
+            RunConfig::augment_args(Command::new("sweep"))
+                .arg(Arg::new("out").long("out"))
+                .arg(Arg::new("list").long("list").action(ArgAction::SetTrue))
+                .arg(
+                    Arg::new("no_progress")
+                        .long("no-progress")
+                        .action(ArgAction::SetTrue),
+                ),
+        )
+    }
+
+    fn parse(words: &[&str]) -> Result<ArgMatches, clap::Error> {
+        sweep_command().try_get_matches_from(std::iter::once("sweep").chain(words.iter().copied()))
+    }
+
     #[test]
-    fn list_flags_are_taken_out_of_the_arguments() {
-        let mut a = args(
-            "vqib sweep --beta 0.1,0.25 --hidden 8 --codebook-size=8,16 --temperature 2 --code-dim 4,8 --rate-weight 0.5 --beta 1",
-        );
-        let axes = Axes::take_from_args(&mut a).unwrap();
-        assert_eq!(a, args("vqib sweep --hidden 8"));
+    fn list_options_take_lists_in_every_spelling() {
+        let m = parse(&[
+            "--beta",
+            "0.1,0.25",
+            "--hidden",
+            "8",
+            "--codebook-size=8,16",
+            "--temperature",
+            "2",
+            "--code-dim",
+            "4",
+            "--code-dim",
+            "8",
+            "--rate-weight",
+            " 0.5",
+            "--beta=1",
+        ])
+        .unwrap();
+        let axes = Axes::from_matches(&m);
         assert_eq!(axes.beta, [0.1, 0.25, 1.0]);
         assert_eq!(axes.codebook_size, [8, 16]);
         assert_eq!(axes.temperature, [2.0]);
         assert_eq!(axes.code_dim, [4, 8]);
         assert_eq!(axes.rate_weight, [0.5]);
-        for bad in [
-            "vqib sweep --beta 0.1,x",
-            "vqib sweep --codebook-size 8,-1",
-            "vqib sweep --beta",
+        // The base configuration still reads (a list's first value; the axes replace it).
+        let base = <RunConfig as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        assert_eq!((base.model.hidden, base.quantizer.beta), (Some(8), 0.1));
+        // An option not given is no axis: the base configuration's default.
+        let m = parse(&["--hidden", "8"]).unwrap();
+        assert_eq!(Axes::from_matches(&m), Axes::default());
+        let base = <RunConfig as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        assert_eq!(base.quantizer.beta, 0.25);
+    }
+
+    #[test]
+    fn bad_lists_are_refused_naming_the_option() {
+        use clap::error::ErrorKind;
+        for (bad, kind, needles) in [
+            (
+                &["--beta", "0.1,x"][..],
+                ErrorKind::ValueValidation,
+                &["--beta", "\"x\""][..],
+            ),
+            (
+                &["--codebook-size", "8,-1"],
+                ErrorKind::ValueValidation,
+                &["--codebook-size", "\"-1\""],
+            ),
+            (
+                &["--code-dim", "4,"],
+                ErrorKind::ValueValidation,
+                &["--code-dim"],
+            ),
+            (&["--beta"], ErrorKind::InvalidValue, &["--beta"]),
+            // A flag that only starts alike is no list.
+            (&["--betas", "1"], ErrorKind::UnknownArgument, &["--betas"]),
+            // `--` ends the options: what follows is a positional, and the sweep takes none.
+            (
+                &["--", "--beta", "1"],
+                ErrorKind::UnknownArgument,
+                &["--beta"],
+            ),
         ] {
-            let e = Axes::take_from_args(&mut args(bad))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("--beta") || e.contains("--codebook-size"),
-                "{bad}: {e}"
-            );
+            let e = parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert_eq!(e.kind(), kind, "{bad:?}: {e}");
+            for n in needles {
+                assert!(e.to_string().contains(n), "{bad:?}: {e}");
+            }
         }
-        // `--beta-like` flags that only start alike are left alone.
-        let mut a = args("vqib sweep --betas 1");
-        assert_eq!(Axes::take_from_args(&mut a).unwrap(), Axes::default());
-        assert_eq!(a.len(), 4);
+    }
+
+    #[test]
+    fn train_args_are_the_given_train_options_in_their_order() {
+        let m = parse(&[
+            "--lr=1e-3",
+            "--out",
+            "x",
+            "--beta",
+            "0.1,0.25",
+            "--no-progress",
+            "--list",
+            "--hidden",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(
+            train_args(&sweep_command(), &m, &["out", "list"]),
+            args("--lr 1e-3 --no-progress --hidden 8")
+        );
+        let m = parse(&["--list"]).unwrap();
+        assert!(train_args(&sweep_command(), &m, &["out", "list"]).is_empty());
     }
 
     #[test]
@@ -548,8 +628,11 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn spec() -> SweepSpec {
-        let mut a = args("vqib sweep --beta 0.1,0.25");
-        let mut axes = Axes::take_from_args(&mut a).unwrap();
+        let m = parse(&[
+            "--beta", "0.1,0.25", "--hidden", "8", "--out=x", "--list", "--lr", "1e-3",
+        ])
+        .unwrap();
+        let mut axes = Axes::from_matches(&m);
         axes.quantizers = vec![Vq, SoftEm];
         axes.codebook_size = vec![8, 16, 32];
         axes.seeds = vec![1, 2];
@@ -558,9 +641,7 @@ pub(crate) mod tests {
             axes,
             out: PathBuf::from("out"),
             command: String::new(),
-            train_args: train_args(&args(
-                "--quantizers vq,soft-em --hidden 8 --out=x --list --seeds 2 --shard 0/2 --collect --lr 1e-3",
-            )),
+            train_args: train_args(&sweep_command(), &m, &["out", "list"]),
         }
     }
 

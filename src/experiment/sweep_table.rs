@@ -1,269 +1,98 @@
-//! The table of a sweep: the quantities measured at every point ([`METRICS`]), a row a setting
-//! with their mean and standard deviation over seeds ([`rows`]), `sweep.csv`, and the
-//! terminal's summary.
+//! The tables of metrics over seeds, which the comparison's and the sweep's reports both read:
+//! the mean and standard deviation over seeds of every quantity of [`METRICS`] ([`Stats`]), a
+//! sweep's rows, a row a setting ([`SweepRow`], [`rows`]), `sweep.csv` ([`sweep_csv`]) and the
+//! sweep's terminal table ([`summary_table`]).
 
+use super::page::csv_bytes;
 use super::sweep::{PointResult, Setting};
-
+use crate::report::{columns, fmt_stat};
 use crate::train::EvalMetrics;
+pub use crate::train::eval_rows::{METRICS, Metric, metric};
 
-/// A quantity of a sweep's row: its id (a column of `sweep.csv`: `ID mean`, `ID sd`), a label
-/// for tables and axes, and how to read it from an evaluation (None where it was not measured).
-pub struct Metric {
-    pub id: &'static str,
-    pub label: &'static str,
-    pub f: fn(&EvalMetrics) -> Option<f64>,
-}
-
-/// A rate per latent vector in nats as bits per image: times L (latent vectors an image), over
-/// ln 2.
-fn bits(m: &EvalMetrics, nats: f64) -> f64 {
-    nats * m.latents as f64 / std::f64::consts::LN_2
-}
-
-/// Every quantity of `sweep.csv`. Information quantities are under the model's own posterior
-/// unless named `soft_` (softmax(-d^2/tau) for every model); `nll`, `mse_expected` and the
-/// objectives use the seed's expected distortion ([`crate::distortion`]); `mse`, `psnr` and
-/// `distortion_train` are the training-time decode (for soft EM, the decoder of the mean of m
-/// sampled codewords).
-pub const METRICS: &[Metric] = &[
-    Metric {
-        id: "perplexity",
-        label: "perplexity exp(H(Z))",
-        f: |m| Some(m.perplexity),
-    },
-    Metric {
-        id: "codes_used",
-        label: "codes used",
-        f: |m| Some(m.codes_used as f64),
-    },
-    Metric {
-        id: "h_z",
-        label: "H(Z) (nats)",
-        f: |m| Some(m.assigned.h_z),
-    },
-    Metric {
-        id: "h_z_given_i",
-        label: "H(Z|I) (nats)",
-        f: |m| Some(m.assigned.h_z_given_i),
-    },
-    Metric {
-        id: "i_iz",
-        label: "I(I;Z) (nats)",
-        f: |m| Some(m.assigned.mutual_info),
-    },
-    Metric {
-        id: "cross_entropy",
-        label: "H(p(Z|I), r) (nats)",
-        f: |m| Some(m.assigned.cross_entropy),
-    },
-    Metric {
-        id: "kl",
-        label: "KL(p(Z|I) || r) (nats)",
-        f: |m| Some(m.assigned.kl),
-    },
-    Metric {
-        id: "rate_iz_bits",
-        label: "L I(I;Z) / ln 2 (bits/image)",
-        f: |m| Some(bits(m, m.assigned.mutual_info)),
-    },
-    Metric {
-        id: "rate_hz_bits",
-        label: "L H(Z) / ln 2 (bits/image)",
-        f: |m| Some(bits(m, m.assigned.h_z)),
-    },
-    Metric {
-        id: "rate_ce_bits",
-        label: "L H(p(Z|I), r) / ln 2 (bits/image)",
-        f: |m| Some(bits(m, m.assigned.cross_entropy)),
-    },
-    Metric {
-        id: "rate_kl_bits",
-        label: "L KL(p(Z|I) || r) / ln 2 (bits/image)",
-        f: |m| Some(bits(m, m.assigned.kl)),
-    },
-    Metric {
-        id: "h_y",
-        label: "H(Y) (nats)",
-        f: |m| m.relevance.as_ref().map(|r| r.h_y),
-    },
-    Metric {
-        id: "i_zy",
-        label: "I(Z;Y) (nats)",
-        f: |m| m.relevance.as_ref().map(|r| r.i_zy),
-    },
-    Metric {
-        id: "i_zy_mm",
-        label: "I(Z;Y) Miller-Madow, argmax codes (nats)",
-        f: |m| m.relevance.as_ref().map(|r| r.argmax_i_zy_miller_madow),
-    },
-    Metric {
-        id: "soft_i_iz",
-        label: "soft I(I;Z) (nats)",
-        f: |m| Some(m.soft.mutual_info),
-    },
-    Metric {
-        id: "soft_kl",
-        label: "soft KL (nats)",
-        f: |m| Some(m.soft.kl),
-    },
-    Metric {
-        id: "soft_i_zy",
-        label: "soft I(Z;Y) (nats)",
-        f: |m| m.soft_relevance.as_ref().map(|r| r.i_zy),
-    },
-    Metric {
-        id: "mse",
-        label: "MSE (training-time decode)",
-        f: |m| Some(m.mse),
-    },
-    Metric {
-        id: "psnr",
-        label: "PSNR dB (training-time decode)",
-        f: |m| Some(m.psnr),
-    },
-    Metric {
-        id: "distortion_train",
-        label: "-log q(x|z) training-time decode (nats/image)",
-        f: |m| Some(m.distortion),
-    },
-    Metric {
-        id: "nll",
-        label: "E -log q(x|z) (nats/image)",
-        f: |m| m.expected.as_ref().map(|e| e.distortion.mean),
-    },
-    Metric {
-        id: "nll_se",
-        label: "standard error of E -log q(x|z)",
-        f: |m| m.expected.as_ref().map(|e| e.distortion.se),
-    },
-    Metric {
-        id: "mse_expected",
-        label: "E MSE",
-        f: |m| m.expected.as_ref().map(|e| e.mse.mean),
-    },
-    Metric {
-        id: "soft_nll",
-        label: "soft E -log q(x|z) (nats/image)",
-        f: |m| m.expected.as_ref().map(|e| e.soft_distortion.mean),
-    },
-    Metric {
-        id: "l_vdib",
-        label: "L_VDIB (nats/image)",
-        f: |m| m.expected.as_ref().map(|e| e.l_vdib),
-    },
-    Metric {
-        id: "l_vib",
-        label: "L_VIB (nats/image)",
-        f: |m| m.expected.as_ref().map(|e| e.l_vib),
-    },
-    Metric {
-        id: "l_marginal",
-        label: "L with r = p(z) (nats/image)",
-        f: |m| m.expected.as_ref().map(|e| e.l_marginal),
-    },
-    Metric {
-        id: "soft_l_vib",
-        label: "soft L_VIB (nats/image)",
-        f: |m| m.expected.as_ref().map(|e| e.soft_l_vib),
-    },
-    Metric {
-        id: "coded_bits",
-        label: "coded bits/image",
-        f: |m| m.coded.as_ref().map(|c| c.bits_per_image),
-    },
-    Metric {
-        id: "h_z_mm",
-        label: "H(Z) Miller-Madow (nats)",
-        f: |m| Some(m.assigned.h_z_miller_madow),
-    },
-    Metric {
-        id: "dead_codes",
-        label: "dead codes",
-        f: |m| Some(m.dead_codes as f64),
-    },
-    Metric {
-        id: "h_z_given_y",
-        label: "H(Z|Y) (nats)",
-        f: |m| m.relevance.as_ref().map(|r| r.h_z_given_y),
-    },
-    Metric {
-        id: "i_zy_argmax",
-        label: "I(Z;Y) plug-in, argmax codes (nats)",
-        f: |m| m.relevance.as_ref().map(|r| r.argmax_i_zy),
-    },
-    Metric {
-        id: "soft_h_z",
-        label: "soft H(Z) (nats)",
-        f: |m| Some(m.soft.h_z),
-    },
-    Metric {
-        id: "soft_perplexity",
-        label: "soft perplexity",
-        f: |m| Some(m.soft.perplexity),
-    },
-    Metric {
-        id: "soft_h_z_given_i",
-        label: "soft H(Z|I) (nats)",
-        f: |m| Some(m.soft.h_z_given_i),
-    },
-    Metric {
-        id: "soft_cross_entropy",
-        label: "soft H(p(Z|I), r) (nats)",
-        f: |m| Some(m.soft.cross_entropy),
-    },
-    Metric {
-        id: "soft_nll_se",
-        label: "standard error of soft E -log q(x|z)",
-        f: |m| m.expected.as_ref().map(|e| e.soft_distortion.se),
-    },
-    Metric {
-        id: "soft_mse_expected",
-        label: "soft E MSE",
-        f: |m| m.expected.as_ref().map(|e| e.soft_mse.mean),
-    },
-    Metric {
-        id: "soft_l_vdib",
-        label: "soft L_VDIB (nats/image)",
-        f: |m| m.expected.as_ref().map(|e| e.soft_l_vdib),
-    },
-    Metric {
-        id: "soft_l_marginal",
-        label: "soft L with r = p(z) (nats/image)",
-        f: |m| m.expected.as_ref().map(|e| e.soft_l_marginal),
-    },
-    Metric {
-        id: "l_vib_train",
-        label: "L_VIB, training-time decode (nats/image)",
-        f: |m| Some(m.l_vib),
-    },
-    Metric {
-        id: "l_vdib_train",
-        label: "L_VDIB, training-time decode (nats/image)",
-        f: |m| Some(m.l_vdib),
-    },
-    Metric {
-        id: "coded_bits_per_pixel",
-        label: "coded bits/pixel",
-        f: |m| m.coded.as_ref().map(|c| c.bits_per_pixel),
-    },
-];
-
-/// One row of `sweep.csv`: a setting, the seeds it was measured with, and the mean and sample
-/// standard deviation over them of each of [`METRICS`] (NaN where a run lacks it).
+/// The mean and sample standard deviation over `n` evaluations (seeds) of each of [`METRICS`],
+/// in its order (NaN where an evaluation lacks the metric).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SweepRow {
-    pub setting: Setting,
-    pub seeds: Vec<u64>,
+pub struct Stats {
+    /// The evaluations (seeds) they are over.
+    pub n: usize,
     /// `(mean, sd)` in the order of [`METRICS`].
     pub values: Vec<(f64, f64)>,
 }
 
-impl SweepRow {
+impl Stats {
+    /// The statistics over `evals`, an evaluation a seed.
+    pub fn of(evals: &[&EvalMetrics]) -> Stats {
+        let values = METRICS
+            .iter()
+            .map(|m| super::mean_sd(&evals.iter().map(|e| m.of(e)).collect::<Vec<_>>()))
+            .collect();
+        Stats {
+            n: evals.len(),
+            values,
+        }
+    }
+
     /// The mean and standard deviation of the metric `id`, where every seed measured it.
     pub fn get(&self, id: &str) -> Option<(f64, f64)> {
         let i = METRICS.iter().position(|m| m.id == id)?;
         let v = self.values[i];
         v.0.is_finite().then_some(v)
+    }
+
+    /// The metric `id` as the tables write it ([`fmt_stat`]: `–` where not measured).
+    pub fn cell(&self, id: &str) -> String {
+        let i = METRICS.iter().position(|m| m.id == id);
+        let v = i.map_or((f64::NAN, f64::NAN), |i| self.values[i]);
+        fmt_stat(v, self.n, metric(id).format)
+    }
+
+    /// The CSV cells: mean and sd of every metric, as Rust writes an f64 (`NaN` where not
+    /// measured).
+    fn csv_cells(&self) -> impl Iterator<Item = String> + '_ {
+        self.values
+            .iter()
+            .flat_map(|(m, s)| [m.to_string(), s.to_string()])
+    }
+}
+
+/// A CSV file of `lead` columns and the mean and sd of every metric (`ID mean`, `ID sd`), a row
+/// each of `rows` (its lead cells and its stats).
+pub fn stats_csv<'a>(
+    lead: &[&str],
+    rows: impl IntoIterator<Item = (Vec<String>, &'a Stats)>,
+) -> anyhow::Result<Vec<u8>> {
+    let head: Vec<String> = lead
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            METRICS
+                .iter()
+                .flat_map(|m| [format!("{} mean", m.id), format!("{} sd", m.id)]),
+        )
+        .collect();
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(mut cells, st)| {
+            cells.extend(st.csv_cells());
+            cells
+        })
+        .collect();
+    csv_bytes(&head, &rows)
+}
+
+/// One row of `sweep.csv`: a setting, the seeds it was measured with, and the statistics over
+/// them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRow {
+    pub setting: Setting,
+    pub seeds: Vec<u64>,
+    pub stats: Stats,
+}
+
+impl SweepRow {
+    /// The mean and standard deviation of the metric `id`, where every seed measured it.
+    pub fn get(&self, id: &str) -> Option<(f64, f64)> {
+        self.stats.get(id)
     }
 }
 
@@ -279,87 +108,90 @@ pub fn rows(results: &[PointResult]) -> Vec<SweepRow> {
     rows.into_iter()
         .map(|(setting, runs)| SweepRow {
             seeds: runs.iter().map(|r| r.point.seed).collect(),
-            values: METRICS
-                .iter()
-                .map(|m| {
-                    let v: Vec<f64> = runs
-                        .iter()
-                        .map(|r| (m.f)(&r.run.eval).unwrap_or(f64::NAN))
-                        .collect();
-                    super::mean_sd(&v)
-                })
-                .collect(),
+            stats: Stats::of(&runs.iter().map(|r| &r.run.eval).collect::<Vec<_>>()),
             setting,
         })
         .collect()
 }
 
-/// The terminal's table of a sweep: a line a setting with its main quantities.
+/// The options (places in [`Setting::options`], past the quantizer's) that take more than one
+/// value among `rows`.
+pub fn varying_options(rows: &[SweepRow]) -> Vec<usize> {
+    (1..6)
+        .filter(|&i| {
+            let mut values = rows.iter().map(|r| r.setting.options()[i].1.clone());
+            let first = values.next();
+            values.any(|v| Some(v) != first)
+        })
+        .collect()
+}
+
+/// The metrics of the terminal's table of a sweep.
+const TERMINAL_METRICS: [&str; 5] = ["rate_iz_bits", "nll", "perplexity", "codes_used", "l_vib"];
+
+/// The terminal's table of a sweep: a line a setting (the quantizer and the options that vary),
+/// its main quantities and, where the settings have different numbers of seeds, its number of
+/// seeds (else a line below says how many); narrow enough for a terminal of 100 columns where
+/// up to four options vary. `sweep.csv` and `sweep.html` have the rest.
 pub fn summary_table(rows: &[SweepRow]) -> String {
-    use std::fmt::Write as _;
-    let cols = [
-        ("rate_iz_bits", "I(I;Z) bits/img"),
-        ("nll", "E -log q"),
-        ("mse_expected", "E MSE"),
-        ("perplexity", "perplexity"),
-        ("codes_used", "codes"),
-        ("i_zy", "I(Z;Y)"),
-        ("l_vib", "L_VIB"),
-    ];
-    let mut t = String::from("| quantizer | K | D | beta | rate w | tau | seeds |");
-    for (_, h) in cols {
-        let _ = write!(t, " {h} |");
+    let varying = varying_options(rows);
+    let seeds = rows.first().map_or(0, |r| r.seeds.len());
+    let same_seeds = rows.iter().all(|r| r.seeds.len() == seeds);
+    let mut head: Vec<String> = vec!["quantizer".into()];
+    if let Some(r) = rows.first() {
+        head.extend(
+            varying
+                .iter()
+                .map(|&i| r.setting.options()[i].0.to_string()),
+        );
     }
-    let _ = write!(t, "\n|{}", "---|".repeat(7 + cols.len()));
-    for r in rows {
-        let o = r.setting.options();
-        let _ = write!(t, "\n|");
-        for (_, v) in &o {
-            let _ = write!(t, " {v} |");
-        }
-        let _ = write!(t, " {} |", r.seeds.len());
-        for (id, _) in cols {
-            match r.get(id) {
-                Some((m, s)) if m.abs() >= 100.0 => {
-                    let _ = write!(t, " {m:.1} ± {s:.1} |");
-                }
-                Some((m, s)) => {
-                    let _ = write!(t, " {m:.4} ± {s:.4} |");
-                }
-                None => t.push_str(" – |"),
+    if !same_seeds {
+        head.push("seeds".into());
+    }
+    head.extend(
+        TERMINAL_METRICS
+            .iter()
+            .map(|id| metric(id).name.to_string()),
+    );
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let o = r.setting.options();
+            let mut cells = vec![o[0].1.clone()];
+            cells.extend(varying.iter().map(|&i| o[i].1.clone()));
+            if !same_seeds {
+                cells.push(r.seeds.len().to_string());
             }
-        }
-    }
+            cells.extend(TERMINAL_METRICS.iter().map(|id| r.stats.cell(id)));
+            cells
+        })
+        .collect();
+    let mut t = columns(&head, &body);
+    t.push_str(match (same_seeds, seeds) {
+        (true, 1) => "(one seed a setting; ",
+        (true, _) => "(mean ± sd over the seeds of a setting; ",
+        (false, _) => "(mean ± sd over the seeds of a setting where several; ",
+    });
+    t.push_str("rates in bits, E -log q and E L_VIB in nats, per image)");
     t
 }
 
-/// `sweep.csv` (RFC 4180: a field that holds a comma, a quote or a line break is quoted).
-pub fn sweep_csv(rows: &[SweepRow]) -> String {
-    use super::render::csv_field;
-    use std::fmt::Write as _;
-    let mut csv = String::from("quantizer,K,D,beta,rate_weight,tau,seeds");
-    for m in METRICS {
-        let (mean, sd) = (format!("{} mean", m.id), format!("{} sd", m.id));
-        let _ = write!(csv, ",{},{}", csv_field(&mean), csv_field(&sd));
-    }
-    csv.push('\n');
-    for r in rows {
-        let opts: Vec<String> = r
-            .setting
-            .options()
-            .into_iter()
-            .map(|(_, v)| csv_field(&v).into_owned())
-            .collect();
-        let _ = write!(csv, "{},{}", opts.join(","), r.seeds.len());
-        for (m, s) in &r.values {
-            let _ = write!(csv, ",{m},{s}");
-        }
-        csv.push('\n');
-    }
-    csv
+/// `sweep.csv`: a row a setting, its options, its number of seeds, and the mean and sd of every
+/// metric.
+pub fn sweep_csv(rows: &[SweepRow]) -> anyhow::Result<Vec<u8>> {
+    let lead = ["quantizer", "K", "D", "beta", "rate_weight", "tau", "seeds"];
+    stats_csv(
+        &lead,
+        rows.iter().map(|r| {
+            let mut cells: Vec<String> = r.setting.options().into_iter().map(|(_, v)| v).collect();
+            cells.push(r.seeds.len().to_string());
+            (cells, &r.stats)
+        }),
+    )
 }
 
-/// Settings for the tests: a row with the given values of some metrics (the others NaN).
+/// Settings for the tests: a row over two seeds with the given values of some metrics (the
+/// others NaN).
 #[cfg(test)]
 pub(crate) fn fake_row(
     q: crate::quantizer::QuantizerKind,
@@ -376,15 +208,18 @@ pub(crate) fn fake_row(
             tau: 1.0,
         },
         seeds: vec![1, 2],
-        values: METRICS
-            .iter()
-            .map(|m| {
-                values
-                    .iter()
-                    .find(|(id, _, _)| *id == m.id)
-                    .map_or((f64::NAN, f64::NAN), |&(_, a, b)| (a, b))
-            })
-            .collect(),
+        stats: Stats {
+            n: 2,
+            values: METRICS
+                .iter()
+                .map(|m| {
+                    values
+                        .iter()
+                        .find(|(id, _, _)| *id == m.id)
+                        .map_or((f64::NAN, f64::NAN), |&(_, a, b)| (a, b))
+                })
+                .collect(),
+        },
     }
 }
 
@@ -408,19 +243,87 @@ mod tests {
         assert_eq!(rows[0].seeds, [1, 2]);
         assert_eq!(rows[0].get("perplexity"), Some((5.0, 2f64.sqrt())));
         assert_eq!(rows[1].get("perplexity"), Some((9.0, 0.0)));
-        assert_eq!(rows[0].get("nll"), None, "not measured");
-        let csv = sweep_csv(&rows);
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines.len(), 3);
-        let width = lines[0].split(',').count();
-        assert_eq!(width, 7 + 2 * METRICS.len());
-        assert!(lines.iter().all(|l| l.split(',').count() == width));
-        assert!(
-            lines[1].starts_with("vq,8,64,0.1,1,1,2,5,1.414"),
-            "{}",
-            lines[1]
+        assert_eq!(rows[0].get("i_zy"), None, "not measured");
+        let csv = sweep_csv(&rows).unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(&csv[..]);
+        let head = reader.headers().unwrap().clone();
+        assert_eq!(head.len(), 7 + 2 * METRICS.len());
+        let cells = |r: &csv::StringRecord, a: usize, b: usize| -> Vec<String> {
+            r.iter().skip(a).take(b - a).map(String::from).collect()
+        };
+        assert_eq!(
+            cells(&head, 6, 9),
+            ["seeds", "perplexity mean", "perplexity sd"]
         );
+        let lines: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.len() == head.len()));
+        assert_eq!(
+            cells(&lines[0], 0, 8),
+            ["vq", "8", "64", "0.1", "1", "1", "2", "5"]
+        );
+        assert!(lines[0][8].starts_with("1.414"), "{:?}", lines[0]);
         let t = summary_table(&rows);
-        assert_eq!(t.lines().count(), 4);
+        assert_eq!(t.lines().count(), 5);
+        assert!(
+            t.starts_with("quantizer  beta  seeds  L I(I;Z) bits"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\nvq          0.1      2  2.292 ± 0.414  1.000 ± 0  5.000 ± 1.414"),
+            "{t}"
+        );
+        assert!(t.contains("\nvq         0.25      1          3.170      1.000          9.000           1      10.00\n"), "{t}");
+    }
+
+    /// The sweep of the README (3 quantizers by 3 codebook sizes, two seeds), values of the
+    /// sizes it measured: the terminal's table fits 100 columns, with a column an option that
+    /// varies.
+    #[test]
+    fn the_terminal_table_fits_100_columns() {
+        use crate::quantizer::QuantizerKind::*;
+        let values = [
+            ("rate_iz_bits", 141.43, 16.31),
+            ("nll", 726.41, 0.31),
+            ("perplexity", 328.7, 64.4),
+            ("codes_used", 478.0, 21.2),
+            ("l_vib", 802.5, 0.1),
+        ];
+        let mut rows = Vec::new();
+        for q in [Vq, VqEma, SoftEm] {
+            for k in [16, 64, 512] {
+                rows.push(fake_row(q, k, &values));
+            }
+        }
+        let t = summary_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2 + 9 + 1, "{t}");
+        assert_eq!(
+            lines[0],
+            "quantizer    K  L I(I;Z) bits     E -log q    perplexity    codes used      E L_VIB"
+        );
+        assert_eq!(
+            lines[2],
+            "vq          16   141.4 ± 16.3  726.4 ± 0.3  328.7 ± 64.4  478.0 ± 21.2  802.5 ± 0.1"
+        );
+        assert!(lines[11].starts_with("(mean ± sd over the seeds of a setting; "));
+        assert!(lines.iter().all(|l| l.chars().count() <= 100), "{t}");
+        // Three options more vary: a column each, still within 100 columns.
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.setting.beta = [0.25, 1.0][i % 2];
+            r.setting.tau = [1.0, 0.5, 2.0][i % 3];
+            r.setting.d = [64, 128][i % 2];
+        }
+        let t = summary_table(&rows);
+        assert!(
+            t.starts_with("quantizer    K    D  beta  tau  L I(I;Z) bits"),
+            "{t}"
+        );
+        assert!(t.lines().all(|l| l.chars().count() <= 100), "{t}");
+        // One setting: the quantizer alone names it.
+        let t = summary_table(&rows[..1]);
+        assert!(t.starts_with("quantizer  L I(I;Z) bits"), "{t}");
     }
 }

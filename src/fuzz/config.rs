@@ -31,11 +31,11 @@ fn oversized(c: &RunConfig) -> Option<String> {
         ),
         (
             "batch x 32 x 32 x 3 x 4 bytes",
-            t.batch_size as u128 * 12_288,
+            t.batch_size.unwrap_or(0) as u128 * 12_288,
         ),
         (
             "samples x batch x 4 bytes",
-            q.samples as u128 * t.batch_size as u128 * 4,
+            q.samples as u128 * t.batch_size.unwrap_or(0) as u128 * 4,
         ),
         ("shapes_train x 784 bytes", d.shapes_train as u128 * 784),
         ("shapes_test x 784 bytes", d.shapes_test as u128 * 784),
@@ -131,7 +131,7 @@ fn least_memory(
         c.hidden() as f64,
         q.codebook_size as f64,
         q.code_dim as f64,
-        t.batch_size as f64,
+        c.batch_size() as f64,
     );
     // Latent vectors of one image (the model downsamples by 4).
     let grid = (h / 4.0).floor() * (w / 4.0).floor();
@@ -180,7 +180,7 @@ fn fuzz_run_config_huge_counts() {
     let fields: [(&str, Set); 14] = [
         ("--eval-samples", |c, v| c.training.eval_samples = v),
         ("--samples", |c, v| c.quantizer.samples = v),
-        ("--batch-size", |c, v| c.training.batch_size = v),
+        ("--batch-size", |c, v| c.training.batch_size = Some(v)),
         ("--hidden", |c, v| c.model.hidden = Some(v)),
         ("--code-dim", |c, v| c.quantizer.code_dim = v),
         ("--codebook-size", |c, v| c.quantizer.codebook_size = v),
@@ -254,7 +254,7 @@ fn fuzz_run_config_huge_counts() {
                 }
                 let _ = t.check(pr, &desc, desc.as_bytes(), &[""], false);
                 let Some(c) = accepted else { continue };
-                let steps_per_epoch = (images - test).div_ceil(c.training.batch_size) as u64;
+                let steps_per_epoch = (images - test).div_ceil(c.batch_size()) as u64;
                 if (c.training.epochs as u64)
                     .checked_mul(steps_per_epoch)
                     .is_none()

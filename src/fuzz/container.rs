@@ -60,7 +60,7 @@ fn fuzz_code_container_image_count() {
     cfg.data.shapes_train = 32;
     cfg.data.shapes_test = IMAGES as usize;
     cfg.training.epochs = 1;
-    cfg.training.batch_size = 16;
+    cfg.training.batch_size = Some(16);
     cfg.training.eval_samples = 0;
     let dir = d.path().join("run");
     Trainer::create(cfg, &dir)

@@ -271,7 +271,8 @@ impl Bottleneck {
             quantizer: build(cfg),
             dead_codes: (cfg.dead_code_steps > 0)
                 .then(|| DeadCodeTracker::new(cfg.codebook_size, cfg.dead_code_steps, 0)),
-            init: cfg.init,
+            // A resolved configuration always names it; a bare one means no data-dependent init.
+            init: cfg.init.unwrap_or(CodebookInit::Uniform),
             resident: None,
         }
     }

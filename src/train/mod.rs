@@ -273,7 +273,7 @@ impl Trainer {
         if !show {
             return indicatif::ProgressBar::hidden();
         }
-        let per_epoch = self.data.train.n.div_ceil(self.cfg.training.batch_size);
+        let per_epoch = self.data.train.n.div_ceil(self.cfg.batch_size());
         let total = (per_epoch as u64).saturating_mul(self.cfg.training.epochs as u64);
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
@@ -295,7 +295,7 @@ impl Trainer {
         steps_here: &mut u64,
     ) -> anyhow::Result<EpochEnd> {
         let order = epoch_order(self.data.train.n, self.cfg.training.seed, self.state.epoch);
-        let batches: Vec<&[usize]> = order.chunks(self.cfg.training.batch_size).collect();
+        let batches: Vec<&[usize]> = order.chunks(self.cfg.batch_size()).collect();
         while self.state.batch_in_epoch < batches.len() {
             if opts.stop.load(Ordering::SeqCst) || opts.max_steps.is_some_and(|m| *steps_here >= m)
             {
@@ -454,7 +454,7 @@ impl Trainer {
     }
 
     fn evaluate(&self) -> anyhow::Result<EvalMetrics> {
-        let batch = self.cfg.training.batch_size.max(256);
+        let batch = self.cfg.batch_size().max(256);
         evaluate(
             &self.cfg,
             &self.model,
@@ -532,7 +532,7 @@ impl Trainer {
             let (model, dev) = (self.model.valid(), self.device.clone().inner());
             let (s, batch) = (
                 self.cfg.training.eval_samples,
-                self.cfg.training.batch_size.max(256),
+                self.cfg.batch_size().max(256),
             );
             let step = self.state.step;
             let done = saved::complete_final(

@@ -1,6 +1,7 @@
 //! What reads a saved run: its latest checkpoint as an inference model ([`load_run`]), `vqib
 //! eval` ([`eval_run`]) and `vqib reconstruct` ([`reconstruct_grid`]), and the completion of a
-//! final evaluation written to `RUN/eval.json` ([`complete_final`]), shared with a finished run.
+//! final evaluation written to `RUN/eval.json` ([`complete_final`]), shared with a finished run,
+//! which also draws the run's reconstruction grid `RUN/reconstructions.png` ([`RECONSTRUCTIONS`]).
 
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,11 @@ pub fn load_run(
     Ok((cfg, model, dev, step))
 }
 
+/// The reconstruction grid a run writes where it finishes ([`complete_final`]), in the run
+/// directory: its first 16 test images above their reconstructions by the final model. The
+/// comparison's report embeds it.
+pub const RECONSTRUCTIONS: &str = "reconstructions.png";
+
 /// `vqib reconstruct`: writes a PNG grid of the first `n` test images above their
 /// reconstructions.
 pub fn reconstruct_grid(
@@ -73,11 +79,28 @@ pub fn reconstruct_grid(
 ) -> anyhow::Result<()> {
     let (cfg, model, dev, _) = load_run(run, data_dir)?;
     let data = cfg.data.load(cfg.training.seed)?;
-    let n = n.clamp(1, data.test.n);
+    write_reconstructions(out, &cfg, &model, &data.test, n, &dev)
+}
+
+/// Writes to `out` a PNG grid of the first `n` images of `set` (at least one, at most all)
+/// above their reconstructions by `model`, 16 a row (pixels enlarged 3 times for images up to 32
+/// pixels high).
+fn write_reconstructions(
+    out: &Path,
+    cfg: &RunConfig,
+    model: &VqVae,
+    set: &ImageSet,
+    n: usize,
+    dev: &Device,
+) -> anyhow::Result<()> {
+    if set.n == 0 {
+        return Err(InputError::config("the test split has no images to reconstruct").into());
+    }
+    let n = n.clamp(1, set.n);
     let idx: Vec<usize> = (0..n).collect();
-    let rec = reconstruct(&cfg, &model, &data.test, &idx, &dev);
-    let orig = data.test.batch_f32(&idx);
-    let shape = data.image_shape();
+    let rec = reconstruct(cfg, model, set, &idx, dev);
+    let orig = set.batch_f32(&idx);
+    let shape = [set.channels, set.height, set.width];
     let scale = if shape[1] <= 32 { 3 } else { 1 };
     write_grid(out, &orig, &rec, n, shape, 16, scale)
 }
@@ -110,7 +133,9 @@ pub fn eval_run(
 
 /// Completes the final evaluation `m` of `model` on the test split and writes it to
 /// `RUN/eval.json` (a finished run's and `vqib eval`'s): the expected distortion from `samples`
-/// code maps an image (0 skips it) and the coded rate; `step` is the checkpoint's.
+/// code maps an image (0 skips it) and the coded rate; `step` is the checkpoint's. Before
+/// `eval.json` (which makes the run finished), it draws the run's reconstruction grid
+/// [`RECONSTRUCTIONS`], so that a finished run has one.
 #[allow(clippy::too_many_arguments)]
 pub fn complete_final(
     run: &RunDir,
@@ -130,5 +155,7 @@ pub fn complete_final(
         )?);
     }
     m.coded = Some(crate::codec::coded_rate(run, cfg, model, data, dev)?);
+    let grid = run.path().join(RECONSTRUCTIONS);
+    write_reconstructions(&grid, cfg, model, &data.test, 16, dev)?;
     run.write_eval(m)
 }

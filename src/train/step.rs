@@ -225,7 +225,7 @@ pub fn train_step(
     };
     let z_host = (!mode.resident && bottleneck.needs_z()).then(|| host_f32(f.z_e.clone().detach()));
     let grads = GradientsParams::from_grads(l.total.backward(), &*model);
-    *model = optim.step(cfg.training.lr, model.clone(), grads);
+    *model = optim.step(cfg.lr(), model.clone(), grads);
     if mode.resident {
         let cb = bottleneck.after_step_resident(
             f.z_e.clone().detach(),

@@ -11,7 +11,7 @@ fn tiny(q: QuantizerKind) -> RunConfig {
     cfg.quantizer.codebook_size = 8;
     cfg.quantizer.code_dim = 4;
     cfg.model.hidden = Some(8);
-    cfg.training.lr = 1e-2;
+    cfg.training.lr = Some(1e-2);
     cfg.resolve().unwrap()
 }
 
@@ -52,7 +52,7 @@ fn one_step_updates_the_right_parameters() {
         let before = model.export();
         let mut optim = cfg.training.optimizer().init();
         let grads = GradientsParams::from_grads(l.total.backward(), &model);
-        let model = optim.step(cfg.training.lr, model, grads);
+        let model = optim.step(cfg.lr(), model, grads);
         let after = model.export();
         for (name, (_, v0)) in &before {
             let moved = v0.iter().zip(&after[name].1).any(|(a, b)| a != b);
@@ -114,7 +114,7 @@ fn rate_term_trains_the_learned_prior() {
             .training
             .optimizer()
             .init()
-            .step(cfg.training.lr, model, grads);
+            .step(cfg.lr(), model, grads);
         let after = model.export();
         assert_ne!(
             before["prior.logits"].1, after["prior.logits"].1,
@@ -176,7 +176,7 @@ fn an_interrupted_ema_run_resumes_bit_exactly() {
     let mut cfg = tiny(QuantizerKind::VqEma);
     cfg.data.shapes_train = 64;
     cfg.data.shapes_test = 16;
-    cfg.training.batch_size = 16;
+    cfg.training.batch_size = Some(16);
     cfg.training.epochs = 2;
     cfg.quantizer.dead_code_steps = 2;
     let d = tempfile::tempdir().unwrap();
@@ -490,7 +490,7 @@ fn the_resident_step_matches_the_host_step() {
 #[test]
 fn an_unread_non_finite_loss_is_caught_at_the_next_read() {
     let mut cfg = tiny(QuantizerKind::VqEma);
-    cfg.training.lr = 1e30;
+    cfg.training.lr = Some(1e30);
     let dev = Device::flex().autodiff();
     let mut b = Bottleneck::new(&cfg.quantizer);
     let mut model = new_model(&cfg, 1, &dev);
