@@ -461,8 +461,14 @@ impl RunConfig {
         // (the sorted draws and the maps, u32 each) and, for soft EM, `--samples` codes a row.
         let eval_latents = b.max(256.0) * grid;
         let mut parts = vec![
-            ("the data (--shapes-train, --shapes-test, the files)", images as f64 * c * pixels),
-            ("weights and Adam state (--hidden, --code-dim)", 24.0 * params),
+            (
+                "the data (--shapes-train, --shapes-test, the files)",
+                images as f64 * c * pixels,
+            ),
+            (
+                "weights and Adam state (--hidden, --code-dim)",
+                24.0 * params,
+            ),
             (
                 "codebook and its EMA and Adam state (--codebook-size, --code-dim)",
                 40.0 * k * d,
@@ -483,7 +489,10 @@ impl RunConfig {
             ));
         }
         if q.kind.codebook_by_gradient() {
-            parts.push(("latents of a batch (--batch-size, --code-dim)", 32.0 * latents * d));
+            parts.push((
+                "latents of a batch (--batch-size, --code-dim)",
+                32.0 * latents * d,
+            ));
         } else {
             parts.push((
                 "latents and samples of a batch (--batch-size, --code-dim, --samples)",
@@ -626,12 +635,18 @@ mod tests {
         let r = c.clone().resolve().unwrap();
         assert_eq!(r.quantizer.ema_decay, Some(0.999));
         assert_eq!(r.model.hidden, Some(256));
-        assert_eq!((r.training.batch_size, r.training.lr), (Some(128), Some(2e-4)));
+        assert_eq!(
+            (r.training.batch_size, r.training.lr),
+            (Some(128), Some(2e-4))
+        );
         // Written into config.json: a run keeps its defaults when the defaults change.
         let mut m = RunConfig::default();
         m.data.dataset = DatasetKind::Mnist;
         let r = m.clone().resolve().unwrap();
-        assert_eq!((r.model.hidden, r.training.batch_size), (Some(128), Some(128)));
+        assert_eq!(
+            (r.model.hidden, r.training.batch_size),
+            (Some(128), Some(128))
+        );
         m.training.batch_size = Some(7);
         assert_eq!(m.resolve().unwrap().batch_size(), 7);
         c.quantizer.ema_decay = Some(0.5);

@@ -103,9 +103,8 @@ impl RunDir {
     /// final evaluation yet, is not finished. Anything unreadable counts as not finished (the
     /// resume that follows reports it).
     pub fn is_finished(&self) -> bool {
-        self.final_state().is_some_and(|(step, at_end)| {
-            at_end && self.eval_step() == Some(step)
-        })
+        self.final_state()
+            .is_some_and(|(step, at_end)| at_end && self.eval_step() == Some(step))
     }
 
     /// The latest checkpoint's step and whether it is at the end of the configured training.

@@ -18,7 +18,12 @@ use vqib::run::RunDir;
 type Entry = (&'static str, Dtype, Vec<usize>, Vec<u8>);
 
 /// A bad file: its name, tensors, the flags, and what the message must say.
-type BadCase = (&'static str, Vec<Entry>, Vec<&'static str>, Vec<&'static str>);
+type BadCase = (
+    &'static str,
+    Vec<Entry>,
+    Vec<&'static str>,
+    Vec<&'static str>,
+);
 
 fn f32s(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

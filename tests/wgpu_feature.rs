@@ -10,5 +10,7 @@ fn the_gpu_tests_need_the_wgpu_feature() {
         !required,
         "VQIB_REQUIRE_WGPU=1, but the tests were built without --features wgpu"
     );
-    eprintln!("skipping: the GPU tests (tests/wgpu.rs) need `cargo test --release --features wgpu`");
+    eprintln!(
+        "skipping: the GPU tests (tests/wgpu.rs) need `cargo test --release --features wgpu`"
+    );
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-pub use super::sweep_table::{METRICS, Metric, SweepRow, rows, summary_table, sweep_csv};
+pub use super::sweep_table::{METRICS, Metric, Setting, SweepRow, rows, summary_table, sweep_csv};
 use super::{RunResult, check_reusable, finish_run, load_result};
 use crate::config::RunConfig;
 use crate::error::InputError;
@@ -196,31 +196,6 @@ impl Axes {
 pub struct Point {
     pub setting: Setting,
     pub seed: u64,
-}
-
-/// The options of a point but its seed (a row of `sweep.csv`, a point of the plots).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Setting {
-    pub quantizer: QuantizerKind,
-    pub k: usize,
-    pub d: usize,
-    pub beta: f64,
-    pub rate_weight: f64,
-    pub tau: f64,
-}
-
-impl Setting {
-    /// The options as (name, value) pairs, in the order of `sweep.csv`'s first columns.
-    pub fn options(&self) -> [(&'static str, String); 6] {
-        [
-            ("quantizer", self.quantizer.name().to_string()),
-            ("K", self.k.to_string()),
-            ("D", self.d.to_string()),
-            ("beta", self.beta.to_string()),
-            ("rate_weight", self.rate_weight.to_string()),
-            ("tau", self.tau.to_string()),
-        ]
-    }
 }
 
 impl Point {
@@ -471,7 +446,11 @@ pub fn collect(spec: &SweepSpec) -> anyhow::Result<Collected> {
             missing.push(run.path().to_path_buf());
         }
     }
-    let rows = rows(&results);
+    let rows = rows(
+        results
+            .iter()
+            .map(|r| (&r.point.setting, r.point.seed, &r.run.eval)),
+    );
     std::fs::create_dir_all(&spec.out)
         .map_err(|e| InputError::file(&spec.out, format!("cannot create: {e}")))?;
     crate::io::write_atomic(&spec.out.join("sweep.csv"), &sweep_csv(&rows)?)?;

@@ -4,7 +4,7 @@
 //! sweep's terminal table ([`summary_table`]).
 
 use super::page::csv_bytes;
-use super::sweep::{PointResult, Setting};
+use crate::quantizer::QuantizerKind;
 use crate::report::{columns, fmt_stat};
 use crate::train::EvalMetrics;
 pub use crate::train::eval_rows::{METRICS, Metric, metric};
@@ -96,19 +96,47 @@ impl SweepRow {
     }
 }
 
-/// The rows of the finished points, a row a setting, in grid order.
-pub fn rows(results: &[PointResult]) -> Vec<SweepRow> {
-    let mut rows: Vec<(Setting, Vec<&PointResult>)> = Vec::new();
-    for r in results {
-        match rows.iter_mut().find(|(s, _)| *s == r.point.setting) {
-            Some((_, v)) => v.push(r),
-            None => rows.push((r.point.setting.clone(), vec![r])),
+/// The options of a point but its seed (a row of `sweep.csv`, a point of the plots).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting {
+    pub quantizer: QuantizerKind,
+    pub k: usize,
+    pub d: usize,
+    pub beta: f64,
+    pub rate_weight: f64,
+    pub tau: f64,
+}
+
+impl Setting {
+    /// The options as (name, value) pairs, in the order of `sweep.csv`'s first columns.
+    pub fn options(&self) -> [(&'static str, String); 6] {
+        [
+            ("quantizer", self.quantizer.name().to_string()),
+            ("K", self.k.to_string()),
+            ("D", self.d.to_string()),
+            ("beta", self.beta.to_string()),
+            ("rate_weight", self.rate_weight.to_string()),
+            ("tau", self.tau.to_string()),
+        ]
+    }
+}
+
+/// The rows of the finished points (setting, seed, final evaluation), a row a setting, in grid
+/// order.
+pub fn rows<'a>(
+    results: impl IntoIterator<Item = (&'a Setting, u64, &'a EvalMetrics)>,
+) -> Vec<SweepRow> {
+    let mut rows: Vec<(Setting, Vec<(u64, &EvalMetrics)>)> = Vec::new();
+    for (setting, seed, eval) in results {
+        match rows.iter_mut().find(|(s, _)| s == setting) {
+            Some((_, v)) => v.push((seed, eval)),
+            None => rows.push((setting.clone(), vec![(seed, eval)])),
         }
     }
     rows.into_iter()
         .map(|(setting, runs)| SweepRow {
-            seeds: runs.iter().map(|r| r.point.seed).collect(),
-            stats: Stats::of(&runs.iter().map(|r| &r.run.eval).collect::<Vec<_>>()),
+            seeds: runs.iter().map(|r| r.0).collect(),
+            stats: Stats::of(&runs.iter().map(|r| r.1).collect::<Vec<_>>()),
             setting,
         })
         .collect()
@@ -233,12 +261,11 @@ mod tests {
     fn rows_are_settings_with_mean_and_sd_over_seeds() {
         let s = spec();
         let p = s.points();
-        let result = |p: &Point, ppl: f64| PointResult {
-            point: p.clone(),
-            run: super::super::fake_result(p.setting.quantizer, p.seed, ppl, 10.0),
+        let result = |p: &Point, ppl: f64| {
+            super::super::fake_result(p.setting.quantizer, p.seed, ppl, 10.0).eval
         };
-        let results = [result(&p[0], 4.0), result(&p[1], 6.0), result(&p[2], 9.0)];
-        let rows = rows(&results);
+        let evals = [result(&p[0], 4.0), result(&p[1], 6.0), result(&p[2], 9.0)];
+        let rows = rows(p.iter().zip(&evals).map(|(p, e)| (&p.setting, p.seed, e)));
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].seeds, [1, 2]);
         assert_eq!(rows[0].get("perplexity"), Some((5.0, 2f64.sqrt())));

@@ -66,7 +66,11 @@ fn fuzz_eval_json_and_the_sweep_report() {
             let mut r = good.clone();
             r.point = point(QuantizerKind::SoftEm);
             r.run.eval = e;
-            let rows = rows(&[good.clone(), r]);
+            let both = [good.clone(), r];
+            let rows = rows(
+                both.iter()
+                    .map(|r| (&r.point.setting, r.point.seed, &r.run.eval)),
+            );
             let page = SweepPage {
                 command: "vqib sweep",
                 points: 2,

@@ -46,7 +46,11 @@ pub(super) fn governing_config(
     if cfg.training.epochs < begun {
         let what = match overrides.epochs {
             Some(e) => format!("--epochs {e}"),
-            None => format!("{} says epochs {}, which", path.display(), cfg.training.epochs),
+            None => format!(
+                "{} says epochs {}, which",
+                path.display(),
+                cfg.training.epochs
+            ),
         };
         return Err(InputError::config(format!(
             "{what} is below the {begun} epoch(s) checkpoint {} has begun (step {}); give --epochs {begun} or more",

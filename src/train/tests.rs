@@ -110,11 +110,7 @@ fn rate_term_trains_the_learned_prior() {
         }
         let before = model.export();
         let grads = GradientsParams::from_grads(l.total.backward(), &model);
-        let model = cfg
-            .training
-            .optimizer()
-            .init()
-            .step(cfg.lr(), model, grads);
+        let model = cfg.training.optimizer().init().step(cfg.lr(), model, grads);
         let after = model.export();
         assert_ne!(
             before["prior.logits"].1, after["prior.logits"].1,

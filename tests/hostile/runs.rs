@@ -77,7 +77,10 @@ fn grids_are_bounded_and_lists_have_no_duplicates() {
     let out = tmp.path().join("sweep");
     let o = tiny_sweep(&out, &["--seeds", "40000000000", "--list"]);
     expect_input_error(&o, &["--seeds", "10000"]);
-    let o = tiny_sweep(&out, &["--codebook-size", "8,16,64", "--seeds", "3000", "--list"]);
+    let o = tiny_sweep(
+        &out,
+        &["--codebook-size", "8,16,64", "--seeds", "3000", "--list"],
+    );
     expect_input_error(&o, &["12000 runs"]);
     let o = run(&[
         "compare",
@@ -91,12 +94,22 @@ fn grids_are_bounded_and_lists_have_no_duplicates() {
         ("--codebook-size", "8,8", "--codebook-size lists 8 twice"),
         ("--seeds", "1,1", "--seeds lists 1 twice"),
         ("--beta", "0.25,0.250", "--beta lists 0.25 twice"),
-        ("--quantizers", "vq,soft-em,vq", "--quantizers lists vq twice"),
+        (
+            "--quantizers",
+            "vq,soft-em,vq",
+            "--quantizers lists vq twice",
+        ),
     ] {
         let o = tiny_sweep(&out, &[flag, v, "--list"]);
         expect_input_error(&o, &[named]);
     }
-    let o = run(&["compare", "--quantizers", "vq,vq", "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "compare",
+        "--quantizers",
+        "vq,vq",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     expect_input_error(&o, &["--quantizers lists vq twice"]);
     assert!(!out.exists(), "a refused sweep created its directory");
 }
@@ -230,7 +243,9 @@ fn damaged_runs_and_wrong_arguments_are_named() {
 fn a_non_utf8_path_is_an_ordinary_path() {
     use std::os::unix::ffi::OsStrExt;
     let tmp = tempfile::tempdir().unwrap();
-    let odd = tmp.path().join(std::ffi::OsStr::from_bytes(b"run-\xff\xfe"));
+    let odd = tmp
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"run-\xff\xfe"));
     for cmd in [&["eval"][..], &["resume"][..], &["train", "--resume"][..]] {
         let o = vqib().args(cmd).arg(&odd).output().unwrap();
         expect_input_error(&o, &["run-"]);
