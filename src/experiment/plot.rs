@@ -152,6 +152,15 @@ pub fn chart_ranges(curves: &[Curve], log2_x: bool) -> ((f64, f64), (f64, f64)) 
 }
 
 /// A tick label of a log axis: an integer where the tick is one.
+/// A tick of a linear axis: as short as its value allows (50, 0.01, 1.5; not 50.0, 0.010).
+fn tick(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        return format!("{}", v.round() as i64);
+    }
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn int_tick(v: &f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
         format!("{}", v.round() as i64)
@@ -204,6 +213,8 @@ fn chart_svg(spec: &ChartSpec, front: &[(f64, f64)]) -> anyhow::Result<String> {
                 .y_desc(spec.y_desc.as_str())
                 .x_labels(5)
                 .y_labels(5)
+                .x_label_formatter(&tick)
+                .y_label_formatter(&tick)
                 .axis_style(TRANSPARENT)
                 .draw()?;
             draw_curves(&root, &mut chart, spec, front)?;
@@ -350,6 +361,23 @@ pub fn rank_div(id: &str, title: &str, counts: &[u64], color: RGBColor) -> anyho
 mod tests {
     use super::super::page::COLORS;
     use super::*;
+
+    #[test]
+    fn linear_ticks_are_short() {
+        let t = |v: f64| tick(&v);
+        assert_eq!(
+            [
+                t(50.0),
+                t(400.0),
+                t(0.01),
+                t(1.5),
+                t(0.0125),
+                t(-2.0),
+                t(0.0)
+            ],
+            ["50", "400", "0.01", "1.5", "0.0125", "-2", "0"]
+        );
+    }
 
     #[test]
     fn pareto_front_of_hand_made_sets() {
