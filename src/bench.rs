@@ -521,7 +521,36 @@ pub fn run_case(b: &BenchArgs) -> anyhow::Result<serde_json::Value> {
         "gflops": flops / secs / 1e9,
         "peak_rss_mib": peak,
         "base_rss_mib": rss0,
+        "kernels": kernel_families(),
     }))
+}
+
+/// The instruction-set family of the CPU kernels this process runs, picked at run time the way
+/// the kernels pick them: `gemm` is the gemm crate's (`avx512f` where the CPU has AVX-512F, as its
+/// `x86-v4` feature is on; else `fma`; else `scalar`), `assign` is `kernels::assign`'s distance,
+/// argmin and softmax rows (`avx2+fma`, else `generic`). Other architectures report `generic`.
+pub fn kernel_families() -> serde_json::Value {
+    #[cfg(target_arch = "x86_64")]
+    let (gemm, assign) = {
+        let gemm = if std::arch::is_x86_feature_detected!("avx512f") {
+            "avx512f"
+        } else if std::arch::is_x86_feature_detected!("fma") {
+            "fma"
+        } else {
+            "scalar"
+        };
+        let assign = if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            "avx2+fma"
+        } else {
+            "generic"
+        };
+        (gemm, assign)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (gemm, assign) = ("generic", "generic");
+    serde_json::json!({ "gemm": gemm, "assign": assign })
 }
 
 /// Resident set size of this process and its high-water mark, MiB (Linux; zeros elsewhere).
