@@ -531,25 +531,20 @@ pub fn run_case(b: &BenchArgs) -> anyhow::Result<serde_json::Value> {
 /// argmin and softmax rows (`avx2+fma`, else `generic`). Other architectures report `generic`.
 pub fn kernel_families() -> serde_json::Value {
     #[cfg(target_arch = "x86_64")]
-    let (gemm, assign) = {
-        let gemm = if std::arch::is_x86_feature_detected!("avx512f") {
-            "avx512f"
-        } else if std::arch::is_x86_feature_detected!("fma") {
-            "fma"
-        } else {
-            "scalar"
-        };
-        let assign = if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            "avx2+fma"
-        } else {
-            "generic"
-        };
-        (gemm, assign)
+    let gemm = if std::arch::is_x86_feature_detected!("avx512f") {
+        "avx512f"
+    } else if std::arch::is_x86_feature_detected!("fma") {
+        "fma"
+    } else {
+        "scalar"
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let (gemm, assign) = ("generic", "generic");
+    let gemm = "generic";
+    let assign = if crate::kernels::assign::rows_use_avx2() {
+        "avx2+fma"
+    } else {
+        "generic"
+    };
     serde_json::json!({ "gemm": gemm, "assign": assign })
 }
 

@@ -122,10 +122,23 @@ pub fn nearest_tiled(z: &[f32], cb: &Codebook, rows: usize, chunk: usize) -> Vec
     out
 }
 
+/// Whether the row kernels ([`row_min`], [`row_softmax`]) take their AVX2+FMA path on this CPU
+/// (the one place that decides; `vqib bench` reports it).
+pub fn rows_use_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Turns `g` (dot products) into `e2 - 2 g` in place and returns its minimum and first position.
 fn row_min(g: &mut [f32], e2: &[f32]) -> (f32, usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if rows_use_avx2() {
         // SAFETY: the CPU has the features the function is compiled for.
         return unsafe { row_min_avx2(g, e2) };
     }
@@ -326,7 +339,7 @@ struct RowStats {
 /// ||e_j||^2) * scale, in place.
 fn row_softmax(g: &mut [f32], e2: &[f32], scale: f32, blocks: &mut Vec<f64>) -> RowStats {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if rows_use_avx2() {
         // SAFETY: the CPU has the features the function is compiled for.
         return unsafe { row_softmax_avx2(g, e2, scale, blocks) };
     }
