@@ -134,8 +134,8 @@ impl ModelCase {
         let mut cfg = RunConfig::default();
         cfg.quantizer.kind = quantizer;
         cfg.model.hidden = Some(hidden);
-        cfg.quantizer.codebook_size = 512;
-        cfg.quantizer.code_dim = CODE_DIM;
+        cfg.quantizer.codebook_size = Some(512);
+        cfg.quantizer.code_dim = Some(CODE_DIM);
         cfg.training.batch_size = Some(batch);
         cfg.resolve()
     }
@@ -279,6 +279,7 @@ pub enum BenchCase {
 /// images, its code maps and an entropy model of their marginal.
 pub struct CodecBench {
     model: VqVae,
+    quantizer: Box<dyn crate::quantizer::Quantizer>,
     set: ImageSet,
     device: Device,
     entropy: crate::codec::EntropyModel,
@@ -294,13 +295,16 @@ impl CodecBench {
         let model = train::new_model(&cfg, c, device);
         let set = case.images(images, 8);
         let idx: Vec<usize> = (0..set.n).collect();
-        let (codes, grid) = model.codes(train::batch_tensor(&set, &idx, device));
+        let quantizer = crate::quantizer::build(&cfg.quantizer);
+        let (codes, grid) =
+            model.codes(train::batch_tensor(&set, &idx, device), quantizer.as_ref());
         let mut counts = vec![0.5f64; model.k()];
         codes.iter().for_each(|&c| counts[c as usize] += 1.0);
         let entropy = crate::codec::EntropyModel::new(&counts).expect("a valid prior");
         let words = entropy.encode(&codes).expect("codes below K");
         Self {
             model,
+            quantizer,
             set,
             device: device.clone(),
             entropy,
@@ -313,9 +317,8 @@ impl CodecBench {
     /// Images to code map to payload; returns the payload's length in words.
     pub fn compress(&self) -> usize {
         let idx: Vec<usize> = (0..self.set.n).collect();
-        let (codes, _) = self
-            .model
-            .codes(train::batch_tensor(&self.set, &idx, &self.device));
+        let x = train::batch_tensor(&self.set, &idx, &self.device);
+        let (codes, _) = self.model.codes(x, self.quantizer.as_ref());
         self.entropy.encode(&codes).expect("codes below K").len()
     }
 
@@ -325,7 +328,9 @@ impl CodecBench {
             .entropy
             .decode(self.words.clone(), self.codes.len())
             .expect("decodes");
-        let x = self.model.decode_codes(&codes, self.set.n, self.grid);
+        let x = self
+            .model
+            .decode_codes(&codes, self.quantizer.as_ref(), self.set.n, self.grid);
         crate::quantizer::host_f32(x)[0]
     }
 
@@ -416,7 +421,7 @@ fn model_case(b: &BenchArgs) -> anyhow::Result<Measured> {
             i += 1;
             std::hint::black_box(t.step(i == b.warmup || i == end || i % 10 == 0));
         });
-        let flops = train_flops(b.model, b.batch, t.cfg.quantizer.codebook_size, CODE_DIM);
+        let flops = train_flops(b.model, b.batch, t.cfg.quantizer.codebook_size(), CODE_DIM);
         return Ok((format!("train {m} {q}"), secs, b.batch, "images", flops));
     }
     let dev = device(b.device)?;
@@ -437,7 +442,12 @@ fn model_case(b: &BenchArgs) -> anyhow::Result<Measured> {
     let secs = time_it(b.warmup, b.iters, || {
         std::hint::black_box(t.run());
     });
-    let flops = eval_flops(b.model, t.images(), t.cfg.quantizer.codebook_size, CODE_DIM);
+    let flops = eval_flops(
+        b.model,
+        t.images(),
+        t.cfg.quantizer.codebook_size(),
+        CODE_DIM,
+    );
     Ok((format!("eval {m} {q}"), secs, t.images(), "images", flops))
 }
 

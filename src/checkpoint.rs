@@ -197,7 +197,10 @@ fn read_tensors(
     let (Some((cs, cv)), Some((ss, sv))) = (ema.remove(EMA_COUNT), ema.remove(EMA_SUM)) else {
         return Ok((tensors, None));
     };
-    let (k, d) = (config.quantizer.codebook_size, config.quantizer.code_dim);
+    let (k, d) = (
+        config.quantizer.codebook_size(),
+        config.quantizer.code_dim(),
+    );
     if cs != vec![k] || ss != vec![k, d] {
         return Err(bad(format!(
             "EMA state has shapes {cs:?} and {ss:?}, expected [{k}] and [{k}, {d}]"
@@ -516,7 +519,7 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, InputError> {
             .map_err(|e| InputError::file(&sp, format!("cannot read: {e}")))?,
     )
     .map_err(|e| InputError::file(&sp, format!("not a valid training state: {e}")))?;
-    let k = config.quantizer.codebook_size;
+    let k = config.quantizer.codebook_size();
     if let Some(dc) = &state.dead_codes
         && dc.last_used.len() != k
     {
@@ -558,8 +561,8 @@ mod tests {
             (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
         );
         let mut cfg = RunConfig::default();
-        cfg.quantizer.codebook_size = 2;
-        cfg.quantizer.code_dim = 3;
+        cfg.quantizer.codebook_size = Some(2);
+        cfg.quantizer.code_dim = Some(3);
         cfg.quantizer.kind = crate::quantizer::QuantizerKind::VqEma;
         let cfg = cfg.resolve().unwrap();
         let mut ema = EmaCodebook::new(2, 3, 0.99, 1e-5);

@@ -13,8 +13,9 @@
 //! [`VqVae::forward`] is the whole pass: encoder -> quantizer -> decoder.
 //!
 //! Checkpoint tensor names are the parameters' module paths (PyTorch layouts: conv
-//! `[out, in, kh, kw]`, transposed conv `[in, out, kh, kw]`, codebook `[K, D]`), with the
-//! codebook and the prior renamed ([`RENAMED`]); export and import walk the same module tree.
+//! `[out, in, kh, kw]`, transposed conv `[in, out, kh, kw]`; the quantizer's as
+//! [`crate::quantizer::params`] lists them), with the prior renamed ([`RENAMED`]); export and
+//! import walk the same module tree.
 
 use std::collections::BTreeMap;
 
@@ -22,10 +23,12 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::InputError;
 use crate::kernels::conv::{nhwc_conv_transpose2d, nhwc_conv2d, on_flex};
+use crate::quantizer::config::QuantizerConfig;
+use crate::quantizer::params::{ParamShapes, QuantizerParams};
 use crate::quantizer::{Context, Quantizer, QuantizerOutput};
 
 /// `[B, C, H, W]` <-> `[B, H, W, C]`.
@@ -192,13 +195,14 @@ impl Decoder {
     }
 }
 
-/// Encoder, codebook `e` (`[K, D]`), decoder, and the logits of the prior r(z) over codes
-/// (`[K]`; all zero, and frozen, for the uniform prior).
+/// Encoder, the quantizer's parameters (its codebook, when it has one:
+/// [`crate::quantizer::params`]), decoder, and the logits of the prior r(z) over a stage's codes
+/// (`[S*K]`, stage-major; all zero, and frozen, for the uniform prior).
 #[derive(Module, Debug)]
 pub struct VqVae {
     pub encoder: Encoder,
     pub decoder: Decoder,
-    pub codebook: Param<Tensor<2>>,
+    pub quantizer: QuantizerParams,
     pub prior_logits: Param<Tensor<1>>,
 }
 
@@ -208,10 +212,7 @@ pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 /// Checkpoint names that differ from the module path of their parameter; every other tensor is
 /// named by its path (`encoder.conv1.weight`, ...). This and the module structure are the one
 /// list of checkpoint names, used by both [`VqVae::export`] and [`VqVae::import`].
-const RENAMED: &[(&str, &str)] = &[
-    ("codebook", "quantizer.codebook"),
-    ("prior_logits", "prior.logits"),
-];
+const RENAMED: &[(&str, &str)] = &[("prior_logits", "prior.logits")];
 
 /// The checkpoint name of the parameter at module path `path`.
 fn checkpoint_name(path: &[String]) -> String {
@@ -317,34 +318,47 @@ pub struct ModelOutput {
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl VqVae {
-    /// A model for images with `channels` channels, `hidden` conv channels, K codewords of
-    /// dimension D; the codebook starts uniform in [-1/K, 1/K].
+    /// A model for images with `channels` channels, `hidden` conv channels, and one codebook of
+    /// K codewords of dimension D (vq's parameters) starting uniform in [-1/K, 1/K].
     pub fn new(channels: usize, hidden: usize, k: usize, d: usize, device: &Device) -> Self {
         let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
-        Self::draw(channels, hidden, k, d, device)
+        let shapes = ParamShapes {
+            codebook: Some([k, d]),
+            log_variance: false,
+        };
+        Self::draw(channels, hidden, shapes, [k, 1, d], device)
     }
 
-    /// The same, its weights drawn from `device`'s generator seeded with `seed` (reproducible).
+    /// A model for the quantizer `q` configures, its weights drawn from `device`'s generator
+    /// seeded with `seed` (reproducible).
     pub fn seeded(
         channels: usize,
         hidden: usize,
-        [k, d]: [usize; 2],
+        q: &QuantizerConfig,
         device: &Device,
         seed: u64,
     ) -> Self {
         let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(seed);
-        Self::draw(channels, hidden, k, d, device)
+        let size = [q.codebook_size(), q.stages(), q.code_dim()];
+        Self::draw(channels, hidden, ParamShapes::of(q), size, device)
     }
 
-    fn draw(channels: usize, hidden: usize, k: usize, d: usize, device: &Device) -> Self {
-        let lim = 1.0 / k as f64;
-        let codebook = Tensor::<2>::random([k, d], Distribution::Uniform(-lim, lim), device);
+    /// Draws the quantizer's parameters first (the order of earlier versions, whose first draw
+    /// was the codebook), then encoder and decoder. `[k, s, d]`: codes a stage, stages, D.
+    fn draw(
+        channels: usize,
+        hidden: usize,
+        shapes: ParamShapes,
+        [k, s, d]: [usize; 3],
+        device: &Device,
+    ) -> Self {
+        let quantizer = QuantizerParams::init(shapes, s, device);
         let model = Self {
             encoder: Encoder::new(channels, hidden, d, device),
             decoder: Decoder::new(channels, hidden, d, device),
-            codebook: Param::from_tensor(codebook),
-            prior_logits: Param::from_tensor(Tensor::zeros([k], device)),
+            quantizer,
+            prior_logits: Param::from_tensor(Tensor::zeros([k * s], device)),
         };
         model.with_stable_ids()
     }
@@ -361,22 +375,29 @@ impl VqVae {
         let z = self.encoder.forward(x);
         let [b, _, h, w] = z.dims();
         let z_e = to_vectors(z);
-        let q = quantizer.forward(z_e.clone(), self.codebook.val(), ctx);
+        let q = quantizer.forward(z_e.clone(), &self.quantizer, ctx);
         let x_hat = self.decoder.forward(from_vectors(q.z_st.clone(), b, h, w));
         ModelOutput { x_hat, z_e, q }
     }
 
-    /// log r(z) = log softmax(logits), `[K]`.
-    pub fn log_prior(&self) -> Tensor<1> {
-        burn::tensor::activation::log_softmax(self.prior_logits.val(), 0)
+    /// log r(z) = log softmax(logits), `[K]`; with `stages` S > 1 one prior a stage, each
+    /// normalised over its K entries (`[S*K]`, stage-major).
+    pub fn log_prior(&self, stages: usize) -> Tensor<1> {
+        let logits = self.prior_logits.val();
+        let n = logits.dims()[0];
+        let s = stages.max(1);
+        let per_stage = logits.reshape([s, n / s]);
+        burn::tensor::activation::log_softmax(per_stage, 1).reshape([n])
     }
 
+    /// Codes the prior r(z) covers: K, or S*K for residual stages (one prior a stage).
     pub fn k(&self) -> usize {
-        self.codebook.val().dims()[0]
+        self.prior_logits.val().dims()[0]
     }
 
+    /// D, the channels of z_e.
     pub fn d(&self) -> usize {
-        self.codebook.val().dims()[1]
+        self.encoder.pre_vq.weight.val().dims()[0]
     }
 
     /// All weights under their checkpoint names, in PyTorch layouts.
@@ -410,29 +431,21 @@ impl VqVae {
 
     /// Replaces the codebook's value (same parameter id, so optimizer state follows it).
     pub fn set_codebook(&mut self, values: Vec<f32>, device: &Device) {
-        let [k, d] = self.codebook.val().dims();
-        let require_grad = self.codebook.val().is_require_grad();
-        let t = Tensor::<2>::from_data(TensorData::new(values, [k, d]), device);
-        let t = if require_grad { t.require_grad() } else { t };
-        self.codebook = Param::initialized(self.codebook.id, t);
+        self.quantizer.set_codebook(values, device);
     }
 
     /// Replaces the codebook's value by a tensor computed on its device (no host round trip).
     pub fn set_codebook_tensor(&mut self, t: Tensor<2>) {
-        let require_grad = self.codebook.val().is_require_grad();
-        let t = t.detach();
-        let t = if require_grad { t.require_grad() } else { t };
-        self.codebook = Param::initialized(self.codebook.id, t);
+        self.quantizer.set_codebook_tensor(t);
     }
 
-    /// The code map of a batch: the nearest codeword of every latent vector (seed eq. 27; for
-    /// soft EM this is also the most probable code of p(z|i) = softmax(-||z_e - e_z||^2 / tau)),
-    /// batch-major (image, row, column), and the grid `[h, w]` of one image.
-    pub fn codes(&self, x: Tensor<4>) -> (Vec<u32>, [usize; 2]) {
+    /// The code map of a batch: the quantizer's hard code of every latent vector (seed eq. 27;
+    /// for soft EM the most probable code of p(z|i) = softmax(-||z_e - e_z||^2 / tau)), S codes a
+    /// position for residual stages, batch-major (image, row, column, stage), and the grid
+    /// `[h, w]` of one image.
+    pub fn codes(&self, x: Tensor<4>, q: &dyn Quantizer) -> (Vec<u32>, [usize; 2]) {
         let (zv, grid) = self.latents(x);
-        let e = self.codebook_values();
-        let cb = crate::kernels::assign::Codebook::new(&e, self.d());
-        (crate::kernels::assign::nearest(&zv, &cb), grid)
+        (q.codes(&zv, &self.quantizer), grid)
     }
 
     /// The latent vectors z_e of a batch on the host, `[B*h*w, D]` batch-major (image, row,
@@ -445,22 +458,23 @@ impl VqVae {
 
     /// The hard decode: the decoder on the codewords of `codes`, laid out as `b` grids of
     /// `[h, w]` (the inverse layout of [`Self::codes`]).
-    pub fn decode_codes(&self, codes: &[u32], b: usize, [h, w]: [usize; 2]) -> Tensor<4> {
-        let (d, e) = (self.d(), self.codebook_values());
-        let mut v = Vec::with_capacity(codes.len() * d);
-        for &c in codes {
-            v.extend_from_slice(&e[c as usize * d..(c as usize + 1) * d]);
-        }
-        let t = Tensor::from_data(
-            TensorData::new(v, [codes.len(), d]),
-            &self.codebook.device(),
-        );
+    pub fn decode_codes(
+        &self,
+        codes: &[u32],
+        q: &dyn Quantizer,
+        b: usize,
+        [h, w]: [usize; 2],
+    ) -> Tensor<4> {
+        let v = q.codewords(codes, &self.quantizer);
+        let rows = b * h * w;
+        let device = self.prior_logits.device();
+        let t = Tensor::from_data(TensorData::new(v, [rows, self.d()]), &device);
         self.decoder.forward(from_vectors(t, b, h, w))
     }
 
-    /// Codebook values, `[K*D]` row-major.
+    /// Codebook values, `[rows*D]` row-major (empty for an implicit grid).
     pub fn codebook_values(&self) -> Vec<f32> {
-        crate::device::host_f32(self.codebook.val())
+        self.quantizer.codebook_values()
     }
 }
 
@@ -491,6 +505,7 @@ pub fn from_vectors(v: Tensor<2>, b: usize, h: usize, w: usize) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
 
     #[test]
     fn shapes_28_and_32() {

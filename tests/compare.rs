@@ -169,8 +169,8 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
     base.data.data_dir = Some(mnist);
     base.data.train_limit = 4800;
     base.data.test_limit = 500;
-    base.quantizer.codebook_size = 128;
-    base.quantizer.code_dim = 16;
+    base.quantizer.codebook_size = Some(128);
+    base.quantizer.code_dim = Some(16);
     base.model.hidden = Some(32);
     base.training.batch_size = Some(32);
     base.training.lr = Some(1e-3);
@@ -462,8 +462,8 @@ fn one_seed_comparison_on_shapes() {
     let mut base = RunConfig::default();
     base.data.shapes_train = 128;
     base.data.shapes_test = 64;
-    base.quantizer.codebook_size = 32;
-    base.quantizer.code_dim = 4;
+    base.quantizer.codebook_size = Some(32);
+    base.quantizer.code_dim = Some(4);
     base.model.hidden = Some(8);
     base.training.batch_size = Some(32);
     base.training.epochs = 1;

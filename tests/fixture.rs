@@ -103,8 +103,8 @@ fn fixed_seed_config(q: QuantizerKind) -> RunConfig {
     c.data.shapes_train = 256;
     c.data.shapes_test = 64;
     c.quantizer.kind = q;
-    c.quantizer.codebook_size = 16;
-    c.quantizer.code_dim = 4;
+    c.quantizer.codebook_size = Some(16);
+    c.quantizer.code_dim = Some(4);
     c.model.hidden = Some(8);
     c.training.batch_size = Some(32);
     c.training.epochs = 1;

@@ -140,10 +140,11 @@ fn measure_agrees_with_the_run_s_own_evaluation() {
         let (zb, g) = model.latents(x.clone());
         z.extend(zb);
         grid = g;
-        codes.extend(model.codes(x).0);
+        let q = vqib::quantizer::build(&cfg.quantizer);
+        codes.extend(model.codes(x, q.as_ref()).0);
     }
     let (k, dim, [h, w]) = (model.k(), model.d(), grid);
-    let log_prior = vqib::device::host_f32(model.log_prior());
+    let log_prior = vqib::device::host_f32(model.log_prior(1));
     let labels: Vec<i32> = set
         .labels
         .as_ref()

@@ -15,8 +15,8 @@ fn config(quantizer: QuantizerKind, mnist: &std::path::Path) -> RunConfig {
     c.data.train_limit = 9600;
     c.data.test_limit = 1000;
     c.quantizer.kind = quantizer;
-    c.quantizer.codebook_size = 128;
-    c.quantizer.code_dim = 16;
+    c.quantizer.codebook_size = Some(128);
+    c.quantizer.code_dim = Some(16);
     c.model.hidden = Some(32);
     c.training.batch_size = Some(32);
     c.training.lr = Some(1e-3);
@@ -62,7 +62,7 @@ fn vq_and_vq_ema_learn_on_mnist() {
             "{q:?}: test MSE {} not well below untrained {before}",
             m.mse
         );
-        assert!(m.perplexity >= 1.0 && m.perplexity <= cfg.quantizer.codebook_size as f64);
+        assert!(m.perplexity >= 1.0 && m.perplexity <= cfg.quantizer.codebook_size() as f64);
         // The training loss fell: last logged reconstruction error well below the first.
         let recs = vqib::records::read_records(&out.run_dir.join("metrics.jsonl")).unwrap();
         let train: Vec<_> = recs.iter().filter(|r| r.kind == "train").collect();
@@ -87,13 +87,15 @@ fn kmeans_init_and_dead_code_restart_use_more_than_a_fifth_of_the_codes() {
     let restarts = recs.iter().filter_map(|r| r.restarts).max().unwrap_or(0);
     eprintln!(
         "kmeans+restart: codes used {} / {}, perplexity {:.1}, restarts {restarts}",
-        m.codes_used, cfg.quantizer.codebook_size, m.perplexity
+        m.codes_used,
+        cfg.quantizer.codebook_size(),
+        m.perplexity
     );
     assert!(
-        m.codes_used * 5 > cfg.quantizer.codebook_size,
+        m.codes_used * 5 > cfg.quantizer.codebook_size(),
         "only {} of {} codes used",
         m.codes_used,
-        cfg.quantizer.codebook_size
+        cfg.quantizer.codebook_size()
     );
     // Codes unused for 20 steps were restarted, and the metrics count them: the count never
     // falls from one record to the next.

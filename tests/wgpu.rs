@@ -100,8 +100,8 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
     for q in QuantizerKind::ALL.iter().copied() {
         let mut cfg = RunConfig::default();
         cfg.quantizer.kind = q;
-        cfg.quantizer.codebook_size = 16;
-        cfg.quantizer.code_dim = 4;
+        cfg.quantizer.codebook_size = Some(16);
+        cfg.quantizer.code_dim = Some(4);
         cfg.quantizer.dead_code_steps = 100;
         cfg.quantizer.samples = 4;
         cfg.model.hidden = Some(8);
@@ -207,8 +207,8 @@ fn trainer_reads_only_when_it_logs() {
     cfg.data.shapes_train = 64;
     cfg.data.shapes_test = 8;
     cfg.quantizer.kind = QuantizerKind::SoftEm;
-    cfg.quantizer.codebook_size = 16;
-    cfg.quantizer.code_dim = 4;
+    cfg.quantizer.codebook_size = Some(16);
+    cfg.quantizer.code_dim = Some(4);
     cfg.quantizer.samples = 4;
     cfg.model.hidden = Some(8);
     cfg.training.batch_size = Some(8);

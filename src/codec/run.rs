@@ -23,6 +23,7 @@ use crate::data::{Dataset, ImageSet};
 use crate::error::InputError;
 use crate::io::{remove_dead_temporaries, temp_name, write_atomic};
 use crate::model::VqVae;
+use crate::quantizer::Quantizer;
 use crate::quantizer::{PriorKind, host_f32};
 use crate::report::pixel_u8;
 use crate::run::RunDir;
@@ -83,11 +84,15 @@ fn compare(
     codes: &[u32],
     grid: [usize; 2],
 ) -> anyhow::Result<Comparison> {
-    let per_image = grid[0] * grid[1];
+    let per_image = grid[0] * grid[1] * coder.cfg.quantizer.stages();
     let (mut sse, mut png_bytes) = (0.0f64, 0usize);
     let idx: Vec<usize> = (0..set.n).collect();
     for (b, chunk) in idx.chunks(BATCH).zip(codes.chunks(per_image * BATCH)) {
-        let x = host_f32(coder.model.decode_codes(chunk, b.len(), grid));
+        let x = host_f32(
+            coder
+                .model
+                .decode_codes(chunk, coder.quantizer.as_ref(), b.len(), grid),
+        );
         let orig = set.batch_f32(b);
         sse += x
             .iter()
@@ -129,6 +134,8 @@ fn compare(
 struct Coder {
     cfg: RunConfig,
     model: VqVae,
+    /// The run's quantizer: latents to codes and codes to codewords.
+    quantizer: Box<dyn Quantizer>,
     device: Device,
     hash: [u8; 32],
     prior: CodePrior,
@@ -178,6 +185,7 @@ impl Coder {
             .entropy_model()
             .map_err(|e| InputError::file(run.path().join(PRIOR_FILE), e))?;
         Ok(Self {
+            quantizer: crate::quantizer::build(&cfg.quantizer),
             cfg,
             model,
             device,
@@ -193,7 +201,8 @@ impl Coder {
         let mut grid = [0, 0];
         let idx: Vec<usize> = (0..set.n).collect();
         for b in idx.chunks(BATCH) {
-            let (c, g) = self.model.codes(batch_tensor(set, b, &self.device));
+            let x = batch_tensor(set, b, &self.device);
+            let (c, g) = self.model.codes(x, self.quantizer.as_ref());
             all.extend(c);
             grid = g;
         }
@@ -249,7 +258,7 @@ fn coding_prior(
 ) -> anyhow::Result<CodePrior> {
     let hash = hex(hash);
     if cfg.rate.prior == PriorKind::Learned {
-        let log_r: Vec<f64> = host_f32(model.log_prior())
+        let log_r: Vec<f64> = host_f32(model.log_prior(cfg.quantizer.stages()))
             .into_iter()
             .map(f64::from)
             .collect();
@@ -272,8 +281,9 @@ fn coding_prior(
     };
     let mut counts = vec![0u64; model.k()];
     let idx: Vec<usize> = (0..train.n).collect();
+    let q = crate::quantizer::build(&cfg.quantizer);
     for b in idx.chunks(BATCH) {
-        for c in model.codes(batch_tensor(train, b, device)).0 {
+        for c in model.codes(batch_tensor(train, b, device), q.as_ref()).0 {
             counts[c as usize] += 1;
         }
     }
@@ -389,7 +399,7 @@ pub fn decompress_run(run: &RunDir, file: &Path, out: &Path) -> anyhow::Result<u
         ))
         .into());
     }
-    let per_image = want_grid[0] * want_grid[1];
+    let per_image = want_grid[0] * want_grid[1] * coder.cfg.quantizer.stages();
     // The count bounded before anything of its size exists, then checked against the payload
     // (every code decoded into memory) before anything is written.
     c.check_memory(
@@ -426,7 +436,11 @@ fn write_images(
         let mut i = 0usize;
         for batch in codes.chunks(per_image * BATCH) {
             let b = batch.len() / per_image;
-            let x = host_f32(coder.model.decode_codes(batch, b, grid));
+            let x = host_f32(
+                coder
+                    .model
+                    .decode_codes(batch, coder.quantizer.as_ref(), b, grid),
+            );
             for img in x.chunks_exact(c * h * w) {
                 let p = tmp.join(format!("{i:06}.png"));
                 save_png(img, [c, h, w], &p)?;

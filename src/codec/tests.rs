@@ -296,8 +296,8 @@ fn decompress_gives_the_hard_decode_and_the_rate_meets_its_bound() {
     for q in [QuantizerKind::Vq, QuantizerKind::SoftEm] {
         let mut cfg = RunConfig::default();
         cfg.quantizer.kind = q;
-        cfg.quantizer.codebook_size = 16;
-        cfg.quantizer.code_dim = 4;
+        cfg.quantizer.codebook_size = Some(16);
+        cfg.quantizer.code_dim = Some(4);
         cfg.model.hidden = Some(8);
         cfg.data.shapes_train = 64;
         cfg.data.shapes_test = 300;
@@ -333,9 +333,11 @@ fn decompress_gives_the_hard_decode_and_the_rate_meets_its_bound() {
         let data = cfg.data.load(cfg.training.seed).unwrap();
         let idx: Vec<usize> = (0..300).collect();
         let mut want = Vec::new();
+        let qz = crate::quantizer::build(&cfg.quantizer);
         for b in idx.chunks(256) {
-            let (codes, grid) = model.codes(batch_tensor(&data.test, b, &dev));
-            let x = crate::quantizer::host_f32(model.decode_codes(&codes, b.len(), grid));
+            let (codes, grid) = model.codes(batch_tensor(&data.test, b, &dev), qz.as_ref());
+            let x =
+                crate::quantizer::host_f32(model.decode_codes(&codes, qz.as_ref(), b.len(), grid));
             want.extend(x.into_iter().map(pixel_u8));
         }
         let mut got = Vec::new();

@@ -25,8 +25,8 @@ impl RunConfig {
         };
         let (q, hid) = (&self.quantizer, self.hidden() as f64);
         let (k, d, b) = (
-            q.codebook_size as f64,
-            q.code_dim as f64,
+            q.codebook_size() as f64,
+            q.code_dim() as f64,
             self.batch_size() as f64,
         );
         // In f64: an image size from a damaged config.json must not wrap to a small product.
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn a_run_too_big_for_the_memory_is_refused_with_the_figures() {
         let mut c = RunConfig::default();
-        c.quantizer.codebook_size = 2_000_000_000;
+        c.quantizer.codebook_size = Some(2_000_000_000);
         let parts = c.memory_needed([1, 28, 28], 60_000);
         let need: f64 = parts.iter().map(|p| p.1).sum();
         // 2e9 codewords of 64 f32 with their state: hundreds of GiB.

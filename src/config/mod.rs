@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{DataSpec, Dataset, DatasetKind};
 use crate::device::DeviceKind;
 use crate::error::InputError;
-use crate::quantizer::QuantizerKind;
+pub use crate::quantizer::config::QuantizerConfig;
 use crate::quantizer::init::CodebookInit;
 use crate::quantizer::rate::{PriorKind, RateKind};
 
@@ -83,43 +83,6 @@ pub struct ModelConfig {
     /// Standard deviation of the Gaussian decoder in the reported distortion term.
     #[arg(long, default_value_t = 1.0)]
     pub sigma: f64,
-}
-
-/// The bottleneck: codebook shape, quantizer and its hyperparameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
-#[serde(default)]
-pub struct QuantizerConfig {
-    /// Quantizer in the bottleneck.
-    #[arg(id = "quantizer", long = "quantizer", value_enum, default_value = "vq")]
-    pub kind: QuantizerKind,
-    /// K, the number of codewords.
-    #[arg(long, default_value_t = 512)]
-    pub codebook_size: usize,
-    /// D, the dimension of a codeword.
-    #[arg(long, default_value_t = 64)]
-    pub code_dim: usize,
-    /// Weight of the commitment term ||z_e - sg(z_q)||^2.
-    #[arg(long, default_value_t = 0.25)]
-    pub beta: f64,
-    /// EMA decay of the codebook [default: 0.99 for vq-ema, 0.999 for soft-em].
-    #[arg(long)]
-    pub ema_decay: Option<f64>,
-    /// Laplace smoothing of the EMA counts.
-    #[arg(long, default_value_t = 1e-5)]
-    pub ema_epsilon: f64,
-    /// Temperature tau of p(z|i) = softmax(-||z_e - e_z||^2 / tau) (soft-em, rate terms, soft
-    /// evaluation).
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f64,
-    /// Monte-Carlo samples per latent vector (soft-em).
-    #[arg(long, default_value_t = 10)]
-    pub samples: usize,
-    /// Codebook initialisation [default: the data set's: kmeans for shapes, uniform otherwise].
-    #[arg(long, value_enum)]
-    pub init: Option<CodebookInit>,
-    /// Re-seed codes unused for N steps from random encoder outputs (0 = off).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub dead_code_steps: u64,
 }
 
 /// An explicit rate term and the prior r(z) it is measured against.
@@ -211,14 +174,6 @@ impl DataConfig {
             });
         }
         Ok(ds)
-    }
-}
-
-impl QuantizerConfig {
-    /// EMA decay: `--ema-decay`, else the quantizer's own default.
-    pub fn decay(&self) -> f64 {
-        self.ema_decay
-            .unwrap_or_else(|| self.kind.default_ema_decay())
     }
 }
 
@@ -334,6 +289,8 @@ impl RunConfig {
         self.training.lr = Some(self.lr());
         self.quantizer.init = Some(self.init());
         self.quantizer.ema_decay = Some(self.ema_decay());
+        self.quantizer.validate()?;
+        self.quantizer.resolve();
         self.validate()?;
         Ok(self)
     }
@@ -352,13 +309,15 @@ impl RunConfig {
             )
         };
         let at_least_one = |name: &str, v: usize| check(v >= 1, name, "at least 1", v);
-        at_least_one("codebook size K (--codebook-size)", q.codebook_size)?;
-        check(
-            q.codebook_size <= u32::MAX as usize,
-            "codebook size K (--codebook-size)",
-            "at most 2^32 - 1 (codes are u32)",
-            q.codebook_size,
-        )?;
+        q.validate()?;
+        if (r.kind != RateKind::None || r.prior != PriorKind::Uniform)
+            && (q.stages() != 1 || !q.has_codebook())
+        {
+            return Err(InputError::config(format!(
+                "--rate and --prior learned apply to the quantizers with one codebook (vq, vq-ema, soft-em, sq), not to --quantizer {}",
+                q.kind
+            )));
+        }
         at_least_one("--epochs", t.epochs)?;
         check(
             t.epochs <= MAX_EPOCHS,
@@ -366,7 +325,6 @@ impl RunConfig {
             "at most 1000000",
             t.epochs,
         )?;
-        at_least_one("code dimension D (--code-dim)", q.code_dim)?;
         at_least_one("--hidden", self.hidden())?;
         at_least_one("--batch-size", self.batch_size())?;
         at_least_one("--samples", q.samples)?;
@@ -450,11 +408,12 @@ fn check<T: std::fmt::Display>(ok: bool, name: &str, want: &str, got: T) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quantizer::QuantizerKind;
 
     #[test]
     fn defaults_are_the_command_lines() {
         let c = RunConfig::default();
-        assert_eq!(c.quantizer.codebook_size, 512);
+        assert_eq!(c.quantizer.codebook_size(), 512);
         assert_eq!(c.training.lr, None);
         assert_eq!(c.data.dataset, DatasetKind::Shapes);
         assert_eq!(c.model.hidden, None);

@@ -101,7 +101,9 @@ pub fn run(spec: &CompareSpec, opts: &TrainOptions) -> anyhow::Result<(Vec<RunRe
 /// none, so that the curves have points. The dependent defaults (the EMA decay of each
 /// quantizer) are resolved per run, once its quantizer is set.
 fn shared_config(base: &RunConfig) -> anyhow::Result<RunConfig> {
-    base.clone().resolve()?;
+    let mut check = base.clone();
+    check.quantizer = check.quantizer.for_kind(check.quantizer.kind);
+    check.resolve()?;
     let mut base = base.clone();
     if base.training.eval_every == 0 {
         let n = base.data.load(base.training.seed)?.train.n;
@@ -113,7 +115,7 @@ fn shared_config(base: &RunConfig) -> anyhow::Result<RunConfig> {
 /// One run's configuration: the shared settings with its quantizer and seed.
 fn run_config(base: &RunConfig, q: QuantizerKind, seed: u64) -> RunConfig {
     let mut cfg = base.clone();
-    cfg.quantizer.kind = q;
+    cfg.quantizer = cfg.quantizer.for_kind(q);
     cfg.training.seed = seed;
     cfg
 }
@@ -241,6 +243,7 @@ pub(crate) fn fake_result(q: QuantizerKind, seed: u64, perplexity: f64, l_vib: f
         soft_l_marginal: l_marginal,
     };
     let eval = EvalMetrics {
+        stage_entropies: None,
         images: 1,
         latents: 1,
         mse: 0.01,

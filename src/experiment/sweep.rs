@@ -219,9 +219,17 @@ impl Point {
     pub fn config(&self, base: &RunConfig) -> RunConfig {
         let s = &self.setting;
         let mut c = base.clone();
-        c.quantizer.kind = s.quantizer;
-        c.quantizer.codebook_size = s.k;
-        c.quantizer.code_dim = s.d;
+        c.quantizer = c.quantizer.for_kind(s.quantizer);
+        // The grid's sizes: fsq's code space is its levels' (it takes none), lfq's is 2^D (it
+        // takes K).
+        match s.quantizer {
+            QuantizerKind::Fsq => {}
+            QuantizerKind::Lfq => c.quantizer.codebook_size = Some(s.k),
+            _ => {
+                c.quantizer.codebook_size = Some(s.k);
+                c.quantizer.code_dim = Some(s.d);
+            }
+        }
         c.quantizer.beta = s.beta;
         c.rate.weight = s.rate_weight;
         c.quantizer.temperature = s.tau;
@@ -309,8 +317,20 @@ impl SweepSpec {
         };
         let mut out = Vec::new();
         for &quantizer in &quantizers {
-            for &k in &or_u(&a.codebook_size, b.quantizer.codebook_size) {
-                for &d in &or_u(&a.code_dim, b.quantizer.code_dim) {
+            // The sizes this quantizer has by default when the grid gives none (fsq: its levels';
+            // lfq: 2^D): a base configuration of another quantizer does not set them.
+            let own = b.quantizer.for_kind(quantizer);
+            let ks = match quantizer {
+                QuantizerKind::Fsq => vec![own.codebook_size()],
+                _ => or_u(&a.codebook_size, own.codebook_size()),
+            };
+            for &k in &ks {
+                let ds = match quantizer {
+                    QuantizerKind::Fsq => vec![own.code_dim()],
+                    QuantizerKind::Lfq => vec![k.max(1).ilog2() as usize],
+                    _ => or_u(&a.code_dim, own.code_dim()),
+                };
+                for &d in &ds {
                     for &beta in &or(&a.beta, b.quantizer.beta) {
                         for &rate_weight in &or(&a.rate_weight, b.rate.weight) {
                             for &tau in &or(&a.temperature, b.quantizer.temperature) {
@@ -649,7 +669,7 @@ pub(crate) mod tests {
         assert_eq!(
             (
                 c.quantizer.kind,
-                c.quantizer.codebook_size,
+                c.quantizer.codebook_size(),
                 c.quantizer.beta,
                 c.training.seed
             ),

@@ -22,8 +22,8 @@ fn checkpoint_seed(step: u64) -> (Vec<u8>, RunConfig) {
         (vec![2, 1, 2, 2], (0..8).map(|i| i as f32 * 0.25).collect()),
     );
     let mut cfg = RunConfig::default();
-    cfg.quantizer.codebook_size = 2;
-    cfg.quantizer.code_dim = 3;
+    cfg.quantizer.codebook_size = Some(2);
+    cfg.quantizer.code_dim = Some(3);
     cfg.quantizer.kind = QuantizerKind::VqEma;
     let cfg = cfg.resolve().unwrap();
     let mut ema = EmaCodebook::new(2, 3, 0.99, 1e-5);
@@ -149,7 +149,7 @@ fn fuzz_load_dir() {
         let mut tracked = None;
         let pr = probe(|| {
             checkpoint::load_dir(&dir).map(|ck| {
-                let k = ck.config.quantizer.codebook_size;
+                let k = ck.config.quantizer.codebook_size();
                 tracked = ck.state.dead_codes.map(|dc| (dc.last_used.len(), k));
             })
         });

@@ -11,7 +11,7 @@ use crate::quantizer::QuantizerKind;
 fn config_seed() -> String {
     let mut cfg = RunConfig::default();
     cfg.quantizer.kind = QuantizerKind::SoftEm;
-    cfg.quantizer.codebook_size = 16;
+    cfg.quantizer.codebook_size = Some(16);
     serde_json::to_string_pretty(&cfg.resolve().unwrap()).unwrap()
 }
 
@@ -23,7 +23,7 @@ fn oversized(c: &RunConfig) -> Option<String> {
     let checks = [
         (
             "codebook K x D x 8 bytes",
-            q.codebook_size as u128 * q.code_dim as u128 * 8,
+            q.codebook_size() as u128 * q.code_dim() as u128 * 8,
         ),
         (
             "hidden x hidden x 16 x 4 bytes",
@@ -129,8 +129,8 @@ fn least_memory(
     let (ch, h, w) = (ch as f64, h as f64, w as f64);
     let (hid, k, dim, b) = (
         c.hidden() as f64,
-        q.codebook_size as f64,
-        q.code_dim as f64,
+        q.codebook_size() as f64,
+        q.code_dim() as f64,
         c.batch_size() as f64,
     );
     // Latent vectors of one image (the model downsamples by 4).
@@ -182,8 +182,10 @@ fn fuzz_run_config_huge_counts() {
         ("--samples", |c, v| c.quantizer.samples = v),
         ("--batch-size", |c, v| c.training.batch_size = Some(v)),
         ("--hidden", |c, v| c.model.hidden = Some(v)),
-        ("--code-dim", |c, v| c.quantizer.code_dim = v),
-        ("--codebook-size", |c, v| c.quantizer.codebook_size = v),
+        ("--code-dim", |c, v| c.quantizer.code_dim = Some(v)),
+        ("--codebook-size", |c, v| {
+            c.quantizer.codebook_size = Some(v)
+        }),
         ("--shapes-train", |c, v| c.data.shapes_train = v),
         ("--shapes-test", |c, v| c.data.shapes_test = v),
         ("--epochs", |c, v| c.training.epochs = v),

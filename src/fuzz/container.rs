@@ -54,8 +54,8 @@ fn fuzz_code_container_image_count() {
     const IMAGES: u32 = 12;
     let d = tempfile::tempdir().unwrap();
     let mut cfg = RunConfig::default();
-    cfg.quantizer.codebook_size = 16;
-    cfg.quantizer.code_dim = 4;
+    cfg.quantizer.codebook_size = Some(16);
+    cfg.quantizer.code_dim = Some(4);
     cfg.model.hidden = Some(8);
     cfg.data.shapes_train = 32;
     cfg.data.shapes_test = IMAGES as usize;

@@ -25,6 +25,7 @@
 //! * Miller–Madow: each entropy + (m - 1) / (2N), m its nonzero cells, over the argmax codes
 //!   (counts); for a soft posterior only the plug-in value of its own joint is reported.
 
+pub mod counts;
 pub mod device;
 
 /// Entropy in nats of a probability vector; zero entries contribute 0 (0 log 0 = 0).

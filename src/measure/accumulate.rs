@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use super::counts::{SparseCounts, kt_bits};
 use super::file::SafetensorsFile;
 use super::plan::{Plan, check_code, dense};
 use super::{CodeMap, Coded, InputKind, PosteriorKind};
 use crate::error::InputError;
+use crate::info::counts::{SparseCounts, kt_bits};
 use crate::info::{InfoAccumulator, InfoSummary, Relevance};
 use crate::kernels::assign::{Codebook, SoftOptions, nearest, soft_assign};
 

@@ -18,13 +18,12 @@
 //!
 //! The quantities are [`crate::info`]'s, accumulated by [`InfoAccumulator`] as `vqib eval`
 //! accumulates them (or, for hard codes in a code space large against the data, by
-//! [`counts::SparseCounts`], which equals it), plus the ideal coded length of the argmax code map
-//! under the Krichevsky-Trofimov marginal of its own counts ([`counts::kt_bits`]). The file is
+//! [`crate::info::counts::SparseCounts`], which equals it), plus the ideal coded length of the argmax code map
+//! under the Krichevsky-Trofimov marginal of its own counts ([`crate::info::counts::kt_bits`]). The file is
 //! read `--chunk-rows` latent vectors at a time ([`file::SafetensorsFile`]): memory follows the
 //! chunk, the codebook and K (or the codes that occur), never N.
 
 mod accumulate;
-pub mod counts;
 pub mod file;
 mod plan;
 mod render;

@@ -6,8 +6,9 @@
 
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
+use super::QuantizerParams;
+use super::config::{CodeSpace, Estimator, QuantizerConfig};
 use super::{Context, QuantizerKind, QuantizerOutput, Registered, vq};
-use crate::config::QuantizerConfig;
 use crate::device::host_f32;
 
 /// Codebook by exponential moving averages (sonnet's `VectorQuantizerEMA`), in f64 on the host:
@@ -228,6 +229,7 @@ impl DeviceEma {
 #[derive(Debug)]
 pub struct VqEma {
     beta: f64,
+    estimator: Estimator,
     ema: EmaCodebook,
 }
 
@@ -235,9 +237,10 @@ impl Registered for VqEma {
     fn new(cfg: &QuantizerConfig) -> Self {
         Self {
             beta: cfg.beta,
+            estimator: cfg.estimator(),
             ema: EmaCodebook::new(
-                cfg.codebook_size,
-                cfg.code_dim,
+                cfg.codebook_size(),
+                cfg.code_dim(),
                 cfg.decay(),
                 cfg.ema_epsilon,
             ),
@@ -250,8 +253,15 @@ impl super::Quantizer for VqEma {
         QuantizerKind::VqEma
     }
 
-    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput {
-        vq::quantize(z_e, codebook, ctx.resident)
+    fn code_space(&self) -> CodeSpace {
+        CodeSpace {
+            size: self.ema.k as u64,
+            stages: 1,
+        }
+    }
+
+    fn forward(&self, z_e: Tensor<2>, params: &QuantizerParams, ctx: Context) -> QuantizerOutput {
+        vq::quantize_with(self.estimator, z_e, params.codebook(), ctx.resident)
     }
 
     /// beta ||z_e - sg(z_q)||^2.

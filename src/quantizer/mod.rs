@@ -28,13 +28,18 @@ use burn::tensor::{Int, Tensor};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::QuantizerConfig;
-
+pub mod config;
 pub mod dead_codes;
 pub mod ema;
+pub mod fsq;
 pub mod init;
+pub mod lfq;
+pub mod params;
 pub mod rate;
+pub mod rotation;
+pub mod rvq;
 pub mod soft_em;
+pub mod sq;
 pub mod vq;
 
 #[cfg(test)]
@@ -48,6 +53,9 @@ pub use init::{CodebookInit, kmeans_pp};
 pub use rate::{PriorKind, RateKind, rate_terms};
 pub use soft_em::{sample_statistics, soft_log_probs};
 pub use vq::{DISTANCE_BUDGET, nearest, nearest_chunked, quantize, squared_distances};
+
+pub use config::{CodeSpace, Estimator, QuantizerConfig};
+pub use params::QuantizerParams;
 
 /// The one structured result of every quantizer (as sonnet's quantizers return it).
 pub struct QuantizerOutput {
@@ -67,15 +75,29 @@ pub struct QuantizerOutput {
     pub codebook_loss: Tensor<1>,
     /// mean ||z_e - sg(z_q)||^2 over elements: moves the encoder only.
     pub commitment_loss: Tensor<1>,
+    /// A quantizer's own further term of the loss, unweighted: lfq's entropy penalty, sq's
+    /// KL term of its evidence lower bound.
+    pub extra: Option<Tensor<1>>,
 }
 
 impl QuantizerOutput {
     /// The output for the codewords `z_q` (`[N, D]`) given to z_e and the codes `indices`: the
     /// straight-through input z_e + sg(z_q - z_e) and both loss terms (no samples, no weights).
     pub fn from_codewords(z_e: Tensor<2>, z_q: Tensor<2>, indices: Tensor<1, Int>) -> Self {
+        Self::with_estimator(Estimator::StraightThrough, z_e, z_q, indices)
+    }
+
+    /// [`QuantizerOutput::from_codewords`] with the decoder's input made by `estimator`
+    /// (straight-through, or the rotation trick of [`rotation`]).
+    pub fn with_estimator(
+        estimator: Estimator,
+        z_e: Tensor<2>,
+        z_q: Tensor<2>,
+        indices: Tensor<1, Int>,
+    ) -> Self {
         let codebook_loss = (z_q.clone() - z_e.clone().detach()).square().mean();
         let commitment_loss = (z_e.clone() - z_q.clone().detach()).square().mean();
-        let z_st = z_e.clone() + (z_q.clone() - z_e).detach();
+        let z_st = rotation::decoder_input(estimator, z_e, z_q.clone());
         Self {
             z_st,
             z_q,
@@ -84,6 +106,7 @@ impl QuantizerOutput {
             weights: None,
             codebook_loss,
             commitment_loss,
+            extra: None,
         }
     }
 }
@@ -97,6 +120,9 @@ pub struct Context<'a> {
     /// to the host); otherwise the host kernels of [`crate::kernels::assign`] run (the fast path
     /// on the CPU).
     pub resident: bool,
+    /// The training step this pass belongs to (annealing schedules, [`sq`]); None outside
+    /// training.
+    pub step: Option<u64>,
 }
 
 impl<'a> Context<'a> {
@@ -105,6 +131,7 @@ impl<'a> Context<'a> {
         Self {
             rng,
             resident: !on_host(device),
+            step: None,
         }
     }
 }
@@ -112,18 +139,27 @@ impl<'a> Context<'a> {
 /// The posterior p(z|i) a quantizer assigns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Posterior {
-    /// One-hot on the nearest codeword: H(Z|I) = 0 (eq. 27).
+    /// One-hot on the quantizer's code ([`Quantizer::codes`]): H(Z|I) = 0 (eq. 27).
     Hard,
-    /// softmax(-||z_e - e_z||^2 / tau) (eq. 28).
+    /// softmax(-||z_e - e_z||^2 / tau) over the codebook (eq. 28): its log-probabilities are
+    /// [`soft_log_probs`] of the codebook with the quantizer's temperature
+    /// ([`Quantizer::soft_temperature`]).
     Soft,
 }
 
-/// A bottleneck between encoder and decoder.
+/// A bottleneck between encoder and decoder. It owns its parameters ([`QuantizerParams`], in the
+/// model), says how large its code space is ([`Quantizer::code_space`]) and which posterior it
+/// assigns ([`Quantizer::posterior`]), and maps latents to codes and codes to codewords on the
+/// host ([`Quantizer::codes`], [`Quantizer::codewords`]): evaluation, the codec and the reports
+/// need to know nothing more of it.
 pub trait Quantizer: std::fmt::Debug + Send + Sync {
     fn kind(&self) -> QuantizerKind;
 
-    /// The forward pass: z_e `[N, D]` and the codebook `[K, D]` to the structured output.
-    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput;
+    /// The size of the code space: K codes a stage, S stages.
+    fn code_space(&self) -> CodeSpace;
+
+    /// The forward pass: z_e `[N, D]` and the quantizer's parameters to the structured output.
+    fn forward(&self, z_e: Tensor<2>, params: &QuantizerParams, ctx: Context) -> QuantizerOutput;
 
     /// This quantizer's terms of the training loss (eq. 24 without the reconstruction term).
     fn loss(&self, out: &QuantizerOutput) -> Tensor<1>;
@@ -131,6 +167,39 @@ pub trait Quantizer: std::fmt::Debug + Send + Sync {
     /// The posterior it assigns (what evaluation measures as its own).
     fn posterior(&self) -> Posterior {
         Posterior::Hard
+    }
+
+    /// The temperature tau of its soft posterior softmax(-d^2 / tau), when it is
+    /// [`Posterior::Soft`]; the temperature of the common soft posterior otherwise.
+    fn soft_temperature(&self, params: &QuantizerParams) -> f64 {
+        let _ = params;
+        1.0
+    }
+
+    /// The codebook k-means++ (+10 Lloyd steps) finds in the first batch's z_e (`[N*D]`): `[K*D]`
+    /// (residual stages: `[S*K*D]`, each stage on the residuals of the ones before).
+    fn initial_codebook(&self, z: &[f32], d: usize, k: usize, rng: &mut StdRng) -> Vec<f32> {
+        kmeans_pp(z, d, k, 10, rng)
+    }
+
+    /// The hard code of each row of z_e (`[N*D]` on the host): S codes a row, `[N*S]`. By
+    /// default the nearest codeword of the codebook (eq. 27).
+    fn codes(&self, z_e: &[f32], params: &QuantizerParams) -> Vec<u32> {
+        let e = params.codebook_values();
+        let d = params.codebook().dims()[1];
+        crate::kernels::assign::nearest(z_e, &crate::kernels::assign::Codebook::new(&e, d))
+    }
+
+    /// The decoder's input for codes (`[N*S]`, as [`Quantizer::codes`] gives them): `[N*D]`. By
+    /// default the codewords of the codebook.
+    fn codewords(&self, codes: &[u32], params: &QuantizerParams) -> Vec<f32> {
+        let e = params.codebook_values();
+        let d = params.codebook().dims()[1];
+        let mut v = Vec::with_capacity(codes.len() * d);
+        for &c in codes {
+            v.extend_from_slice(&e[c as usize * d..(c as usize + 1) * d]);
+        }
+        v
     }
 
     /// After an optimizer step: z_e of the batch (`[N*D]` on the host), its assigned codes and,
@@ -235,6 +304,19 @@ quantizers! {
     VqEma = "vq-ema" => ema::VqEma,
     /// Soft EM (Roy et al. 2018): p(z|i) = softmax(-d^2/tau), Monte-Carlo samples, EMA M-step.
     SoftEm = "soft-em" => soft_em::SoftEm,
+    /// Finite scalar quantization (Mentzer et al. 2023): each channel bounded and rounded to
+    /// its levels; no codebook.
+    Fsq = "fsq" => fsq::Fsq,
+    /// Lookup-free quantization (Yu et al. 2023): the sign of each channel, K = 2^D, with an
+    /// entropy penalty.
+    Lfq = "lfq" => lfq::Lfq,
+    /// Residual VQ (Zeghidour et al. 2021): S codebooks, each quantizing the residual of the
+    /// stages before it.
+    Rvq = "rvq" => rvq::Rvq,
+    /// Stochastic quantization (SQ-VAE, Takida et al. 2022): a Gaussian posterior over the
+    /// codebook with a learned variance, trained by its evidence lower bound through a
+    /// Gumbel-softmax relaxation.
+    Sq = "sq" => sq::Sq,
 }
 
 impl std::fmt::Display for QuantizerKind {
@@ -269,10 +351,15 @@ impl Bottleneck {
     pub fn new(cfg: &QuantizerConfig) -> Self {
         Self {
             quantizer: build(cfg),
-            dead_codes: (cfg.dead_code_steps > 0)
-                .then(|| DeadCodeTracker::new(cfg.codebook_size, cfg.dead_code_steps, 0)),
+            dead_codes: (cfg.dead_code_steps > 0 && cfg.has_codebook()).then(|| {
+                DeadCodeTracker::new(cfg.codebook_size() * cfg.stages(), cfg.dead_code_steps, 0)
+            }),
             // A resolved configuration always names it; a bare one means no data-dependent init.
-            init: cfg.init.unwrap_or(CodebookInit::Uniform),
+            // An implicit grid (fsq, lfq) has nothing to initialise.
+            init: match cfg.init {
+                Some(init) if cfg.has_codebook() => init,
+                _ => CodebookInit::Uniform,
+            },
             resident: None,
         }
     }
@@ -287,7 +374,7 @@ impl Bottleneck {
     pub fn initialise(&mut self, z: &[f32], d: usize, k: usize, seed: u64) -> Vec<f32> {
         use rand::SeedableRng;
         let mut rng = StdRng::seed_from_u64(seed ^ 0x6b6d_6561_6e73);
-        let centres = kmeans_pp(z, d, k, 10, &mut rng);
+        let centres = self.quantizer.initial_codebook(z, d, k, &mut rng);
         if let Some(e) = self.quantizer.ema_mut() {
             e.start_at(&centres);
         }

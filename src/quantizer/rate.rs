@@ -53,16 +53,17 @@ pub fn rate_terms(
 }
 
 /// The rate term of the loss for `kind` (None for [`RateKind::None`]): H(p(Z|I), r) or KL.
+/// The codebook `e` and the prior `log_r` are asked for only when there is a rate term.
 pub fn rate_term(
     kind: RateKind,
     z_e: Tensor<2>,
-    e: Tensor<2>,
+    e: impl FnOnce() -> Tensor<2>,
     tau: f64,
-    log_r: Tensor<1>,
+    log_r: impl FnOnce() -> Tensor<1>,
 ) -> Option<Tensor<1>> {
     if kind == RateKind::None {
         return None;
     }
-    let (ce, h) = rate_terms(z_e, e, tau, log_r);
+    let (ce, h) = rate_terms(z_e, e(), tau, log_r());
     Some(if kind == RateKind::Vdib { ce } else { ce - h })
 }

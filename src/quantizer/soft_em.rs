@@ -10,11 +10,12 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, RngCore};
 
+use super::QuantizerParams;
+use super::config::{CodeSpace, QuantizerConfig};
 use super::{
     Context, EmaCodebook, Posterior, QuantizerKind, QuantizerOutput, Registered, host_f32,
     index_tensor, squared_distances,
 };
-use crate::config::QuantizerConfig;
 use crate::kernels::assign::{self, Codebook, SoftOptions};
 
 /// log p(z|i) = log softmax_z(-||z_i - e_z||^2 / tau) (seed eq. 28 with a temperature), `[N, K]`,
@@ -197,8 +198,8 @@ impl Registered for SoftEm {
             tau: cfg.temperature,
             samples: cfg.samples,
             ema: EmaCodebook::new(
-                cfg.codebook_size,
-                cfg.code_dim,
+                cfg.codebook_size(),
+                cfg.code_dim(),
                 cfg.decay(),
                 cfg.ema_epsilon,
             ),
@@ -211,7 +212,19 @@ impl super::Quantizer for SoftEm {
         QuantizerKind::SoftEm
     }
 
-    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput {
+    fn code_space(&self) -> CodeSpace {
+        CodeSpace {
+            size: self.ema.k as u64,
+            stages: 1,
+        }
+    }
+
+    fn soft_temperature(&self, _params: &QuantizerParams) -> f64 {
+        self.tau
+    }
+
+    fn forward(&self, z_e: Tensor<2>, params: &QuantizerParams, ctx: Context) -> QuantizerOutput {
+        let codebook = params.codebook();
         if ctx.resident {
             return soft_quantize_resident(z_e, codebook, self.tau, self.samples, ctx.rng);
         }

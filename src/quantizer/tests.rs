@@ -423,7 +423,10 @@ fn chunked_nearest_matches_the_whole_distance_matrix() {
 fn registered_quantizers_build_and_name_themselves_one_way() {
     use clap::ValueEnum;
     let names: Vec<&str> = QuantizerKind::ALL.iter().map(|q| q.name()).collect();
-    assert_eq!(names, ["vq", "vq-ema", "soft-em"]);
+    assert_eq!(
+        names,
+        ["vq", "vq-ema", "soft-em", "fsq", "lfq", "rvq", "sq"]
+    );
     for &q in QuantizerKind::ALL {
         let mut cfg = crate::config::QuantizerConfig::default();
         cfg.kind = q;
@@ -438,7 +441,11 @@ fn registered_quantizers_build_and_name_themselves_one_way() {
         // Only the gradient-trained codebook lacks EMA state.
         assert_eq!(built.ema().is_none(), q.codebook_by_gradient(), "{q}");
         let soft = built.posterior() == Posterior::Soft;
-        assert_eq!(soft, q == QuantizerKind::SoftEm, "{q}");
+        assert_eq!(
+            soft,
+            matches!(q, QuantizerKind::SoftEm | QuantizerKind::Sq),
+            "{q}"
+        );
     }
     assert_eq!(QuantizerKind::SoftEm.default_ema_decay(), 0.999);
     assert_eq!(QuantizerKind::VqEma.default_ema_decay(), 0.99);
@@ -450,8 +457,8 @@ fn registered_quantizers_build_and_name_themselves_one_way() {
 fn bottleneck_restarts_dead_codes_after_the_ema_update() {
     let mut cfg = crate::config::QuantizerConfig::default();
     cfg.kind = QuantizerKind::VqEma;
-    cfg.codebook_size = 3;
-    cfg.code_dim = 2;
+    cfg.codebook_size = Some(3);
+    cfg.code_dim = Some(2);
     cfg.dead_code_steps = 1;
     let mut b = Bottleneck::new(&cfg);
     let z = [1.0f32, 1.0, 2.0, 2.0];

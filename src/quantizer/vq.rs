@@ -5,8 +5,11 @@
 
 use burn::tensor::{Int, Tensor};
 
-use super::{Context, QuantizerKind, QuantizerOutput, Registered, host_f32, index_tensor, on_host};
-use crate::config::QuantizerConfig;
+use super::config::{CodeSpace, Estimator, QuantizerConfig};
+use super::{
+    Context, QuantizerKind, QuantizerOutput, QuantizerParams, Registered, host_f32, index_tensor,
+    on_host,
+};
 use crate::kernels::assign::{self, Codebook};
 
 /// Squared Euclidean distances `[N, K]` between rows of `z` (`[N, D]`) and codewords `e`
@@ -72,6 +75,16 @@ pub fn nearest_chunked(z: Tensor<2>, e: Tensor<2>, chunk: usize) -> Tensor<2, In
 /// straight-through z_e + sg(z_q - z_e), and both terms of eq. 24 (unweighted). `resident`:
 /// the search as tensor operations on the device ([`Context::resident`]).
 pub fn quantize(z_e: Tensor<2>, e: Tensor<2>, resident: bool) -> QuantizerOutput {
+    quantize_with(Estimator::StraightThrough, z_e, e, resident)
+}
+
+/// [`quantize`] with the decoder's input made by `estimator` ([`super::rotation`]).
+pub fn quantize_with(
+    estimator: Estimator,
+    z_e: Tensor<2>,
+    e: Tensor<2>,
+    resident: bool,
+) -> QuantizerOutput {
     let (z, cb) = (z_e.clone().detach(), e.clone().detach());
     let indices = if resident {
         nearest_resident(z, cb)
@@ -79,20 +92,26 @@ pub fn quantize(z_e: Tensor<2>, e: Tensor<2>, resident: bool) -> QuantizerOutput
         nearest(z, cb)
     };
     let z_q = e.select(0, indices.clone());
-    QuantizerOutput::from_codewords(z_e, z_q, indices)
+    QuantizerOutput::with_estimator(estimator, z_e, z_q, indices)
 }
 
 /// The VQ-VAE quantizer: codebook by gradient of ||sg(z_e) - z_q||^2.
 #[derive(Debug)]
 pub struct Vq {
     beta: f64,
+    estimator: Estimator,
+    space: CodeSpace,
 }
 
 impl Registered for Vq {
     const CODEBOOK_BY_GRADIENT: bool = true;
 
     fn new(cfg: &QuantizerConfig) -> Self {
-        Self { beta: cfg.beta }
+        Self {
+            beta: cfg.beta,
+            estimator: cfg.estimator(),
+            space: cfg.code_space(),
+        }
     }
 }
 
@@ -101,8 +120,12 @@ impl super::Quantizer for Vq {
         QuantizerKind::Vq
     }
 
-    fn forward(&self, z_e: Tensor<2>, codebook: Tensor<2>, ctx: Context) -> QuantizerOutput {
-        quantize(z_e, codebook, ctx.resident)
+    fn code_space(&self) -> CodeSpace {
+        self.space
+    }
+
+    fn forward(&self, z_e: Tensor<2>, params: &QuantizerParams, ctx: Context) -> QuantizerOutput {
+        quantize_with(self.estimator, z_e, params.codebook(), ctx.resident)
     }
 
     /// ||sg(z_e) - z_q||^2 + beta ||z_e - sg(z_q)||^2 (eq. 24).

@@ -21,9 +21,10 @@ use crate::data::ImageSet;
 use crate::device::{host_f32, host_u32, index_tensor, on_host};
 use crate::distortion::{Estimate, ExpectedDistortion, draw_code_maps};
 use crate::error::NonFiniteError;
+use crate::info::counts::SparseCounts;
 use crate::info::device as info_device;
 use crate::info::{InfoAccumulator, InfoSummary, Relevance, gaussian_nll, objectives};
-use crate::kernels::assign::{Codebook, SoftOptions, nearest, soft_assign};
+use crate::kernels::assign::{Codebook, SoftOptions, soft_assign};
 use crate::model::VqVae;
 use crate::quantizer::{self, Context, Posterior};
 
@@ -68,8 +69,14 @@ pub struct EvalMetrics {
     pub soft_l_vdib: f64,
     pub soft_l_vib: f64,
     pub beta: f64,
-    /// Counts of the most probable code of each latent vector.
+    /// Counts of the most probable code of each latent vector: by code where the code space is
+    /// one codebook of at most 2^16 codes, else the counts of the codes (S-tuples) that occur,
+    /// largest first.
     pub histogram: Vec<u64>,
+    /// Residual VQ: H(Z_s) of each stage's codes, nats (`assigned` holds the joint H(Z_1..Z_S)
+    /// of the tuple).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_entropies: Option<Vec<f64>>,
     /// I(Z;Y) of the codes under the model's own posterior and under the soft posterior, where
     /// the data carry labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +177,8 @@ pub fn evaluate(
 
 /// [`evaluate`], `resident`: every batch's sums (squared errors, loss terms, the information
 /// quantities of [`crate::info::device`]) stay on the device and are read back once, at the end.
+/// The device stream covers the quantizers with one codebook of at most [`DENSE_CODES`] codes
+/// ([`dense_codebook`]); the others are measured on the host (z_e read batch by batch).
 pub fn evaluate_on(
     cfg: &RunConfig,
     model: &VqVae,
@@ -179,24 +188,41 @@ pub fn evaluate_on(
     resident: bool,
 ) -> anyhow::Result<EvalMetrics> {
     let model = model.valid();
-    if resident {
+    let q = quantizer::build(&cfg.quantizer);
+    if resident && dense_codebook(cfg) && q.kind() != quantizer::QuantizerKind::Sq {
         return evaluate_resident(cfg, &model, set, batch, device);
     }
-    let q = quantizer::build(&cfg.quantizer);
     let own_soft = q.posterior() == Posterior::Soft;
-    let log_r: Vec<f64> = host_f32(model.log_prior())
-        .into_iter()
-        .map(f64::from)
-        .collect();
-    let ev = model.codebook_values();
-    let codebook = Codebook::new(&ev, model.d());
+    let (tau, tau_own) = (
+        cfg.quantizer.temperature,
+        q.soft_temperature(&model.quantizer),
+    );
+    let grid = SoftGrid::of(cfg, &model, q.as_ref());
     let classes = set.classes();
     let with_classes = |acc: InfoAccumulator| match classes {
         Some(c) => acc.with_classes(c),
         None => acc,
     };
-    let mut assigned = with_classes(InfoAccumulator::new(log_r.clone()));
-    let mut soft = with_classes(InfoAccumulator::new(log_r.clone()));
+    let grid_log_r = grid.as_ref().map(|g| g.log_r.clone());
+    let mut soft = grid_log_r
+        .clone()
+        .map(|l| with_classes(InfoAccumulator::new(l)));
+    // The model's own posterior: soft (over its codebook, at its temperature), or hard, dense
+    // over K when that is small, else counted in a map.
+    let mut own = grid_log_r
+        .clone()
+        .filter(|_| own_soft && tau_own != tau)
+        .map(|l| with_classes(InfoAccumulator::new(l)));
+    let space = cfg.quantizer.code_space();
+    let dense = dense_codebook(cfg);
+    let log_r_full: Vec<f64> = host_f32(model.log_prior(space.stages))
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let mut hard_dense =
+        (!own_soft && dense).then(|| with_classes(InfoAccumulator::new(log_r_full.clone())));
+    let learned = cfg.rate.prior != quantizer::PriorKind::Uniform;
+    let mut hard_sparse = (!own_soft && !dense).then(|| HardCodes::new(space, classes, learned));
     let mut rng = eval_rng(cfg.training.seed);
     let mut s = Sums::default();
     let idx: Vec<usize> = (0..set.n).collect();
@@ -205,6 +231,7 @@ pub fn evaluate_on(
         let ctx = Context {
             rng: &mut rng,
             resident: false,
+            step: None,
         };
         let f = model.forward(x.clone(), q.as_ref(), ctx);
         let n_vec = f.z_e.dims()[0];
@@ -219,25 +246,197 @@ pub fn evaluate_on(
         s.commitment += v[2] as f64 * n_vec as f64;
         s.pixels += n_px;
         s.vectors += n_vec;
+        let z = host_f32(f.z_e);
         // The soft posterior of every model, with the joint of codes and labels.
         let labels = set.vector_labels(chunk, n_vec / chunk.len());
         let labels = labels.as_deref().zip(classes);
-        let part = soft_info(
-            &host_f32(f.z_e),
-            &codebook,
-            cfg.quantizer.temperature,
-            &log_r,
-            labels,
-        );
-        soft.merge(&part);
-        if !own_soft {
-            assigned.add_hard(&host_u32(f.q.indices), labels.map(|(l, _)| l));
+        if let (Some(g), Some(acc)) = (&grid, soft.as_mut()) {
+            acc.merge(&soft_info(&z, &g.codebook(), tau, &g.log_r, labels));
+        }
+        if let (Some(g), Some(acc)) = (&grid, own.as_mut()) {
+            acc.merge(&soft_info(&z, &g.codebook(), tau_own, &g.log_r, labels));
+        }
+        if let Some(acc) = hard_dense.as_mut() {
+            acc.add_hard(&host_u32(f.q.indices), labels.map(|(l, _)| l));
+        }
+        if let Some(counts) = hard_sparse.as_mut() {
+            let codes = q.codes(&z, &model.quantizer);
+            counts.add(&codes, labels.map(|(l, _)| l), &log_r_full, learned);
         }
     }
-    if own_soft {
-        assigned = soft.clone();
+    let assigned = match (hard_dense, hard_sparse, own, &soft) {
+        (Some(acc), ..) => Info::of(&acc),
+        (_, Some(counts), ..) => counts.info(),
+        (_, _, Some(acc), _) => Info::of(&acc),
+        (_, _, None, Some(acc)) => Info::of(acc),
+        _ => anyhow::bail!("no posterior to measure for --quantizer {}", q.kind()),
+    };
+    // Without a soft grid (a code space too large to list) the soft columns repeat the own
+    // posterior's figures.
+    let soft = soft.as_ref().map_or_else(|| assigned.clone(), Info::of);
+    summarise(cfg, set, space.tuples(), &s, assigned, soft)
+}
+
+/// The most codes a dense accumulator (and the device stream) holds: above it, hard codes are
+/// counted in a map ([`HardCounts`]).
+pub const DENSE_CODES: usize = 1 << 16;
+
+/// The most codewords a soft posterior over an implicit grid or residual tuples is listed for
+/// (every latent's distances to all of them are computed).
+pub const SOFT_GRID_CODES: f64 = 4096.0;
+
+/// Whether the quantizer's codes are the rows of one codebook of at most [`DENSE_CODES`] codes
+/// (vq, vq-ema, soft-em, sq).
+pub fn dense_codebook(cfg: &RunConfig) -> bool {
+    let q = &cfg.quantizer;
+    q.has_codebook() && q.stages() == 1 && q.codebook_size() <= DENSE_CODES
+}
+
+/// The codewords the soft posterior softmax(-||z_e - c||^2 / tau) is measured over: the
+/// quantizer's codebook, or, for an implicit grid (fsq, lfq) and residual tuples, the codeword
+/// of every code when there are at most [`SOFT_GRID_CODES`]; None when there are more.
+struct SoftGrid {
+    values: Vec<f32>,
+    d: usize,
+    /// Residual stages: row t of the grid is the tuple of t's mixed-radix digits.
+    stages: usize,
+    k: usize,
+    /// log r over the grid's rows: the model's prior for its own codebook, else uniform.
+    log_r: Vec<f64>,
+}
+
+impl SoftGrid {
+    fn of(cfg: &RunConfig, model: &VqVae, q: &dyn quantizer::Quantizer) -> Option<Self> {
+        let space = cfg.quantizer.code_space();
+        let d = model.d();
+        let (k, stages) = (space.size as usize, space.stages);
+        if cfg.quantizer.has_codebook() && stages == 1 {
+            let log_r = host_f32(model.log_prior(1))
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            return Some(Self {
+                values: model.codebook_values(),
+                d,
+                stages,
+                k,
+                log_r,
+            });
+        }
+        let rows = space.tuples();
+        if rows > SOFT_GRID_CODES {
+            return None;
+        }
+        let rows = rows as usize;
+        let mut g = Self {
+            values: Vec::new(),
+            d,
+            stages,
+            k,
+            log_r: vec![-(rows as f64).ln(); rows],
+        };
+        let all: Vec<u32> = (0..rows as u32).collect();
+        g.values = q.codewords(&g.to_codes(&all), &model.quantizer);
+        Some(g)
     }
-    summarise(cfg, set, model.k(), &s, &assigned, &soft)
+
+    fn codebook(&self) -> Codebook<'_> {
+        Codebook::new(&self.values, self.d)
+    }
+
+    /// The quantizer's codes of grid rows: the same numbers for one stage; for S stages row t's
+    /// digits t_s in base K as the rows sK + t_s of the stacked codebooks.
+    fn to_codes(&self, rows: &[u32]) -> Vec<u32> {
+        if self.stages == 1 {
+            return rows.to_vec();
+        }
+        let mut out = Vec::with_capacity(rows.len() * self.stages);
+        for &t in rows {
+            let mut t = t as usize;
+            for s in 0..self.stages {
+                out.push((s * self.k + t % self.k) as u32);
+                t /= self.k;
+            }
+        }
+        out
+    }
+}
+
+/// The information figures of one posterior over a data set.
+#[derive(Clone, Debug)]
+struct Info {
+    summary: InfoSummary,
+    relevance: Option<Relevance>,
+    histogram: Vec<u64>,
+    stage_entropies: Option<Vec<f64>>,
+}
+
+impl Info {
+    fn of(acc: &InfoAccumulator) -> Self {
+        Self {
+            summary: acc.summary(),
+            relevance: acc.relevance(),
+            histogram: acc.argmax_counts().to_vec(),
+            stage_entropies: None,
+        }
+    }
+}
+
+/// Hard codes counted in maps ([`SparseCounts`]; memory follows the codes that occur, not K):
+/// a position's code, or its S-tuple of stage codes, and each stage's codes apart.
+struct HardCodes {
+    stages: usize,
+    classes: usize,
+    /// S log K when the prior is uniform (the cross entropy of every point), else 0.
+    uniform_ce: f64,
+    joint: SparseCounts<Vec<u32>>,
+    per_stage: Vec<SparseCounts<u32>>,
+}
+
+impl HardCodes {
+    fn new(space: quantizer::CodeSpace, classes: Option<usize>, learned: bool) -> Self {
+        let labelled = classes.is_some();
+        let stages = space.stages;
+        Self {
+            stages,
+            classes: classes.unwrap_or(0),
+            uniform_ce: if learned { 0.0 } else { space.log_size() },
+            joint: SparseCounts::new(labelled),
+            per_stage: (0..stages).map(|_| SparseCounts::new(false)).collect(),
+        }
+    }
+
+    /// `codes` `[N*S]`, a label a point; log r of a point is the sum of its stage codes' `log_r`
+    /// entries when the prior is `learned`, else uniform (0 here: the uniform prior's cross
+    /// entropy is added in [`HardCodes::info`]).
+    fn add(&mut self, codes: &[u32], labels: Option<&[u32]>, log_r: &[f64], learned: bool) {
+        for (i, t) in codes.chunks_exact(self.stages).enumerate() {
+            let lr = if learned {
+                t.iter().map(|&c| log_r[c as usize]).sum()
+            } else {
+                0.0
+            };
+            self.joint.add(t.to_vec(), labels.map(|l| l[i]), lr);
+            for (s, &c) in self.per_stage.iter_mut().zip(t) {
+                s.add(c, None, 0.0);
+            }
+        }
+    }
+
+    fn info(&self) -> Info {
+        let mut summary = self.joint.summary();
+        summary.cross_entropy += self.uniform_ce;
+        summary.kl += self.uniform_ce;
+        let mut histogram = self.joint.counts();
+        histogram.sort_unstable_by(|a, b| b.cmp(a));
+        Info {
+            summary,
+            relevance: self.joint.relevance(self.classes),
+            histogram,
+            stage_entropies: (self.stages > 1)
+                .then(|| self.per_stage.iter().map(|s| s.summary().h_z).collect()),
+        }
+    }
 }
 
 /// [`evaluate_on`] streamed on the device: one read per evaluation.
@@ -251,8 +450,8 @@ fn evaluate_resident(
     let q = quantizer::build(&cfg.quantizer);
     let own_soft = q.posterior() == Posterior::Soft;
     let (k, classes) = (model.k(), set.classes().unwrap_or(0));
-    let log_r = model.log_prior();
-    let codebook = model.codebook.val();
+    let log_r = model.log_prior(1);
+    let codebook = model.quantizer.codebook();
     let mut rng = eval_rng(cfg.training.seed);
     let (mut rows, mut pixels, mut vectors) = (vec![log_r.clone()], 0, 0);
     let idx: Vec<usize> = (0..set.n).collect();
@@ -261,6 +460,7 @@ fn evaluate_resident(
         let ctx = Context {
             rng: &mut rng,
             resident: true,
+            step: None,
         };
         let f = model.forward(x.clone(), q.as_ref(), ctx);
         let n_vec = f.z_e.dims()[0];
@@ -305,7 +505,7 @@ fn evaluate_resident(
     } else {
         info_device::accumulator(log_r, classes, n, &t[3 + info_len..])
     };
-    summarise(cfg, set, k, &s, &assigned, &soft)
+    summarise(cfg, set, k as f64, &s, Info::of(&assigned), Info::of(&soft))
 }
 
 /// Per-image squared errors of `x_hat` against `x` (`[B, C, H, W]`), in f64.
@@ -336,32 +536,51 @@ pub fn expectations(
         "the expectation needs at least 2 code maps an image"
     );
     let model = model.valid();
-    let own_soft = quantizer::build(&cfg.quantizer).posterior() == Posterior::Soft;
-    let ev = model.codebook_values();
-    let codebook = Codebook::new(&ev, model.d());
+    let q = quantizer::build(&cfg.quantizer);
+    let own_soft = q.posterior() == Posterior::Soft;
+    let grid = SoftGrid::of(cfg, &model, q.as_ref());
     let (px, sigma, tau) = (set.image_len(), cfg.model.sigma, cfg.quantizer.temperature);
+    let tau_own = q.soft_temperature(&model.quantizer);
     let mut rng = eval_rng(cfg.training.seed ^ 0x6578_7063);
     let (mut own, mut soft) = (ExpectedDistortion::new(), ExpectedDistortion::new());
     let idx: Vec<usize> = (0..set.n).collect();
     for chunk in idx.chunks(batch.max(1)) {
         let b = chunk.len();
         let x = batch_tensor(set, chunk, device);
-        let (z, grid) = model.latents(x.clone());
-        let maps = draw_code_maps(&z, &codebook, tau, samples, rng.next_u64());
-        let sse: Vec<Vec<f64>> = maps
-            .iter()
-            .map(|map| image_sse(model.decode_codes(map, b, grid), &x))
-            .collect();
-        let hard = (!own_soft).then(|| {
-            let codes = nearest(&z, &codebook);
-            image_sse(model.decode_codes(&codes, b, grid), &x)
-        });
+        let (z, hw) = model.latents(x.clone());
+        // S code maps drawn from softmax(-d^2 / t) over the grid, each decoded: per-image SSEs.
+        let mut draw = |t: f64| -> Option<Vec<Vec<f64>>> {
+            let g = grid.as_ref()?;
+            let maps = draw_code_maps(&z, &g.codebook(), t, samples, rng.next_u64());
+            Some(
+                maps.iter()
+                    .map(|map| {
+                        let codes = g.to_codes(map);
+                        image_sse(model.decode_codes(&codes, q.as_ref(), b, hw), &x)
+                    })
+                    .collect(),
+            )
+        };
+        let common = draw(tau);
+        let own_draws = match own_soft {
+            true if tau_own == tau => common.clone(),
+            true => draw(tau_own),
+            false => {
+                let codes = q.codes(&z, &model.quantizer);
+                Some(vec![image_sse(
+                    model.decode_codes(&codes, q.as_ref(), b, hw),
+                    &x,
+                )])
+            }
+        };
+        let own_draws = own_draws.expect("a soft posterior has its codebook");
         for i in 0..b {
-            let draws: Vec<f64> = sse.iter().map(|v| v[i]).collect();
-            soft.add_image(&draws, px, sigma);
-            match &hard {
-                Some(h) => own.add_image(&[h[i]], px, sigma),
-                None => own.add_image(&draws, px, sigma),
+            let mine: Vec<f64> = own_draws.iter().map(|v| v[i]).collect();
+            own.add_image(&mine, px, sigma);
+            match &common {
+                Some(c) => soft.add_image(&c.iter().map(|v| v[i]).collect::<Vec<_>>(), px, sigma),
+                // No grid to draw from: the soft figures repeat the own posterior's.
+                None => soft.add_image(&mine, px, sigma),
             }
         }
     }
@@ -397,10 +616,10 @@ pub fn expectations(
 fn summarise(
     cfg: &RunConfig,
     set: &ImageSet,
-    k: usize,
+    codes: f64,
     s: &Sums,
-    assigned: &InfoAccumulator,
-    soft: &InfoAccumulator,
+    assigned: Info,
+    soft: Info,
 ) -> anyhow::Result<EvalMetrics> {
     let mse = s.sse / s.pixels.max(1) as f64;
     if !mse.is_finite() {
@@ -415,7 +634,7 @@ fn summarise(
     let latents = s.vectors / images;
     let beta = cfg.quantizer.beta;
     let distortion = gaussian_nll(s.sse / images as f64, set.image_len(), cfg.model.sigma);
-    let (a, so) = (assigned.summary(), soft.summary());
+    let (a, so) = (assigned.summary, soft.summary);
     let (l_vdib, l_vib) = objectives(distortion, &a, beta, latents);
     let (soft_l_vdib, soft_l_vib) = objectives(distortion, &so, beta, latents);
     Ok(EvalMetrics {
@@ -427,13 +646,15 @@ fn summarise(
         entropy_nats: a.h_z,
         perplexity: a.perplexity,
         codes_used: a.codes_used,
-        dead_codes: k - a.codes_used,
+        // Saturating: K^S tuples may exceed every integer type.
+        dead_codes: (codes - a.codes_used as f64).clamp(0.0, usize::MAX as f64) as usize,
         codebook_loss: s.codebook / s.vectors.max(1) as f64,
         commitment_loss: s.commitment / s.vectors.max(1) as f64,
-        histogram: assigned.argmax_counts().to_vec(),
+        histogram: assigned.histogram,
+        stage_entropies: assigned.stage_entropies,
         coded: None,
-        relevance: assigned.relevance(),
-        soft_relevance: soft.relevance(),
+        relevance: assigned.relevance,
+        soft_relevance: soft.relevance,
         expected: None,
         step: None,
         assigned: a,

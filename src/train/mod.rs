@@ -19,7 +19,6 @@ use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::device::{device, host_f32, host_reads, on_host};
 use crate::error::{InputError, NonFiniteError};
-use crate::info::CodeHistogram;
 use crate::model::{VqVae, to_vectors};
 use crate::quantizer::Bottleneck;
 use crate::records::{MetricsLog, Record};
@@ -85,19 +84,52 @@ pub struct TrainOutcome {
 /// prior's logits only when the prior is learned.
 pub fn new_model(cfg: &RunConfig, channels: usize, device: &Device) -> VqVae {
     let by_gradient = cfg.quantizer.kind.codebook_by_gradient();
-    let q = &cfg.quantizer;
     let m = VqVae::seeded(
         channels,
         cfg.hidden(),
-        [q.codebook_size, q.code_dim],
+        &cfg.quantizer,
         device,
         cfg.training.seed,
     );
     let learned_prior = cfg.rate.prior == crate::quantizer::PriorKind::Learned;
     VqVae {
-        codebook: m.codebook.set_require_grad(by_gradient),
+        quantizer: m.quantizer.with_codebook_grad(by_gradient),
         prior_logits: m.prior_logits.set_require_grad(learned_prior),
         ..m
+    }
+}
+
+/// The codes of one batch: how many distinct, and their perplexity exp(H), from the sorted codes
+/// (nothing the size of the code space).
+struct BatchUsage {
+    perplexity: f64,
+    used: usize,
+}
+
+impl BatchUsage {
+    fn of(indices: &[u32]) -> Self {
+        let mut v = indices.to_vec();
+        v.sort_unstable();
+        let n = v.len().max(1) as f64;
+        let runs = v.chunk_by(|a, b| a == b).map(|r| r.len() as f64);
+        let (mut h, mut used) = (0.0f64, 0usize);
+        for c in runs {
+            let p = c / n;
+            h -= p * p.ln();
+            used += 1;
+        }
+        Self {
+            perplexity: h.exp(),
+            used,
+        }
+    }
+
+    fn perplexity(&self) -> f64 {
+        self.perplexity
+    }
+
+    fn used(&self) -> usize {
+        self.used
     }
 }
 
@@ -331,9 +363,12 @@ impl Trainer {
                 self.model.valid().encoder.forward(x.clone().inner()),
             ));
             let q = &self.cfg.quantizer;
-            let centres =
-                self.bottleneck
-                    .initialise(&z, q.code_dim, q.codebook_size, self.cfg.training.seed);
+            let centres = self.bottleneck.initialise(
+                &z,
+                q.code_dim(),
+                q.codebook_size(),
+                self.cfg.training.seed,
+            );
             self.model.set_codebook(centres, &self.device);
             self.state.codebook_initialised = true;
         }
@@ -415,8 +450,7 @@ impl Trainer {
         bar: &indicatif::ProgressBar,
     ) -> anyhow::Result<()> {
         let step = self.state.step;
-        let mut hist = CodeHistogram::new(self.cfg.quantizer.codebook_size);
-        hist.add(indices);
+        let hist = BatchUsage::of(indices);
         bar.set_message(format!(
             "epoch {}/{} loss {:.4} recon {:.4} ppl(batch) {:.1}",
             self.state.epoch + 1,
@@ -554,7 +588,7 @@ impl Trainer {
 
     fn print_summary(&self, stopped: bool) {
         if let Some(m) = &self.last_eval {
-            let mut rows = summary_rows(m, self.cfg.quantizer.codebook_size);
+            let mut rows = summary_rows(m, self.cfg.quantizer.codebook_size());
             rows.insert(0, ("quantizer", self.cfg.quantizer.kind.name().to_string()));
             rows.insert(1, ("steps", self.state.step.to_string()));
             rows.insert(

@@ -169,9 +169,9 @@ pub fn loss(
     let rate = rate_term(
         cfg.rate.kind,
         f.z_e.clone(),
-        model.codebook.val(),
+        || model.quantizer.codebook(),
         cfg.quantizer.temperature,
-        model.log_prior(),
+        || model.log_prior(cfg.quantizer.stages()),
     );
     let total = match &rate {
         Some(r) => base + r.clone().mul_scalar(cfg.rate.weight),
@@ -205,6 +205,7 @@ pub fn train_step(
     let ctx = Context {
         rng: &mut rng,
         resident: mode.resident,
+        step: Some(step),
     };
     let f = model.forward(x.clone(), bottleneck.quantizer.as_ref(), ctx);
     let l = loss(cfg, model, bottleneck.quantizer.as_ref(), &f, x);
@@ -227,15 +228,17 @@ pub fn train_step(
     let grads = GradientsParams::from_grads(l.total.backward(), &*model);
     *model = optim.step(cfg.lr(), model.clone(), grads);
     if mode.resident {
-        let cb = bottleneck.after_step_resident(
-            f.z_e.clone().detach(),
-            &f.q,
-            step,
-            &mut rng,
-            model.codebook.val(),
-        );
-        if let Some(cb) = cb {
-            model.set_codebook_tensor(cb);
+        if let Some(codebook) = model.quantizer.codebook.as_ref().map(|c| c.val()) {
+            let cb = bottleneck.after_step_resident(
+                f.z_e.clone().detach(),
+                &f.q,
+                step,
+                &mut rng,
+                codebook,
+            );
+            if let Some(cb) = cb {
+                model.set_codebook_tensor(cb);
+            }
         }
     } else {
         let indices = indices.as_deref().expect("the host path reads every step");

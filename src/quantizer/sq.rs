@@ -1,0 +1,247 @@
+//! `sq`: stochastic quantization trained by its evidence lower bound (the Gaussian SQ-VAE of
+//! Takida et al. 2022, "SQ-VAE: Variational Bayes on Discrete Representation with Self-annealed
+//! Stochastic Quantization", section 3), through a Gumbel-softmax relaxation (Jang et al. 2017).
+//!
+//! The posterior over the K codewords b_k of a latent z_e is the one of a Gaussian dequantization
+//! p(z|z_q = b_k) = N(b_k, sigma^2 I) under a uniform prior, with sigma^2 learned
+//! (`quantizer.log_variance` holds log sigma^2):
+//!
+//! P(k|z_e) = softmax_k(-||z_e - b_k||^2 / (2 sigma^2))        (the seed's eq. 28, tau = 2 sigma^2)
+//!
+//! The KL term of the bound, with q(z|x) = N(z_e, sigma^2 I) and the uniform prior, is
+//!
+//! KL = E_P[||z_e - b_k||^2] / (2 sigma^2) - H(P(.|z_e)) + log K
+//!    = log K - logsumexp_k(-||z_e - b_k||^2 / (2 sigma^2))      (>= 0),
+//!
+//! the sigma^2 of the encoder's Gaussian cancelling. It moves the encoder, the codebook and sigma.
+//! The decoder gets the relaxed sample z_q = sum_k y_k b_k, y = softmax((log P + g) / t), g
+//! Gumbel noise from the run's random stream, at the temperature
+//!
+//! t(step) = max(0.5, exp(-1e-4 step))                           (Jang et al.'s schedule),
+//!
+//! and 0.5 (the schedule's end) outside training. As sigma^2 shrinks the posterior tends to the
+//! one-hot of the nearest codeword (the hard quantizer); the reconstruction term is what shrinks
+//! it (SQ-VAE's self-annealing). The loss adds KL / D per latent vector (per element, the scale of
+//! vq's terms) to the reconstruction; there is no codebook or commitment term (the commitment
+//! ||z_e - sg(z_q)||^2 is reported, not trained on). The assigned code is the posterior's mode.
+//! Its own posterior is soft, so evaluation measures H(Z|I), I(I;Z) and the seed's expected
+//! distortion as for soft EM.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+
+use super::config::{CodeSpace, QuantizerConfig};
+use super::soft_em::uniforms;
+use super::{Context, Posterior, QuantizerKind, QuantizerOutput, QuantizerParams, Registered};
+
+/// The Gumbel-softmax temperature at training step `step` (module docs); `None`: outside
+/// training, the schedule's end.
+pub fn gumbel_temperature(step: Option<u64>) -> f64 {
+    match step {
+        Some(s) => (-1e-4 * s as f64).exp().max(0.5),
+        None => 0.5,
+    }
+}
+
+/// log P(k|z) = log softmax(-||z - b_k||^2 / (2 sigma^2)) `[N, K]`, with sigma^2 =
+/// exp(log_var) (`[1]`), and the KL term log K - logsumexp(...) per row `[N, 1]`.
+pub fn posterior(z: Tensor<2>, e: Tensor<2>, log_var: Tensor<1>) -> (Tensor<2>, Tensor<2>) {
+    let k = e.dims()[0];
+    let d2 = super::vq::squared_distances(z, e);
+    let inv = log_var.neg().exp().mul_scalar(0.5).reshape([1, 1]); // 1 / (2 sigma^2)
+    let a = -(d2 * inv);
+    let m = a.clone().max_dim(1).detach();
+    let lse = (a.clone() - m.clone()).exp().sum_dim(1).log() + m;
+    let kl = lse.clone().neg().add_scalar((k as f64).ln());
+    (a - lse, kl)
+}
+
+/// The SQ-VAE quantizer.
+#[derive(Debug)]
+pub struct Sq {
+    k: usize,
+    d: usize,
+}
+
+impl Registered for Sq {
+    const CODEBOOK_BY_GRADIENT: bool = true;
+
+    fn new(cfg: &QuantizerConfig) -> Self {
+        Self {
+            k: cfg.codebook_size(),
+            d: cfg.code_dim(),
+        }
+    }
+}
+
+impl super::Quantizer for Sq {
+    fn kind(&self) -> QuantizerKind {
+        QuantizerKind::Sq
+    }
+
+    fn code_space(&self) -> CodeSpace {
+        CodeSpace {
+            size: self.k as u64,
+            stages: 1,
+        }
+    }
+
+    /// The posterior, its KL term, and a relaxed sample, as tensor operations (the Gumbel
+    /// uniforms come from the host stream, uploaded: no read back).
+    fn forward(&self, z_e: Tensor<2>, params: &QuantizerParams, ctx: Context) -> QuantizerOutput {
+        let [n, _] = z_e.dims();
+        let e = params.codebook();
+        let log_var = params
+            .log_variance
+            .as_ref()
+            .expect("sq has a log-variance")
+            .val();
+        let (log_p, kl) = posterior(z_e.clone(), e.clone(), log_var);
+        let indices = log_p.clone().detach().argmax(1).reshape([n]);
+        // The uniforms' largest value rounds to 1.0 in f32 (and log(-log 1) is -inf): clamped
+        // inside (0, 1), the noise is bounded by about +-14.
+        let u = uniforms(n, self.k, ctx.rng, &z_e.device()).clamp(1e-6, 1.0 - 1e-6);
+        let gumbel = u.log().neg().log().neg();
+        let t = gumbel_temperature(ctx.step);
+        let y = softmax((log_p + gumbel).div_scalar(t), 1);
+        let z_q = y.matmul(e);
+        let mut out = QuantizerOutput::from_codewords(z_e, z_q.clone(), indices);
+        out.z_st = z_q;
+        out.codebook_loss = out.codebook_loss.detach().mul_scalar(0.0);
+        out.extra = Some(kl.mean().reshape([1]).div_scalar(self.d as f64));
+        out
+    }
+
+    /// KL / D (module docs).
+    fn loss(&self, out: &QuantizerOutput) -> Tensor<1> {
+        out.extra.clone().expect("sq's forward gives its KL term")
+    }
+
+    fn posterior(&self) -> Posterior {
+        Posterior::Soft
+    }
+
+    /// 2 sigma^2 (one read of the parameter).
+    fn soft_temperature(&self, params: &QuantizerParams) -> f64 {
+        let lv = params
+            .log_variance
+            .as_ref()
+            .map_or(0.0, |p| crate::device::host_f32(p.val())[0] as f64);
+        2.0 * lv.exp()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quantizer::Quantizer;
+    use burn::module::Param;
+    use burn::tensor::{Device, Distribution, TensorData};
+    use rand::SeedableRng;
+
+    fn params(e: Tensor<2>, log_var: f32, dev: &Device) -> QuantizerParams {
+        QuantizerParams {
+            codebook: Some(Param::from_tensor(e)),
+            log_variance: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![log_var], [1]),
+                dev,
+            ))),
+        }
+    }
+
+    /// Posterior rows sum to 1; the KL term equals E_P[d^2]/(2 sigma^2) - H(P) + log K computed
+    /// from its parts, and is non-negative.
+    #[test]
+    fn posterior_rows_sum_to_one_and_kl_identity() {
+        let dev = Device::flex();
+        let z = Tensor::<2>::random([20, 3], Distribution::Normal(0.0, 1.0), &dev);
+        let e = Tensor::<2>::random([7, 3], Distribution::Normal(0.0, 1.0), &dev);
+        let lv = 0.3f32;
+        let (log_p, kl) = posterior(
+            z.clone(),
+            e.clone(),
+            Tensor::from_data(TensorData::new(vec![lv], [1]), &dev),
+        );
+        let lp = crate::device::host_f32(log_p);
+        let kl = crate::device::host_f32(kl);
+        let d2 = crate::device::host_f32(crate::quantizer::squared_distances(z, e));
+        let s2 = (lv as f64).exp();
+        for i in 0..20 {
+            let row = &lp[i * 7..(i + 1) * 7];
+            let total: f64 = row.iter().map(|&l| (l as f64).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-5);
+            let ed2: f64 = row
+                .iter()
+                .zip(&d2[i * 7..])
+                .map(|(&l, &d)| (l as f64).exp() * d as f64)
+                .sum();
+            let h: f64 = -row
+                .iter()
+                .map(|&l| (l as f64).exp() * l as f64)
+                .sum::<f64>();
+            let want = ed2 / (2.0 * s2) - h + 7f64.ln();
+            assert!((kl[i] as f64 - want).abs() < 1e-4, "{} vs {want}", kl[i]);
+            assert!(kl[i] > -1e-5);
+        }
+    }
+
+    /// The temperature schedule: 1 at step 0, exp(-1e-4 t) on the way, 0.5 from ln 2 / 1e-4 on.
+    #[test]
+    fn temperature_schedule() {
+        assert_eq!(gumbel_temperature(Some(0)), 1.0);
+        assert!((gumbel_temperature(Some(1000)) - (-0.1f64).exp()).abs() < 1e-12);
+        assert_eq!(gumbel_temperature(Some(7000)), 0.5);
+        assert_eq!(gumbel_temperature(None), 0.5);
+    }
+
+    /// As sigma^2 shrinks the posterior tends to the one-hot of the nearest codeword: its
+    /// entropy falls towards 0 and its mode is vq's code.
+    #[test]
+    fn small_variance_tends_to_the_hard_quantizer() {
+        let dev = Device::flex();
+        let z = Tensor::<2>::random([30, 4], Distribution::Normal(0.0, 1.0), &dev);
+        let e = Tensor::<2>::random([9, 4], Distribution::Normal(0.0, 1.0), &dev);
+        let hard = crate::device::host_u32(crate::quantizer::nearest(z.clone(), e.clone()));
+        let mut last = f64::INFINITY;
+        for lv in [2.0f32, 0.0, -3.0, -8.0] {
+            let (log_p, _) = posterior(
+                z.clone(),
+                e.clone(),
+                Tensor::from_data(TensorData::new(vec![lv], [1]), &dev),
+            );
+            let lp = crate::device::host_f32(log_p.clone());
+            let h: f64 = -lp.iter().map(|&l| (l as f64).exp() * l as f64).sum::<f64>() / 30.0;
+            assert!(h <= last + 1e-9, "entropy {h} grew from {last}");
+            last = h;
+            if lv == -8.0 {
+                assert!(h < 1e-3, "entropy {h} at sigma^2 = e^-8");
+                assert_eq!(crate::device::host_u32(log_p.argmax(1).reshape([30])), hard);
+            }
+        }
+        // The forward pass: KL reaches log sigma^2 and the codebook.
+        let dev = Device::flex().autodiff();
+        let e = Tensor::<2>::random([9, 4], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let p = params(e.clone(), 0.0, &dev);
+        let q = <Sq as Registered>::new(&QuantizerConfig {
+            kind: QuantizerKind::Sq,
+            codebook_size: Some(9),
+            code_dim: Some(4),
+            ..Default::default()
+        });
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let z = Tensor::<2>::random([30, 4], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let out = q.forward(
+            z.clone(),
+            &p,
+            Context {
+                rng: &mut rng,
+                resident: false,
+                step: Some(1),
+            },
+        );
+        let g = (q.loss(&out) + out.z_st.sum()).backward();
+        let lv = p.log_variance.as_ref().unwrap();
+        assert!(lv.val().grad(&g).is_some());
+        assert!(e.grad(&g).is_some() && z.grad(&g).is_some());
+    }
+}
