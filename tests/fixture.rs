@@ -118,7 +118,12 @@ fn fixed_seed_config(q: QuantizerKind) -> RunConfig {
 /// Fixed-seed runs of every quantizer reach the metrics the earlier version reached.
 #[test]
 fn fixed_seed_runs_match_the_earlier_version() {
-    for &q in QuantizerKind::ALL {
+    // The quantizers the earlier version had (the family's newer members have no baseline).
+    for q in [
+        QuantizerKind::Vq,
+        QuantizerKind::VqEma,
+        QuantizerKind::SoftEm,
+    ] {
         let d = tempfile::tempdir().unwrap();
         let out = Trainer::create(fixed_seed_config(q), &d.path().join("run"))
             .unwrap()

