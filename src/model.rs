@@ -324,7 +324,7 @@ impl VqVae {
         let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
         let shapes = ParamShapes {
             codebook: Some([k, d]),
-            log_variance: false,
+            precision: false,
         };
         Self::draw(channels, hidden, shapes, [k, 1, d], device)
     }

@@ -620,7 +620,7 @@ fn list_shard_resume_collect_and_the_report() {
     let rows = read_csv(&out.join("sweep.csv"));
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(
-        rows[0][..8],
+        rows[0][..9],
         [
             "quantizer",
             "K",
@@ -628,6 +628,7 @@ fn list_shard_resume_collect_and_the_report() {
             "beta",
             "rate_weight",
             "tau",
+            "variant",
             "seeds",
             "perplexity mean"
         ]

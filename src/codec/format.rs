@@ -41,6 +41,8 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// A parsed `.vqz` file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Container {
+    /// Codes a grid position (S for residual VQ; not stored: the model's), 1 by default.
+    pub stages: usize,
     pub model_hash: [u8; 32],
     pub prior_checksum: u32,
     pub k: u32,
@@ -53,20 +55,21 @@ pub struct Container {
 }
 
 impl Container {
-    /// Codes in the file: images x grid positions.
+    /// Codes in the file: images x grid positions x codes a position.
     pub fn codes(&self) -> usize {
-        self.images as usize * self.grid[0] as usize * self.grid[1] as usize
+        self.images as usize * self.grid[0] as usize * self.grid[1] as usize * self.stages.max(1)
     }
 
     /// Bytes the decoded file takes in memory: its codes (4 bytes each) and its images as 8-bit
     /// pixels (images x channels x height x width), as `vqib compress` held them.
     pub fn decoded_bytes(&self) -> u128 {
-        let per_image = 4 * self.grid.iter().map(|&v| v as u128).product::<u128>()
-            + self
-                .image_shape
-                .iter()
-                .map(|&v| v as u128)
-                .product::<u128>();
+        let per_image =
+            4 * self.stages.max(1) as u128 * self.grid.iter().map(|&v| v as u128).product::<u128>()
+                + self
+                    .image_shape
+                    .iter()
+                    .map(|&v| v as u128)
+                    .product::<u128>();
         self.images as u128 * per_image
     }
 
@@ -184,6 +187,7 @@ impl Container {
             return Err(bad("checksum mismatch: the file is damaged".into()));
         }
         let c = Self {
+            stages: 1,
             model_hash: bytes[10..42].try_into().expect("32 bytes"),
             prior_checksum: u32_at(42),
             k: u32_at(46),

@@ -29,15 +29,56 @@ pub use run::{CodedRate, coded_rate, compress_run, decompress_run};
 
 /// A prior over K codes as a fixed-point categorical model for the ANS coder. With K = 1 every
 /// code map is certain and costs nothing (no model is built).
+///
+/// Residual stages ([`EntropyModel::staged`]): S priors, one a stage, over the S blocks of K
+/// codes (stage s's code k is the code sK + k); a code map's i-th code belongs to stage i mod S
+/// and is coded with that stage's prior, so a tuple costs sum_s -log2 r_s(k_s).
 pub struct EntropyModel {
     probabilities: Vec<f64>,
-    model: Option<DefaultContiguousCategoricalEntropyModel>,
+    /// Codes a stage (K; the whole table for one stage).
+    k: usize,
+    models: Vec<DefaultContiguousCategoricalEntropyModel>,
 }
 
 impl EntropyModel {
     /// The model for `probabilities` (non-negative, finite, at least one positive; normalised
     /// here). Every code keeps a nonzero fixed-point probability, so any code can be coded.
     pub fn new(probabilities: &[f64]) -> Result<Self, String> {
+        Self::staged(probabilities, 1)
+    }
+
+    /// One model a stage: `probabilities` holds `stages` blocks of equal length, each
+    /// normalised on its own.
+    pub fn staged(probabilities: &[f64], stages: usize) -> Result<Self, String> {
+        let stages = stages.max(1);
+        if probabilities.is_empty() {
+            return Err("a prior over 0 codes (must be 1 to 2^24)".into());
+        }
+        if probabilities.len() % stages != 0 {
+            return Err(format!(
+                "a prior over {} codes does not split into {stages} stages",
+                probabilities.len()
+            ));
+        }
+        let k = probabilities.len() / stages;
+        let mut all = Vec::with_capacity(probabilities.len());
+        let mut models = Vec::new();
+        for block in probabilities.chunks(k.max(1)) {
+            let (p, m) = Self::stage(block)?;
+            all.extend(p);
+            models.extend(m);
+        }
+        Ok(Self {
+            probabilities: all,
+            k,
+            models,
+        })
+    }
+
+    /// One stage's normalised probabilities and its model (none for K = 1).
+    fn stage(
+        probabilities: &[f64],
+    ) -> Result<(Vec<f64>, Option<DefaultContiguousCategoricalEntropyModel>), String> {
         let k = probabilities.len();
         if k == 0 || k > 1 << 24 {
             return Err(format!("a prior over {k} codes (must be 1 to 2^24)"));
@@ -61,14 +102,17 @@ impl EntropyModel {
                 .map_err(|()| "a prior the coder cannot quantize".to_string())?;
             Some(m)
         };
-        Ok(Self {
-            probabilities,
-            model,
-        })
+        Ok((probabilities, model))
     }
 
+    /// Codes in all (S*K).
     pub fn k(&self) -> usize {
         self.probabilities.len()
+    }
+
+    /// Stages S.
+    pub fn stages(&self) -> usize {
+        self.probabilities.len() / self.k.max(1)
     }
 
     /// r(z), normalised.
@@ -96,19 +140,34 @@ impl EntropyModel {
     /// decoder's state is 0 exactly after it has popped the mark. The mark costs 24 + log2 r(0)
     /// bits (at most 24) a stream.
     pub fn encode(&self, codes: &[u32]) -> Result<Vec<u32>, String> {
-        let k = self.k();
-        if let Some(c) = codes.iter().find(|&&c| c as usize >= k) {
-            return Err(format!("code {c} is not below K = {k}"));
+        let (k, s) = (self.k, self.stages());
+        for (i, &c) in codes.iter().enumerate() {
+            let stage = i % s;
+            if (c as usize) < stage * k || c as usize >= (stage + 1) * k {
+                return Err(match s {
+                    1 => format!("code {c} is not below K = {k}"),
+                    _ => format!(
+                        "code {c} at position {i} is not of stage {stage} ({}..{})",
+                        stage * k,
+                        (stage + 1) * k
+                    ),
+                });
+            }
         }
-        let Some(model) = &self.model else {
+        if self.models.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let err = |e: &dyn std::fmt::Debug| format!("entropy coder: {e:?}");
         let mut coder = DefaultAnsCoder::new();
-        coder.encode_symbol(END_MARK, model).map_err(|e| err(&e))?;
         coder
-            .encode_iid_symbols_reverse(codes.iter().map(|&c| c as usize), model)
+            .encode_symbol(END_MARK, &self.models[0])
             .map_err(|e| err(&e))?;
+        for (i, &c) in codes.iter().enumerate().rev() {
+            let stage = i % s;
+            coder
+                .encode_symbol(c as usize - stage * k, &self.models[stage])
+                .map_err(|e| err(&e))?;
+        }
         coder.into_compressed().map_err(|e| err(&e))
     }
 
@@ -118,12 +177,14 @@ impl EntropyModel {
     /// payload must be empty, and any `n` is accepted (bound it before: the caller allocates
     /// `n` codes).
     pub fn decode(&self, words: Vec<u32>, n: usize) -> Result<Vec<u32>, String> {
-        let Some(model) = &self.model else {
+        let (k, s) = (self.k, self.stages());
+        if self.models.is_empty() {
             return match words.is_empty() {
-                true => Ok(vec![0; n]),
+                true => Ok((0..n).map(|i| ((i % s) * k) as u32).collect()),
                 false => Err("payload present for a single-code prior".into()),
             };
-        };
+        }
+        let model = &self.models[0];
         let mut coder = DefaultAnsCoder::from_compressed(words)
             .map_err(|_| "payload is not an ANS stream (its last word is zero)".to_string())?;
         let err = |e| format!("entropy decoder: {e:?}");
@@ -139,7 +200,9 @@ impl EntropyModel {
             if coder.is_empty() {
                 return Err(ran_out(i));
             }
-            out.push(coder.decode_symbol(model).map_err(err)? as u32);
+            let stage = i % s;
+            let c = coder.decode_symbol(&self.models[stage]).map_err(err)?;
+            out.push((stage * k + c) as u32);
         }
         if coder.is_empty() {
             return Err(ran_out(n));

@@ -81,9 +81,9 @@ impl CodePrior {
         }
     }
 
-    /// The coder's model of this prior.
-    pub fn entropy_model(&self) -> Result<EntropyModel, String> {
-        EntropyModel::new(&self.probabilities)
+    /// The coder's model of this prior, one a stage for `stages` residual stages.
+    pub fn entropy_model(&self, stages: usize) -> Result<EntropyModel, String> {
+        EntropyModel::staged(&self.probabilities, stages)
     }
 
     /// Reads `code-prior.json`, checking its checksum.

@@ -182,7 +182,7 @@ impl Coder {
         let hash = model_hash(&model);
         let prior = coding_prior(run, &cfg, &model, &hash, &device, train)?;
         let entropy = prior
-            .entropy_model()
+            .entropy_model(cfg.quantizer.stages())
             .map_err(|e| InputError::file(run.path().join(PRIOR_FILE), e))?;
         Ok(Self {
             quantizer: crate::quantizer::build(&cfg.quantizer),
@@ -222,7 +222,8 @@ impl Coder {
         for &c in codes {
             counts[c as usize] += 1;
         }
-        let total = codes.len().max(1) as f64;
+        // The plug-in entropy of each stage's codes (one stage: the map's).
+        let total = (codes.len() / self.entropy.stages()).max(1) as f64;
         let entropy_bits: f64 = counts
             .iter()
             .filter(|&&c| c > 0)
@@ -332,6 +333,7 @@ pub fn compress_run(
     let (payload, rate) = coder.rate(&codes, set.n, set.image_len())?;
     let u16_of = |v: usize| u16::try_from(v).map_err(|_| too_big("size", v));
     let container = Container {
+        stages: coder.entropy.stages(),
         model_hash: coder.hash,
         prior_checksum: coder.prior.checksum,
         k: coder.entropy.k() as u32,
@@ -400,6 +402,7 @@ pub fn decompress_run(run: &RunDir, file: &Path, out: &Path) -> anyhow::Result<u
         .into());
     }
     let per_image = want_grid[0] * want_grid[1] * coder.cfg.quantizer.stages();
+    c.stages = coder.entropy.stages();
     // The count bounded before anything of its size exists, then checked against the payload
     // (every code decoded into memory) before anything is written.
     c.check_memory(

@@ -24,6 +24,7 @@ impl RunConfig {
             images
         };
         let (q, hid) = (&self.quantizer, self.hidden() as f64);
+        let stages = q.stages() as f64;
         let (k, d, b) = (
             q.codebook_size() as f64,
             q.code_dim() as f64,
@@ -47,8 +48,16 @@ impl RunConfig {
                 24.0 * params,
             ),
             (
-                "codebook and its EMA and Adam state (--codebook-size, --code-dim)",
-                40.0 * k * d,
+                "codebook and its EMA and Adam state (--codebook-size, --code-dim, --stages)",
+                if q.has_codebook() {
+                    40.0 * k * stages * d
+                } else {
+                    0.0
+                },
+            ),
+            (
+                "the prior over the code space, its Adam state and the coding prior (--codebook-size, --levels, --code-dim, --stages)",
+                40.0 * k * stages,
             ),
             (
                 "activations of a batch (--batch-size, --hidden)",

@@ -17,11 +17,13 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
-pub use super::sweep_table::{METRICS, Metric, Setting, SweepRow, rows, summary_table, sweep_csv};
+pub use super::sweep_table::{
+    METRICS, Metric, Setting, SweepRow, Variant, rows, summary_table, sweep_csv,
+};
 use super::{RunResult, check_reusable, finish_run, load_result};
 use crate::config::RunConfig;
 use crate::error::InputError;
-use crate::quantizer::QuantizerKind;
+use crate::quantizer::{Estimator, QuantizerKind};
 use crate::run::RunDir;
 use crate::train::TrainOptions;
 
@@ -34,17 +36,26 @@ pub struct Axes {
     pub codebook_size: Vec<usize>,
     pub temperature: Vec<f64>,
     pub code_dim: Vec<usize>,
+    /// fsq's level sets (`--levels` repeated, each a comma-separated set).
+    pub levels: Vec<Vec<usize>>,
+    /// rvq's stage counts.
+    pub stages: Vec<usize>,
+    /// The estimators of vq, vq-ema and rvq.
+    pub estimator: Vec<Estimator>,
     pub seeds: Vec<u64>,
 }
 
 /// The clap ids of the train options a sweep takes as lists (beside `--quantizers` and
 /// `--seeds`, which `compare` has too): fields of [`RunConfig`]'s sections.
-const LIST_IDS: [&str; 5] = [
+const LIST_IDS: [&str; 8] = [
     "beta",
     "rate_weight",
     "codebook_size",
     "temperature",
     "code_dim",
+    "levels",
+    "stages",
+    "estimator",
 ];
 
 /// `a` as a list-valued option: comma-separated (`--beta 0.1,0.25`), repeated (`--beta 0.1
@@ -142,6 +153,19 @@ impl Axes {
         no_duplicates("--codebook-size", &self.codebook_size)?;
         no_duplicates("--temperature", &self.temperature)?;
         no_duplicates("--code-dim", &self.code_dim)?;
+        let sets: Vec<String> = self
+            .levels
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        no_duplicates("--levels", &sets)?;
+        no_duplicates("--stages", &self.stages)?;
+        no_duplicates("--estimator", &self.estimator)?;
         no_duplicates("--seeds", &self.seeds)?;
         let runs = [
             self.quantizers.len(),
@@ -150,6 +174,9 @@ impl Axes {
             self.codebook_size.len(),
             self.temperature.len(),
             self.code_dim.len(),
+            self.levels.len(),
+            self.stages.len(),
+            self.estimator.len(),
             self.seeds.len(),
         ]
         .iter()
@@ -159,8 +186,9 @@ impl Axes {
     }
 
     /// Makes the list-valued train options of `sweep` (a command that flattens [`RunConfig`])
-    /// take lists ([`list_arg`]): `--beta`, `--rate-weight`, `--codebook-size`, `--temperature`
-    /// and `--code-dim`. Their single first value still fills the base configuration.
+    /// take lists ([`list_arg`]): `--beta`, `--rate-weight`, `--codebook-size`, `--temperature`,
+    /// `--code-dim`, `--stages` and `--estimator`, and `--levels` repeated (a level set each).
+    /// Their single first value still fills the base configuration.
     pub fn list_args(sweep: Command) -> Command {
         sweep
             .mut_arg("beta", list_arg::<f64>)
@@ -168,6 +196,13 @@ impl Axes {
             .mut_arg("codebook_size", list_arg::<usize>)
             .mut_arg("temperature", list_arg::<f64>)
             .mut_arg("code_dim", list_arg::<usize>)
+            .mut_arg("stages", list_arg::<usize>)
+            .mut_arg("estimator", |a| a.action(ArgAction::Append).value_delimiter(','))
+            .mut_arg("levels", |a| {
+                a.action(ArgAction::Append).help(
+                    "fsq: a level set, e.g. 8,5,5,5; repeat the flag for a list of sets, a point for each",
+                )
+            })
     }
 
     /// The lists given on the command line of a command made by [`Axes::list_args`], in the
@@ -186,9 +221,63 @@ impl Axes {
             codebook_size: given(m, "codebook_size"),
             temperature: given(m, "temperature"),
             code_dim: given(m, "code_dim"),
+            levels: if m.value_source("levels") == Some(ValueSource::CommandLine) {
+                m.get_occurrences::<usize>("levels")
+                    .into_iter()
+                    .flatten()
+                    .map(|o| o.copied().collect())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            stages: given(m, "stages"),
+            estimator: given(m, "estimator"),
             ..Axes::default()
         }
     }
+}
+
+/// The variants of `q` the axes give: fsq's level sets, rvq's stages with the estimators, the
+/// estimators of vq and vq-ema; one default variant where the lists are empty or do not apply.
+fn variants(a: &Axes, q: QuantizerKind) -> Vec<Variant> {
+    fn opt<T: Clone>(v: &[T]) -> Vec<Option<T>> {
+        if v.is_empty() {
+            vec![None]
+        } else {
+            v.iter().cloned().map(Some).collect()
+        }
+    }
+    let levels = if q == QuantizerKind::Fsq {
+        opt(&a.levels)
+    } else {
+        vec![None]
+    };
+    let stages = if q == QuantizerKind::Rvq {
+        opt(&a.stages)
+    } else {
+        vec![None]
+    };
+    let estimators = if matches!(
+        q,
+        QuantizerKind::Vq | QuantizerKind::VqEma | QuantizerKind::Rvq
+    ) {
+        opt(&a.estimator)
+    } else {
+        vec![None]
+    };
+    let mut out = Vec::new();
+    for l in &levels {
+        for &s in &stages {
+            for &e in &estimators {
+                out.push(Variant {
+                    levels: l.clone(),
+                    stages: s,
+                    estimator: e,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// One point of the grid: a setting and a seed.
@@ -204,13 +293,14 @@ impl Point {
     pub fn name(&self) -> String {
         let s = &self.setting;
         format!(
-            "{}-k{}-d{}-beta{}-rw{}-tau{}-seed{}",
+            "{}-k{}-d{}-beta{}-rw{}-tau{}{}-seed{}",
             s.quantizer.name(),
             s.k,
             s.d,
             s.beta,
             s.rate_weight,
             s.tau,
+            s.variant.suffix(),
             self.seed
         )
     }
@@ -220,6 +310,12 @@ impl Point {
         let s = &self.setting;
         let mut c = base.clone();
         c.quantizer = c.quantizer.for_kind(s.quantizer);
+        let v = &s.variant;
+        if v.levels.is_some() {
+            c.quantizer.levels = v.levels.clone();
+        }
+        c.quantizer.stages = v.stages.or(c.quantizer.stages);
+        c.quantizer.estimator = v.estimator.or(c.quantizer.estimator);
         // The grid's sizes: fsq's code space is its levels' (it takes none), lfq's is 2^D (it
         // takes K).
         match s.quantizer {
@@ -250,6 +346,12 @@ impl Point {
             ("--seed", self.seed.to_string()),
         ]
         .into_iter()
+        .chain(s.variant.levels.as_ref().map(|l| {
+            let set: Vec<String> = l.iter().map(|v| v.to_string()).collect();
+            ("--levels", set.join(","))
+        }))
+        .chain(s.variant.stages.map(|n| ("--stages", n.to_string())))
+        .chain(s.variant.estimator.map(|e| ("--estimator", e.to_string())))
         .flat_map(|(f, v)| [f.to_string(), v])
         .collect()
     }
@@ -317,35 +419,41 @@ impl SweepSpec {
         };
         let mut out = Vec::new();
         for &quantizer in &quantizers {
-            // The sizes this quantizer has by default when the grid gives none (fsq: its levels';
-            // lfq: 2^D): a base configuration of another quantizer does not set them.
-            let own = b.quantizer.for_kind(quantizer);
-            let ks = match quantizer {
-                QuantizerKind::Fsq => vec![own.codebook_size()],
-                _ => or_u(&a.codebook_size, own.codebook_size()),
-            };
-            for &k in &ks {
-                let ds = match quantizer {
-                    QuantizerKind::Fsq => vec![own.code_dim()],
-                    QuantizerKind::Lfq => vec![k.max(1).ilog2() as usize],
-                    _ => or_u(&a.code_dim, own.code_dim()),
+            for variant in variants(a, quantizer) {
+                // The sizes this quantizer has by default when the grid gives none (fsq: its levels';
+                // lfq: 2^D): a base configuration of another quantizer does not set them.
+                let mut own = b.quantizer.for_kind(quantizer);
+                if variant.levels.is_some() {
+                    own.levels = variant.levels.clone();
+                }
+                let ks = match quantizer {
+                    QuantizerKind::Fsq => vec![own.codebook_size()],
+                    _ => or_u(&a.codebook_size, own.codebook_size()),
                 };
-                for &d in &ds {
-                    for &beta in &or(&a.beta, b.quantizer.beta) {
-                        for &rate_weight in &or(&a.rate_weight, b.rate.weight) {
-                            for &tau in &or(&a.temperature, b.quantizer.temperature) {
-                                for &seed in &seeds {
-                                    out.push(Point {
-                                        setting: Setting {
-                                            quantizer,
-                                            k,
-                                            d,
-                                            beta,
-                                            rate_weight,
-                                            tau,
-                                        },
-                                        seed,
-                                    });
+                for &k in &ks {
+                    let ds = match quantizer {
+                        QuantizerKind::Fsq => vec![own.code_dim()],
+                        QuantizerKind::Lfq => vec![k.max(1).ilog2() as usize],
+                        _ => or_u(&a.code_dim, own.code_dim()),
+                    };
+                    for &d in &ds {
+                        for &beta in &or(&a.beta, b.quantizer.beta) {
+                            for &rate_weight in &or(&a.rate_weight, b.rate.weight) {
+                                for &tau in &or(&a.temperature, b.quantizer.temperature) {
+                                    for &seed in &seeds {
+                                        out.push(Point {
+                                            setting: Setting {
+                                                quantizer,
+                                                k,
+                                                d,
+                                                beta,
+                                                rate_weight,
+                                                tau,
+                                                variant: variant.clone(),
+                                            },
+                                            seed,
+                                        });
+                                    }
                                 }
                             }
                         }

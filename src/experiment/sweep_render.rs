@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use super::page::{COLORS, document, esc, html_table, quantizer_color};
 use super::plot::{ChartSpec, Curve, Pt, chart_div, note_div};
-use super::sweep_table::{SweepRow, metric, varying_options};
+use super::sweep_table::{Setting, SweepRow, metric, varying_options};
 use crate::quantizer::QuantizerKind;
 
 /// What the page says about the sweep besides its rows.
@@ -143,9 +143,8 @@ fn label(id: &str) -> &'static str {
 /// The table of settings (`id="sweep-table"`): a row a setting, its options, its number of
 /// seeds and each of [`TABLE_METRICS`] over them.
 fn settings_table(rows: &[SweepRow]) -> String {
-    let mut head: Vec<String> = ["quantizer", "K", "D", "beta", "rate_weight", "tau", "seeds"]
-        .map(String::from)
-        .to_vec();
+    let mut head: Vec<String> = Setting::OPTION_NAMES.map(String::from).to_vec();
+    head.push("seeds".to_string());
     head.extend(TABLE_METRICS.iter().map(|id| label(id).to_string()));
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -196,7 +195,7 @@ fn quantizer_curves(rows: &[SweepRow], x: &str, y: &str) -> Vec<Curve> {
 
 /// The options but K of a setting that separate the lines of the plots against K: the
 /// quantizer, D, beta, rate_weight and tau (floats by their bits).
-type Combo = (QuantizerKind, usize, u64, u64, u64);
+type Combo = (QuantizerKind, usize, u64, u64, u64, String);
 
 fn combo(r: &SweepRow) -> Combo {
     let s = &r.setting;
@@ -206,6 +205,7 @@ fn combo(r: &SweepRow) -> Combo {
         s.beta.to_bits(),
         s.rate_weight.to_bits(),
         s.tau.to_bits(),
+        s.variant.label(),
     )
 }
 
@@ -438,12 +438,12 @@ mod tests {
         assert_eq!(table.matches("<tr>").count(), 1 + 9);
         assert!(table.contains("<th>quantizer</th><th>K</th><th>D</th>"));
         assert!(table.contains("<th>seeds</th><th>perplexity exp(H(Z))</th>"));
-        assert_eq!(table.matches("<th>").count(), 6 + 1 + TABLE_METRICS.len());
+        assert_eq!(table.matches("<th>").count(), 7 + 1 + TABLE_METRICS.len());
         // vq-ema at K = 256: perplexity 12.5 * 2 + 1 over 2 seeds; coded bits not measured.
         assert!(
             table.contains(
                 "<tr><td>vq-ema</td><td>256</td><td>64</td><td>0.25</td><td>1</td><td>1</td>\
-                 <td>2</td><td>26.00 ± 0.50</td><td>41 ± 1</td><td>2.100 ± 0.100</td><td>–</td>"
+                 <td></td><td>2</td><td>26.00 ± 0.50</td><td>41 ± 1</td><td>2.100 ± 0.100</td><td>–</td>"
             ),
             "{table}"
         );

@@ -105,18 +105,85 @@ pub struct Setting {
     pub beta: f64,
     pub rate_weight: f64,
     pub tau: f64,
+    /// The quantizer's own options, where the sweep gives them.
+    pub variant: Variant,
+}
+
+/// A quantizer's own options in a sweep (`--levels`, `--stages`, `--estimator` as lists): each
+/// `None` is the quantizer's default and is not shown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// fsq's levels.
+    pub levels: Option<Vec<usize>>,
+    /// rvq's stages.
+    pub stages: Option<usize>,
+    /// The estimator of vq, vq-ema and rvq.
+    pub estimator: Option<crate::quantizer::Estimator>,
+}
+
+impl Variant {
+    /// `levels=8x5x5x5 stages=2 estimator=rotation` (the options given), or empty.
+    pub fn label(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(l) = &self.levels {
+            parts.push(format!("levels={}", join_levels(l)));
+        }
+        if let Some(s) = self.stages {
+            parts.push(format!("stages={s}"));
+        }
+        if let Some(e) = self.estimator {
+            parts.push(format!("estimator={e}"));
+        }
+        parts.join(" ")
+    }
+
+    /// The part of a run directory's name: `-L8x5x5x5`, `-S2`, `-rotation` (empty for none, so
+    /// the names of earlier sweeps stay).
+    pub fn suffix(&self) -> String {
+        let mut s = String::new();
+        if let Some(l) = &self.levels {
+            s += &format!("-L{}", join_levels(l));
+        }
+        if let Some(n) = self.stages {
+            s += &format!("-S{n}");
+        }
+        if let Some(e) = self.estimator {
+            s += &format!("-{e}");
+        }
+        s
+    }
+}
+
+fn join_levels(l: &[usize]) -> String {
+    l.iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 impl Setting {
+    /// The names of [`Setting::options`], the first columns of `sweep.csv` and the tables.
+    pub const OPTION_NAMES: [&'static str; 7] = [
+        "quantizer",
+        "K",
+        "D",
+        "beta",
+        "rate_weight",
+        "tau",
+        "variant",
+    ];
+
     /// The options as (name, value) pairs, in the order of `sweep.csv`'s first columns.
-    pub fn options(&self) -> [(&'static str, String); 6] {
+    pub fn options(&self) -> [(&'static str, String); 7] {
+        let n = Self::OPTION_NAMES;
         [
-            ("quantizer", self.quantizer.name().to_string()),
-            ("K", self.k.to_string()),
-            ("D", self.d.to_string()),
-            ("beta", self.beta.to_string()),
-            ("rate_weight", self.rate_weight.to_string()),
-            ("tau", self.tau.to_string()),
+            (n[0], self.quantizer.name().to_string()),
+            (n[1], self.k.to_string()),
+            (n[2], self.d.to_string()),
+            (n[3], self.beta.to_string()),
+            (n[4], self.rate_weight.to_string()),
+            (n[5], self.tau.to_string()),
+            (n[6], self.variant.label()),
         ]
     }
 }
@@ -207,7 +274,8 @@ pub fn summary_table(rows: &[SweepRow]) -> String {
 /// `sweep.csv`: a row a setting, its options, its number of seeds, and the mean and sd of every
 /// metric.
 pub fn sweep_csv(rows: &[SweepRow]) -> anyhow::Result<Vec<u8>> {
-    let lead = ["quantizer", "K", "D", "beta", "rate_weight", "tau", "seeds"];
+    let mut lead = Setting::OPTION_NAMES.to_vec();
+    lead.push("seeds");
     stats_csv(
         &lead,
         rows.iter().map(|r| {
@@ -233,6 +301,7 @@ pub(crate) fn fake_row(
             d: 64,
             beta: 0.25,
             rate_weight: 1.0,
+            variant: Variant::default(),
             tau: 1.0,
         },
         seeds: vec![1, 2],
@@ -276,22 +345,22 @@ mod tests {
             .flexible(false)
             .from_reader(&csv[..]);
         let head = reader.headers().unwrap().clone();
-        assert_eq!(head.len(), 7 + 2 * METRICS.len());
+        assert_eq!(head.len(), 8 + 2 * METRICS.len());
         let cells = |r: &csv::StringRecord, a: usize, b: usize| -> Vec<String> {
             r.iter().skip(a).take(b - a).map(String::from).collect()
         };
         assert_eq!(
-            cells(&head, 6, 9),
-            ["seeds", "perplexity mean", "perplexity sd"]
+            cells(&head, 6, 10),
+            ["variant", "seeds", "perplexity mean", "perplexity sd"]
         );
         let lines: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
         assert_eq!(lines.len(), 2);
         assert!(lines.iter().all(|l| l.len() == head.len()));
         assert_eq!(
-            cells(&lines[0], 0, 8),
-            ["vq", "8", "64", "0.1", "1", "1", "2", "5"]
+            cells(&lines[0], 0, 9),
+            ["vq", "8", "64", "0.1", "1", "1", "", "2", "5"]
         );
-        assert!(lines[0][8].starts_with("1.414"), "{:?}", lines[0]);
+        assert!(lines[0][9].starts_with("1.414"), "{:?}", lines[0]);
         let t = summary_table(&rows);
         assert_eq!(t.lines().count(), 5);
         assert!(

@@ -9,6 +9,7 @@ fn fuzz_code_container() {
     use crate::codec::Container;
     let d = tempfile::tempdir().unwrap();
     let seed = Container {
+        stages: 1,
         model_hash: [3; 32],
         prior_checksum: 7,
         k: 16,

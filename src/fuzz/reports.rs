@@ -51,6 +51,7 @@ fn fuzz_eval_json_and_the_sweep_report() {
             beta: 0.25,
             rate_weight: 1.0,
             tau: 1.0,
+            variant: Default::default(),
         },
         seed: 1,
     };

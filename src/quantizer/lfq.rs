@@ -236,7 +236,7 @@ mod tests {
         let z = Tensor::<2>::random([40, 5], Distribution::Normal(0.0, 1.0), &dev).require_grad();
         let params = QuantizerParams {
             codebook: None,
-            log_variance: None,
+            precision: None,
         };
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
         let ctx = Context {

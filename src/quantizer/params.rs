@@ -2,14 +2,14 @@
 //! what a quantizer learns besides the encoder and the decoder. Which tensors exist follows from
 //! the configuration ([`ParamShapes::of`]):
 //!
-//! | quantizer | `quantizer.codebook` | `quantizer.log_variance` |
+//! | quantizer | `quantizer.codebook` | `quantizer.precision` |
 //! |---|---|---|
 //! | vq, vq-ema, soft-em | `[K, D]` | - |
 //! | rvq | `[S*K, D]`, stage s in rows sK..(s+1)K | - |
-//! | sq | `[K, D]` | `[1]`, log sigma^2 |
+//! | sq | `[K, D]` | `[1]`, theta: 1/sigma^2 = 1 + exp(theta) |
 //! | fsq, lfq | - (an implicit grid) | - |
 //!
-//! The checkpoint names are the module paths (`quantizer.codebook`, `quantizer.log_variance`);
+//! The checkpoint names are the module paths (`quantizer.codebook`, `quantizer.precision`);
 //! the residual stages' codebooks are one tensor, stage-major, as `[S*K, D]`.
 
 use burn::module::{Module, Param};
@@ -24,7 +24,7 @@ pub struct ParamShapes {
     /// `[rows, D]` of the codebook (S*K rows for rvq), when there is one.
     pub codebook: Option<[usize; 2]>,
     /// Whether there is a learned log-variance (sq).
-    pub log_variance: bool,
+    pub precision: bool,
 }
 
 impl ParamShapes {
@@ -34,23 +34,27 @@ impl ParamShapes {
             codebook: cfg
                 .has_codebook()
                 .then(|| [cfg.codebook_size() * cfg.stages(), cfg.code_dim()]),
-            log_variance: cfg.kind == QuantizerKind::Sq,
+            precision: cfg.kind == QuantizerKind::Sq,
         }
     }
 }
+
+/// sq's theta at the start: ln 20, a precision of 21 (SQ-VAE's `log_param_q_init`).
+pub const SQ_THETA_START: f64 = 2.995_732_273_553_991;
 
 /// A quantizer's learned parameters.
 #[derive(Module, Debug)]
 pub struct QuantizerParams {
     /// The codewords e (module docs), when the quantizer has a codebook.
     pub codebook: Option<Param<Tensor<2>>>,
-    /// log sigma^2 of a stochastic quantizer's posterior (sq), `[1]`.
-    pub log_variance: Option<Param<Tensor<1>>>,
+    /// theta of a stochastic quantizer's posterior (sq), `[1]`: its precision 1/sigma^2 = 1 +
+    /// exp(theta) (SQ-VAE's parametrisation: sigma^2 at most 1).
+    pub precision: Option<Param<Tensor<1>>>,
 }
 
 impl QuantizerParams {
-    /// Fresh parameters: the codebook uniform in [-1/K, 1/K] (K = rows per stage), log sigma^2
-    /// = 0. Draws from `device`'s generator (the caller seeds it).
+    /// Fresh parameters: the codebook uniform in [-1/K, 1/K] (K = rows per stage), theta = ln 20
+    /// (sigma^2 = 1/21, SQ-VAE's start). Draws from `device`'s generator (the caller seeds it).
     pub fn init(shapes: ParamShapes, stages: usize, device: &Device) -> Self {
         let codebook = shapes.codebook.map(|[rows, d]| {
             let lim = 1.0 / (rows / stages.max(1)).max(1) as f64;
@@ -60,12 +64,15 @@ impl QuantizerParams {
                 device,
             ))
         });
-        let log_variance = shapes
-            .log_variance
-            .then(|| Param::from_tensor(Tensor::<1>::zeros([1], device)));
+        let precision = shapes.precision.then(|| {
+            Param::from_tensor(Tensor::<1>::from_data(
+                TensorData::new(vec![SQ_THETA_START as f32], [1]),
+                device,
+            ))
+        });
         Self {
             codebook,
-            log_variance,
+            precision,
         }
     }
 

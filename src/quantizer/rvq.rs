@@ -205,7 +205,7 @@ mod tests {
                 TensorData::new(e.clone(), [s * k, d]),
                 &dev,
             ))),
-            log_variance: None,
+            precision: None,
         };
         let mut last = zv.iter().map(|x| (*x as f64).powi(2)).sum::<f64>();
         for stages in 1..=s {
@@ -245,7 +245,7 @@ mod tests {
         let e = Tensor::<2>::random([k, d], Distribution::Normal(0.0, 1.0), &dev).require_grad();
         let params = QuantizerParams {
             codebook: Some(burn::module::Param::from_tensor(e.clone())),
-            log_variance: None,
+            precision: None,
         };
         let mut rng = StdRng::seed_from_u64(1);
         let rvq = <Rvq as Registered>::new(&cfg(1, k, d));

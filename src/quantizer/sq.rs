@@ -3,8 +3,9 @@
 //! Stochastic Quantization", section 3), through a Gumbel-softmax relaxation (Jang et al. 2017).
 //!
 //! The posterior over the K codewords b_k of a latent z_e is the one of a Gaussian dequantization
-//! p(z|z_q = b_k) = N(b_k, sigma^2 I) under a uniform prior, with sigma^2 learned
-//! (`quantizer.log_variance` holds log sigma^2):
+//! p(z|z_q = b_k) = N(b_k, sigma^2 I) under a uniform prior, with sigma^2 learned as SQ-VAE
+//! parametrises it: `quantizer.precision` holds theta, 1/sigma^2 = 1 + exp(theta) (so sigma^2 <= 1;
+//! theta starts at ln 20, sigma^2 = 1/21):
 //!
 //! P(k|z_e) = softmax_k(-||z_e - b_k||^2 / (2 sigma^2))        (the seed's eq. 28, tau = 2 sigma^2)
 //!
@@ -43,12 +44,17 @@ pub fn gumbel_temperature(step: Option<u64>) -> f64 {
     }
 }
 
-/// log P(k|z) = log softmax(-||z - b_k||^2 / (2 sigma^2)) `[N, K]`, with sigma^2 =
-/// exp(log_var) (`[1]`), and the KL term log K - logsumexp(...) per row `[N, 1]`.
-pub fn posterior(z: Tensor<2>, e: Tensor<2>, log_var: Tensor<1>) -> (Tensor<2>, Tensor<2>) {
+/// 1/sigma^2 = 1 + exp(theta).
+pub fn precision(theta: Tensor<1>) -> Tensor<1> {
+    theta.exp().add_scalar(1.0)
+}
+
+/// log P(k|z) = log softmax(-||z - b_k||^2 / (2 sigma^2)) `[N, K]`, with 1/sigma^2 =
+/// [`precision`] of `theta` (`[1]`), and the KL term log K - logsumexp(...) per row `[N, 1]`.
+pub fn posterior(z: Tensor<2>, e: Tensor<2>, theta: Tensor<1>) -> (Tensor<2>, Tensor<2>) {
     let k = e.dims()[0];
     let d2 = super::vq::squared_distances(z, e);
-    let inv = log_var.neg().exp().mul_scalar(0.5).reshape([1, 1]); // 1 / (2 sigma^2)
+    let inv = precision(theta).mul_scalar(0.5).reshape([1, 1]); // 1 / (2 sigma^2)
     let a = -(d2 * inv);
     let m = a.clone().max_dim(1).detach();
     let lse = (a.clone() - m.clone()).exp().sum_dim(1).log() + m;
@@ -91,12 +97,12 @@ impl super::Quantizer for Sq {
     fn forward(&self, z_e: Tensor<2>, params: &QuantizerParams, ctx: Context) -> QuantizerOutput {
         let [n, _] = z_e.dims();
         let e = params.codebook();
-        let log_var = params
-            .log_variance
+        let theta = params
+            .precision
             .as_ref()
-            .expect("sq has a log-variance")
+            .expect("sq has a precision parameter")
             .val();
-        let (log_p, kl) = posterior(z_e.clone(), e.clone(), log_var);
+        let (log_p, kl) = posterior(z_e.clone(), e.clone(), theta);
         let indices = log_p.clone().detach().argmax(1).reshape([n]);
         // The uniforms' largest value rounds to 1.0 in f32 (and log(-log 1) is -inf): clamped
         // inside (0, 1), the noise is bounded by about +-14.
@@ -121,13 +127,15 @@ impl super::Quantizer for Sq {
         Posterior::Soft
     }
 
-    /// 2 sigma^2 (one read of the parameter).
+    /// 2 sigma^2 = 2 / (1 + exp(theta)) (one read of the parameter).
     fn soft_temperature(&self, params: &QuantizerParams) -> f64 {
-        let lv = params
-            .log_variance
+        let theta = params
+            .precision
             .as_ref()
-            .map_or(0.0, |p| crate::device::host_f32(p.val())[0] as f64);
-        2.0 * lv.exp()
+            .map_or(super::params::SQ_THETA_START, |p| {
+                crate::device::host_f32(p.val())[0] as f64
+            });
+        2.0 / (1.0 + theta.exp())
     }
 }
 
@@ -139,11 +147,11 @@ mod tests {
     use burn::tensor::{Device, Distribution, TensorData};
     use rand::SeedableRng;
 
-    fn params(e: Tensor<2>, log_var: f32, dev: &Device) -> QuantizerParams {
+    fn params(e: Tensor<2>, theta: f32, dev: &Device) -> QuantizerParams {
         QuantizerParams {
             codebook: Some(Param::from_tensor(e)),
-            log_variance: Some(Param::from_tensor(Tensor::from_data(
-                TensorData::new(vec![log_var], [1]),
+            precision: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![theta], [1]),
                 dev,
             ))),
         }
@@ -156,16 +164,16 @@ mod tests {
         let dev = Device::flex();
         let z = Tensor::<2>::random([20, 3], Distribution::Normal(0.0, 1.0), &dev);
         let e = Tensor::<2>::random([7, 3], Distribution::Normal(0.0, 1.0), &dev);
-        let lv = 0.3f32;
+        let theta = 0.3f32;
         let (log_p, kl) = posterior(
             z.clone(),
             e.clone(),
-            Tensor::from_data(TensorData::new(vec![lv], [1]), &dev),
+            Tensor::from_data(TensorData::new(vec![theta], [1]), &dev),
         );
         let lp = crate::device::host_f32(log_p);
         let kl = crate::device::host_f32(kl);
         let d2 = crate::device::host_f32(crate::quantizer::squared_distances(z, e));
-        let s2 = (lv as f64).exp();
+        let s2 = 1.0 / (1.0 + (theta as f64).exp());
         for i in 0..20 {
             let row = &lp[i * 7..(i + 1) * 7];
             let total: f64 = row.iter().map(|&l| (l as f64).exp()).sum();
@@ -194,7 +202,7 @@ mod tests {
         assert_eq!(gumbel_temperature(None), 0.5);
     }
 
-    /// As sigma^2 shrinks the posterior tends to the one-hot of the nearest codeword: its
+    /// As sigma^2 shrinks (theta grows) the posterior tends to the one-hot of the nearest codeword: its
     /// entropy falls towards 0 and its mode is vq's code.
     #[test]
     fn small_variance_tends_to_the_hard_quantizer() {
@@ -203,22 +211,22 @@ mod tests {
         let e = Tensor::<2>::random([9, 4], Distribution::Normal(0.0, 1.0), &dev);
         let hard = crate::device::host_u32(crate::quantizer::nearest(z.clone(), e.clone()));
         let mut last = f64::INFINITY;
-        for lv in [2.0f32, 0.0, -3.0, -8.0] {
+        for theta in [-2.0f32, 0.0, 3.0, 8.0] {
             let (log_p, _) = posterior(
                 z.clone(),
                 e.clone(),
-                Tensor::from_data(TensorData::new(vec![lv], [1]), &dev),
+                Tensor::from_data(TensorData::new(vec![theta], [1]), &dev),
             );
             let lp = crate::device::host_f32(log_p.clone());
             let h: f64 = -lp.iter().map(|&l| (l as f64).exp() * l as f64).sum::<f64>() / 30.0;
             assert!(h <= last + 1e-9, "entropy {h} grew from {last}");
             last = h;
-            if lv == -8.0 {
-                assert!(h < 1e-3, "entropy {h} at sigma^2 = e^-8");
+            if theta == 8.0 {
+                assert!(h < 1e-3, "entropy {h} at sigma^2 = 1/(1 + e^8)");
                 assert_eq!(crate::device::host_u32(log_p.argmax(1).reshape([30])), hard);
             }
         }
-        // The forward pass: KL reaches log sigma^2 and the codebook.
+        // The forward pass: KL reaches theta and the codebook.
         let dev = Device::flex().autodiff();
         let e = Tensor::<2>::random([9, 4], Distribution::Normal(0.0, 1.0), &dev).require_grad();
         let p = params(e.clone(), 0.0, &dev);
@@ -240,8 +248,8 @@ mod tests {
             },
         );
         let g = (q.loss(&out) + out.z_st.sum()).backward();
-        let lv = p.log_variance.as_ref().unwrap();
-        assert!(lv.val().grad(&g).is_some());
+        let theta = p.precision.as_ref().unwrap();
+        assert!(theta.val().grad(&g).is_some());
         assert!(e.grad(&g).is_some() && z.grad(&g).is_some());
     }
 }

@@ -491,6 +491,33 @@ fn the_resident_step_matches_the_host_step() {
             assert_eq!(diff, 0, "{q} step {s}: codebook values differ");
         }
     }
+    // The family's newer members: their forward passes are tensor operations on both paths
+    // (rvq's search by the host kernel or on the device), so the paths agree step by step.
+    for q in [
+        QuantizerKind::Fsq,
+        QuantizerKind::Lfq,
+        QuantizerKind::Rvq,
+        QuantizerKind::Sq,
+    ] {
+        let cfg = tiny(q);
+        let host = run_steps(&cfg, false, &[true; 4]);
+        let dev = run_steps(&cfg, true, &[true, false, false, true]);
+        assert!(dev[1].0.is_none() && dev[2].0.is_none());
+        for (s, (a, b)) in host.iter().zip(&dev).enumerate() {
+            if let (Some(x), Some(y)) = (a.0, b.0) {
+                assert!(
+                    (x.loss - y.loss).abs() < 1e-4 * x.loss.abs(),
+                    "{q} step {s}: {x} vs {y}"
+                );
+            }
+            let diff =
+                a.1.iter()
+                    .zip(&b.1)
+                    .filter(|(u, v)| (*u - *v).abs() > 1e-4)
+                    .count();
+            assert_eq!(diff, 0, "{q} step {s}: codebook values differ");
+        }
+    }
     let cfg = tiny(QuantizerKind::SoftEm);
     let dev = run_steps(&cfg, true, &[true, false, true, true]);
     let first = dev[0].0.unwrap();

@@ -8,4 +8,5 @@ mod common;
 
 mod bench;
 mod codec;
+mod quantizers;
 mod runs;
