@@ -227,15 +227,28 @@ impl QuantizerConfig {
     }
 
     /// This configuration for another quantizer (a run of `compare` or `sweep`): the flags only
-    /// `kind` reads are kept, the others' dropped, and K and D, which fsq and lfq derive, are
-    /// left to derive when the configuration was another quantizer's.
+    /// `kind` reads are kept, the others' dropped; fsq derives K and D from its levels, lfq D
+    /// from K (kept where it is a power of two), and a configuration of fsq or lfq leaves the
+    /// others their own defaults.
     pub fn for_kind(&self, kind: QuantizerKind) -> Self {
         use QuantizerKind::*;
         let mut c = self.clone();
         if kind != self.kind {
             c.kind = kind;
-            if matches!(kind, Fsq | Lfq) || matches!(self.kind, Fsq | Lfq) {
-                (c.codebook_size, c.code_dim) = (None, None);
+            match kind {
+                // fsq's sizes are its levels'.
+                Fsq => (c.codebook_size, c.code_dim) = (None, None),
+                // lfq keeps a K it can have (2^D, D <= 24) and derives D from it.
+                Lfq => {
+                    c.code_dim = None;
+                    c.codebook_size = c
+                        .codebook_size
+                        .filter(|k| k.is_power_of_two() && (*k as u64) <= MAX_CODES);
+                }
+                _ if matches!(self.kind, Fsq | Lfq) => {
+                    (c.codebook_size, c.code_dim) = (None, None);
+                }
+                _ => {}
             }
         }
         c.levels = c.levels.filter(|_| kind == Fsq);
