@@ -263,11 +263,17 @@ impl RunConfig {
             .unwrap_or(DatasetDefaults::of(self.data.dataset).batch_size)
     }
 
-    /// The codebook's initialisation: `--init`, else the data set's ([`DatasetDefaults`]).
+    /// The codebook's initialisation: `--init`, else k-means for sq (its posterior needs
+    /// codewords at the data's scale: from U(-1/K, 1/K) every codeword is as likely and stays
+    /// so), else the data set's ([`DatasetDefaults`]).
     pub fn init(&self) -> CodebookInit {
-        self.quantizer
-            .init
-            .unwrap_or(DatasetDefaults::of(self.data.dataset).init)
+        self.quantizer.init.unwrap_or(
+            if self.quantizer.kind == crate::quantizer::QuantizerKind::Sq {
+                CodebookInit::Kmeans
+            } else {
+                DatasetDefaults::of(self.data.dataset).init
+            },
+        )
     }
 
     /// Adam's learning rate: `--lr`, else the data set's ([`DatasetDefaults`]).

@@ -164,6 +164,20 @@ pub trait Quantizer: std::fmt::Debug + Send + Sync {
     /// This quantizer's terms of the training loss (eq. 24 without the reconstruction term).
     fn loss(&self, out: &QuantizerOutput) -> Tensor<1>;
 
+    /// The terms of the training loss beside the reconstruction `recon` (mean squared error per
+    /// pixel), with `latents_per_pixel` latent vectors an image per pixel value an image. By
+    /// default [`Quantizer::loss`]; a quantizer whose objective weighs its terms against the
+    /// reconstruction (sq) reads them.
+    fn loss_beside(
+        &self,
+        out: &QuantizerOutput,
+        recon: &Tensor<1>,
+        latents_per_pixel: f64,
+    ) -> Tensor<1> {
+        let _ = (recon, latents_per_pixel);
+        self.loss(out)
+    }
+
     /// The posterior it assigns (what evaluation measures as its own).
     fn posterior(&self) -> Posterior {
         Posterior::Hard
@@ -180,6 +194,13 @@ pub trait Quantizer: std::fmt::Debug + Send + Sync {
     /// (residual stages: `[S*K*D]`, each stage on the residuals of the ones before).
     fn initial_codebook(&self, z: &[f32], d: usize, k: usize, rng: &mut StdRng) -> Vec<f32> {
         kmeans_pp(z, d, k, 10, rng)
+    }
+
+    /// A parameter the first batch sets beside the codebook: sq's precision theta, from z_e
+    /// (`[N*D]`) and the codebook (`[K*D]`) it starts with. None: nothing to set.
+    fn initial_precision(&self, z: &[f32], codebook: &[f32], d: usize) -> Option<f32> {
+        let _ = (z, codebook, d);
+        None
     }
 
     /// The hard code of each row of z_e (`[N*D]` on the host): S codes a row, `[N*S]`. By
@@ -364,9 +385,10 @@ impl Bottleneck {
         }
     }
 
-    /// Whether the codebook still waits for its data-dependent initialisation.
+    /// Whether the codebook (or, for sq, its precision) still waits for its data-dependent
+    /// initialisation.
     pub fn starts_uninitialised(&self) -> bool {
-        self.init != CodebookInit::Uniform
+        self.init != CodebookInit::Uniform || self.quantizer.kind() == QuantizerKind::Sq
     }
 
     /// k-means++ (+10 Lloyd steps) on the first batch of encoder outputs `z` (`[N*D]`); the EMA

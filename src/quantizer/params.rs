@@ -107,6 +107,19 @@ impl QuantizerParams {
         }
     }
 
+    /// Sets sq's theta (same parameter id).
+    pub fn set_precision(&mut self, theta: f32, device: &Device) {
+        if let Some(p) = self.precision.take() {
+            let t = Tensor::<1>::from_data(TensorData::new(vec![theta], [1]), device);
+            let t = if p.val().is_require_grad() {
+                t.require_grad()
+            } else {
+                t
+            };
+            self.precision = Some(Param::initialized(p.id, t));
+        }
+    }
+
     /// Replaces the codebook's value by a tensor computed on its device (no host round trip).
     pub fn set_codebook_tensor(&mut self, t: Tensor<2>) {
         if let Some(c) = self.codebook.take() {

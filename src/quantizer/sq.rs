@@ -22,8 +22,12 @@
 //!
 //! and 0.5 (the schedule's end) outside training. As sigma^2 shrinks the posterior tends to the
 //! one-hot of the nearest codeword (the hard quantizer); the reconstruction term is what shrinks
-//! it (SQ-VAE's self-annealing). The loss adds KL / D per latent vector (per element, the scale of
-//! vq's terms) to the reconstruction; there is no codebook or commitment term (the commitment
+//! it (SQ-VAE's self-annealing). The objective is SQ-VAE's Gaussian one with the decoder's
+//! variance at its optimum, sigma_x^2 = MSE: per image (P/2) log MSE + sum over the L latents of
+//! KL. Its gradient is that of MSE + sg(2 MSE L / P) mean_i KL_i (per pixel), which is the loss
+//! vqib trains: the KL's weight falls with the reconstruction error (with sigma_x = 1, the seed's
+//! distortion, the KL term outweighs a reconstruction of pixels in [0, 1] and every codeword
+//! collapses onto z_e). There is no codebook or commitment term (the commitment
 //! ||z_e - sg(z_q)||^2 is reported, not trained on). The assigned code is the posterior's mode.
 //! Its own posterior is soft, so evaluation measures H(Z|I), I(I;Z) and the seed's expected
 //! distortion as for soft EM.
@@ -66,7 +70,6 @@ pub fn posterior(z: Tensor<2>, e: Tensor<2>, theta: Tensor<1>) -> (Tensor<2>, Te
 #[derive(Debug)]
 pub struct Sq {
     k: usize,
-    d: usize,
 }
 
 impl Registered for Sq {
@@ -75,7 +78,6 @@ impl Registered for Sq {
     fn new(cfg: &QuantizerConfig) -> Self {
         Self {
             k: cfg.codebook_size(),
-            d: cfg.code_dim(),
         }
     }
 }
@@ -114,17 +116,52 @@ impl super::Quantizer for Sq {
         let mut out = QuantizerOutput::from_codewords(z_e, z_q.clone(), indices);
         out.z_st = z_q;
         out.codebook_loss = out.codebook_loss.detach().mul_scalar(0.0);
-        out.extra = Some(kl.mean().reshape([1]).div_scalar(self.d as f64));
+        out.extra = Some(kl.mean().reshape([1]));
         out
     }
 
-    /// KL / D (module docs).
+    /// mean_i KL_i, unweighted (what [`Sq::loss_beside`] weighs).
     fn loss(&self, out: &QuantizerOutput) -> Tensor<1> {
         out.extra.clone().expect("sq's forward gives its KL term")
     }
 
+    /// sg(2 MSE L / P) mean_i KL_i (module docs).
+    fn loss_beside(
+        &self,
+        out: &QuantizerOutput,
+        recon: &Tensor<1>,
+        latents_per_pixel: f64,
+    ) -> Tensor<1> {
+        let weight = recon.clone().detach().mul_scalar(2.0 * latents_per_pixel);
+        self.loss(out) * weight
+    }
+
     fn posterior(&self) -> Posterior {
         Posterior::Soft
+    }
+
+    /// The maximum-likelihood sigma^2 of the dequantization N(b_k, sigma^2 I) with each row at
+    /// its nearest codeword, sigma^2 = mean_i min_k ||z_i - b_k||^2 / D (at most 1/2, at least
+    /// 1e-6), as theta = ln(1/sigma^2 - 1): the posterior starts at the data's scale, whatever
+    /// the encoder's (at a fixed start the first encoder outputs are so small that every
+    /// codeword is as likely, and no gradient reaches theta fast enough to leave that).
+    fn initial_precision(&self, z: &[f32], codebook: &[f32], d: usize) -> Option<f32> {
+        let codes =
+            crate::kernels::assign::nearest(z, &crate::kernels::assign::Codebook::new(codebook, d));
+        let n = codes.len().max(1);
+        let total: f64 = z
+            .chunks_exact(d)
+            .zip(&codes)
+            .map(|(row, &c)| {
+                let e = &codebook[c as usize * d..(c as usize + 1) * d];
+                row.iter()
+                    .zip(e)
+                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                    .sum::<f64>()
+            })
+            .sum();
+        let s2 = (total / (n * d) as f64).clamp(1e-6, 0.5);
+        Some((1.0 / s2 - 1.0).ln() as f32)
     }
 
     /// 2 sigma^2 = 2 / (1 + exp(theta)) (one read of the parameter).

@@ -363,13 +363,21 @@ impl Trainer {
                 self.model.valid().encoder.forward(x.clone().inner()),
             ));
             let q = &self.cfg.quantizer;
-            let centres = self.bottleneck.initialise(
-                &z,
-                q.code_dim(),
-                q.codebook_size(),
-                self.cfg.training.seed,
-            );
-            self.model.set_codebook(centres, &self.device);
+            let d = q.code_dim();
+            if self.bottleneck.init != crate::quantizer::CodebookInit::Uniform {
+                let centres =
+                    self.bottleneck
+                        .initialise(&z, d, q.codebook_size(), self.cfg.training.seed);
+                self.model.set_codebook(centres, &self.device);
+            }
+            let codebook = self.model.codebook_values();
+            if let Some(theta) = self
+                .bottleneck
+                .quantizer
+                .initial_precision(&z, &codebook, d)
+            {
+                self.model.quantizer.set_precision(theta, &self.device);
+            }
             self.state.codebook_initialised = true;
         }
         let step = self.state.step + 1;

@@ -164,8 +164,10 @@ pub fn loss(
     f: &ModelOutput,
     x: Tensor<4>,
 ) -> Loss {
+    let [b, c, h, w] = x.dims();
+    let latents_per_pixel = f.z_e.dims()[0] as f64 / (b * c * h * w).max(1) as f64;
     let recon = (f.x_hat.clone() - x).square().mean();
-    let base = recon.clone() + q.loss(&f.q);
+    let base = recon.clone() + q.loss_beside(&f.q, &recon, latents_per_pixel);
     let rate = rate_term(
         cfg.rate.kind,
         f.z_e.clone(),

@@ -14,7 +14,7 @@ fn tiny(q: QuantizerKind) -> RunConfig {
         cfg.quantizer.levels = Some(vec![3, 3, 2, 2]);
     }
     if q == QuantizerKind::Lfq {
-        cfg.quantizer.code_dim = Some(4);
+        (cfg.quantizer.codebook_size, cfg.quantizer.code_dim) = (None, Some(4));
     }
     cfg.model.hidden = Some(8);
     cfg.training.lr = Some(1e-2);
