@@ -97,17 +97,17 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
     let Some(wgpu) = wgpu_device() else {
         return;
     };
-    // The seed's three; the family's newer members (fsq, lfq, rvq, sq) are compared on flex's
-    // resident path in the library's tests, not yet on wgpu (issue 23, item 5).
-    for q in [
-        QuantizerKind::Vq,
-        QuantizerKind::VqEma,
-        QuantizerKind::SoftEm,
-    ] {
+    for q in QuantizerKind::ALL.iter().copied() {
         let mut cfg = RunConfig::default();
-        cfg.quantizer.kind = q;
         cfg.quantizer.codebook_size = Some(16);
         cfg.quantizer.code_dim = Some(4);
+        cfg.quantizer = cfg.quantizer.for_kind(q);
+        match q {
+            QuantizerKind::Fsq => cfg.quantizer.levels = Some(vec![3, 3, 2, 2]),
+            QuantizerKind::Lfq => cfg.quantizer.code_dim = Some(4),
+            QuantizerKind::Rvq => cfg.quantizer.stages = Some(2),
+            _ => {}
+        }
         cfg.quantizer.dead_code_steps = 100;
         cfg.quantizer.samples = 4;
         cfg.model.hidden = Some(8);
@@ -133,11 +133,18 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
             "{q}: flex losses {:?}, wgpu losses {:?}, wgpu reads {:?}",
             a.0, b.0, b.1
         );
+        // The evaluation streams on the device for the quantizers with one codebook (one read);
+        // fsq, lfq, rvq and sq are measured on the host (their codes counted in maps), reading
+        // z_e batch by batch.
+        let streamed = train::dense_codebook(&cfg) && q != QuantizerKind::Sq;
         assert_eq!(
-            b.1,
-            [0, 2, 1],
-            "{q}: device reads of the non-reading steps, of a reading step, of an evaluation"
+            b.1[..2],
+            [0, 2],
+            "{q}: device reads of the non-reading steps, of a reading step"
         );
+        if streamed {
+            assert_eq!(b.1[2], 1, "{q}: device reads of an evaluation");
+        }
         // The evaluation streamed on wgpu against the host evaluation on the CPU.
         let (x, y) = (&a.4, &b.4);
         assert_eq!(x.histogram, y.histogram, "{q}");
@@ -170,7 +177,7 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
         assert!(close(&a.2, &b.2), "{q}: codebooks differ");
         match (&a.3, &b.3) {
             (Some(x), Some(y)) => assert!(close(x, y), "{q}: EMA states differ"),
-            (None, None) => assert_eq!(q, QuantizerKind::Vq),
+            (None, None) => assert!(q.codebook_by_gradient(), "{q}"),
             _ => panic!("{q}: EMA state on one side only"),
         }
     }

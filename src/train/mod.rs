@@ -32,7 +32,9 @@ pub mod step;
 
 pub mod eval_rows;
 pub mod saved;
-pub use eval::{EvalMetrics, Expected, batch_tensor, evaluate, evaluate_on, expectations};
+pub use eval::{
+    EvalMetrics, Expected, batch_tensor, dense_codebook, evaluate, evaluate_on, expectations,
+};
 pub use eval_rows::{eval_record, info_rows, summary_rows};
 pub use saved::{eval_run, load_run, reconstruct, reconstruct_grid};
 pub use step::{Diverged, Loss, Pending, Scalars, StepMode, StepOutput, loss, train_step};
