@@ -3,6 +3,7 @@
 //! comparison with PyTorch, with memory, see `bench/compare`.
 //!
 //! Groups: `assign/K` and `estep/K` (N = 8192 vectors, D = 64, K in {512, 8192, 65536}),
+//! `quantizer/Q-K` (every quantizer's forward pass and update at a code space of K = 2^9, 2^16),
 //! `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), `codec/*` (compress,
 //! decompress and the entropy coder alone, 256 MNIST images), and, with the `wgpu` feature
 //! and a usable adapter, `train-wgpu/mnist-vq`.
@@ -42,6 +43,25 @@ fn bottleneck(c: &mut Criterion) {
         }
         g.finish();
     }
+}
+
+/// Every quantizer's bottleneck (forward and update) at a code space of 2^9, and the hard ones at
+/// 2^16: fsq and lfq search no codebook, the others N x K distances a stage.
+fn quantizers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("quantizer");
+    g.throughput(Throughput::Elements(N_VECTORS as u64));
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for k in [512usize, 65536] {
+        for &q in QuantizerKind::ALL {
+            // At 2^16: the hard quantizers (soft EM's and sq's posteriors are N x K each step).
+            if k > 512 && matches!(q, QuantizerKind::SoftEm | QuantizerKind::Sq) {
+                continue;
+            }
+            let mut t = bench::QuantizerBench::new(q, k);
+            g.bench_function(format!("{q}-{k}"), |b| b.iter(|| black_box(t.run())));
+        }
+    }
+    g.finish();
 }
 
 fn training(c: &mut Criterion) {
@@ -97,7 +117,7 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bottleneck, training, evaluation, codec);
+criterion_group!(benches, bottleneck, quantizers, training, evaluation, codec);
 
 // criterion_main!, plus the allocator setting that the vqib binary makes.
 fn main() {

@@ -132,10 +132,8 @@ impl ModelCase {
     fn try_config(self, quantizer: QuantizerKind, batch: usize) -> Result<RunConfig, InputError> {
         let (_, _, _, hidden) = self.shape();
         let mut cfg = RunConfig::default();
-        cfg.quantizer.kind = quantizer;
         cfg.model.hidden = Some(hidden);
-        cfg.quantizer.codebook_size = Some(512);
-        cfg.quantizer.code_dim = Some(CODE_DIM);
+        cfg.quantizer = family_config(quantizer, 512);
         cfg.training.batch_size = Some(batch);
         cfg.resolve()
     }
@@ -263,6 +261,9 @@ pub enum BenchCase {
     Assign,
     /// Soft-EM E-step and its expected counts and sums (N = 8192, D = 64, m = 10).
     Estep,
+    /// A quantizer's bottleneck (`--quantizer`, a code space of about `--k` codes): its forward
+    /// pass and its update after a step, on N = 8192 latent vectors (host path).
+    Bottleneck,
     /// One training step (forward, backward, Adam, EMA / M-step).
     Train,
     /// Evaluation: inference and the information quantities.
@@ -408,6 +409,144 @@ fn bottleneck_case(b: &BenchArgs) -> Measured {
     )
 }
 
+/// The quantizer `q` at a code space of about `k` codes, as the benchmarks compare them: K = k
+/// codewords of dimension [`CODE_DIM`] (vq, vq-ema, soft-em, sq); fsq at the level set of the
+/// paper's table nearest log2 k (8,8,8 for 512); lfq at D = log2 k; rvq with 3 stages of about
+/// k^(1/3) codewords (8 for 512), so that its tuples number about k.
+pub fn family_config(q: QuantizerKind, k: usize) -> crate::config::QuantizerConfig {
+    use crate::quantizer::config::FSQ_LEVEL_SETS;
+    let mut c = crate::config::QuantizerConfig {
+        codebook_size: Some(k),
+        code_dim: Some(CODE_DIM),
+        ..Default::default()
+    }
+    .for_kind(q);
+    let bits = (k.max(2) as f64).log2().round() as u32;
+    match q {
+        QuantizerKind::Fsq => {
+            c.levels = Some(if k == 512 {
+                vec![8, 8, 8]
+            } else {
+                let (_, l) = FSQ_LEVEL_SETS
+                    .iter()
+                    .min_by_key(|(b, _)| b.abs_diff(bits))
+                    .expect("a level set");
+                l.to_vec()
+            });
+        }
+        QuantizerKind::Lfq => {
+            (c.codebook_size, c.code_dim) = (None, Some(bits.clamp(1, 24) as usize));
+        }
+        QuantizerKind::Rvq => {
+            c.stages = Some(3);
+            c.codebook_size = Some(((k as f64).cbrt().round() as usize).max(2));
+        }
+        _ => {}
+    }
+    c
+}
+
+/// A quantizer's bottleneck on N = 8192 random latents, on the host ([`BenchCase::Bottleneck`],
+/// `cargo bench`'s `quantizer/*`): [`QuantizerBench::run`] is its forward pass and its update
+/// after a step (EMA, M-step).
+pub struct QuantizerBench {
+    pub cfg: crate::config::QuantizerConfig,
+    z: Vec<f32>,
+    zt: burn::tensor::Tensor<2>,
+    params: crate::quantizer::QuantizerParams,
+    bottleneck: crate::quantizer::Bottleneck,
+    codebook: Vec<f32>,
+    rng: StdRng,
+    step: u64,
+}
+
+impl QuantizerBench {
+    /// `q` at a code space of about `k` codes ([`family_config`]).
+    pub fn new(q: QuantizerKind, k: usize) -> Self {
+        use crate::quantizer::{Bottleneck, QuantizerParams, params::ParamShapes};
+        let cfg = family_config(q, k);
+        let d = cfg.code_dim();
+        let dev = burn::tensor::Device::flex();
+        let z = normal(N_VECTORS * d, 1);
+        let zt = burn::tensor::Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(z.clone(), [N_VECTORS, d]),
+            &dev,
+        );
+        let params = QuantizerParams::init(ParamShapes::of(&cfg), cfg.stages(), &dev);
+        let codebook = params.codebook_values();
+        Self {
+            bottleneck: Bottleneck::new(&cfg),
+            cfg,
+            z,
+            zt,
+            params,
+            codebook,
+            rng: StdRng::seed_from_u64(3),
+            step: 0,
+        }
+    }
+
+    /// One forward pass and update; returns the number of codes read back.
+    pub fn run(&mut self) -> usize {
+        use crate::quantizer::Context;
+        self.step += 1;
+        let ctx = Context {
+            rng: &mut self.rng,
+            resident: false,
+            step: Some(self.step),
+        };
+        let out = self
+            .bottleneck
+            .quantizer
+            .forward(self.zt.clone(), &self.params, ctx);
+        let codes = crate::device::host_u32(out.indices.clone());
+        let mut r = StdRng::seed_from_u64(self.step);
+        let codebook = &self.codebook;
+        std::hint::black_box(self.bottleneck.after_step(
+            &self.z,
+            &codes,
+            out.samples.as_deref(),
+            self.step,
+            &mut r,
+            || codebook.clone(),
+        ));
+        std::hint::black_box(out.z_st);
+        codes.len()
+    }
+
+    /// The distance work of the quantizers that search a codebook (2 N K D a stage); fsq and
+    /// lfq search nothing.
+    pub fn flops(&self) -> f64 {
+        let c = &self.cfg;
+        if c.has_codebook() {
+            2.0 * (N_VECTORS * c.codebook_size() * c.stages() * c.code_dim()) as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// [`BenchCase::Bottleneck`].
+fn quantizer_case(b: &BenchArgs) -> Measured {
+    let mut t = QuantizerBench::new(b.quantizer, b.k);
+    let secs = time_it(b.warmup, b.iters, || {
+        std::hint::black_box(t.run());
+    });
+    let space = t.cfg.code_space();
+    (
+        format!(
+            "bottleneck {} K={}^{}",
+            b.quantizer.name(),
+            space.size,
+            space.stages
+        ),
+        secs,
+        N_VECTORS,
+        "vectors",
+        t.flops(),
+    )
+}
+
 fn model_case(b: &BenchArgs) -> anyhow::Result<Measured> {
     let m = format!("{:?}", b.model).to_lowercase();
     let q = b.quantizer.name();
@@ -488,7 +627,7 @@ fn memory_needed(b: &BenchArgs) -> Result<(&'static str, usize, f64), InputError
     let (c, h, w, _) = b.model.shape();
     let images = b.batch as f64;
     let need = match b.case {
-        BenchCase::Assign | BenchCase::Estep => {
+        BenchCase::Assign | BenchCase::Estep | BenchCase::Bottleneck => {
             let threads = rayon::current_num_threads() as f64;
             let per_code = (CODE_DIM * (4 + 8) + 4 + 8) as f64 + 4.0 * threads;
             return Ok(("--k", b.k, b.k as f64 * per_code));
@@ -518,6 +657,7 @@ pub fn run_case(b: &BenchArgs) -> anyhow::Result<serde_json::Value> {
     let threads = rayon::current_num_threads();
     let (name, secs, items, unit, flops) = match b.case {
         BenchCase::Assign | BenchCase::Estep => bottleneck_case(b),
+        BenchCase::Bottleneck => quantizer_case(b),
         _ => model_case(b)?,
     };
     let (_, peak) = rss_mib();

@@ -25,8 +25,10 @@ use rand::rngs::StdRng;
 
 use super::config::{CodeSpace, Estimator, QuantizerConfig};
 use super::init::kmeans_pp;
-use super::vq::{nearest, nearest_resident};
-use super::{Context, QuantizerKind, QuantizerOutput, QuantizerParams, Registered};
+use super::vq::nearest_resident;
+use super::{
+    Context, QuantizerKind, QuantizerOutput, QuantizerParams, Registered, host_f32, index_tensor,
+};
 use crate::kernels::assign::{self, Codebook};
 
 /// The residual VQ quantizer.
@@ -91,18 +93,28 @@ impl super::Quantizer for Rvq {
     }
 
     fn forward(&self, z_e: Tensor<2>, params: &QuantizerParams, ctx: Context) -> QuantizerOutput {
-        let n = z_e.dims()[0];
+        let [n, d] = z_e.dims();
         let e = params.codebook();
+        // On the host every stage's search runs in one pass of the host kernels (one read of
+        // z_e and the codebook); on a device stage by stage as tensor operations.
+        let host: Option<Tensor<2, Int>> = (!ctx.resident).then(|| {
+            let (zv, ev) = (host_f32(z_e.clone().detach()), host_f32(e.clone().detach()));
+            let (codes, _) = self.host_codes(&zv, &ev, d);
+            index_tensor(&codes, &z_e.device()).reshape([n, self.stages])
+        });
         let mut residual = z_e.clone().detach();
         let mut z_q: Option<Tensor<2>> = None;
         let mut codebook_loss: Option<Tensor<1>> = None;
         let mut codes: Vec<Tensor<2, Int>> = Vec::with_capacity(self.stages);
         for s in 0..self.stages {
             let cb = self.stage(&e, s);
-            let k = if ctx.resident {
-                nearest_resident(residual.clone(), cb.clone().detach())
-            } else {
-                nearest(residual.clone(), cb.clone().detach())
+            let k = match &host {
+                Some(all) => all
+                    .clone()
+                    .slice([0..n, s..s + 1])
+                    .reshape([n])
+                    .sub_scalar((s * self.k) as i64),
+                None => nearest_resident(residual.clone(), cb.clone().detach()),
             };
             let q = cb.select(0, k.clone());
             let term = (q.clone() - residual.clone()).square().mean();
