@@ -34,6 +34,19 @@ pub const KEY_METRICS: [&str; 6] = [
     "coded_bits",
 ];
 
+/// The family table's figures (after its bottleneck and code-space columns): every quantizer
+/// on the seed's axes, measured the same way.
+pub const FAMILY_METRICS: [&str; 8] = [
+    "codes_used",
+    "perplexity",
+    "h_z_given_i",
+    "i_iz",
+    "i_zy",
+    "mse_expected",
+    "nll",
+    "coded_bits",
+];
+
 /// The columns of the full table of `report.md` and `report.html` (`summary.csv` has every
 /// metric).
 pub const TABLE_METRICS: [&str; 19] = [
@@ -157,10 +170,93 @@ pub fn report_md(spec: &CompareSpec, stats: &QuantizerStats, verdicts: &Verdicts
     for v in verdicts.lines() {
         let _ = writeln!(md, "- {v}");
     }
+    md.push_str("\n## The family\n\n");
+    let (head, rows) = family_table(spec, stats);
+    md.push_str(&md_table(&head, &rows));
     let (head, rows) = table(stats, &TABLE_METRICS, |m| m.label);
     md.push_str("\n## All metrics\n\n");
     md.push_str(&md_table(&head, &rows));
     md
+}
+
+/// The family table: a row a quantizer, its bottleneck (deterministic, VDIB: hard codes,
+/// H(Z|I) = 0; or stochastic, VIB: a soft posterior), its code space (K, or K^S tuples) and
+/// [`FAMILY_METRICS`].
+fn family_table(spec: &CompareSpec, stats: &QuantizerStats) -> (Vec<String>, Vec<Vec<String>>) {
+    let (mut head, rows) = table(stats, &FAMILY_METRICS, |m| m.label);
+    head.splice(1..1, ["bottleneck".to_string(), "code space".to_string()]);
+    let rows = rows
+        .into_iter()
+        .map(|mut r| {
+            let kind = crate::quantizer::QuantizerKind::ALL
+                .iter()
+                .copied()
+                .find(|q| q.name() == r[0]);
+            let (bottleneck, space) = match kind {
+                Some(q) => {
+                    let cfg = spec.base.quantizer.for_kind(q);
+                    let quantizer = crate::quantizer::build(&cfg);
+                    let b = match quantizer.posterior() {
+                        crate::quantizer::Posterior::Hard => "VDIB (hard)",
+                        crate::quantizer::Posterior::Soft => "VIB (soft)",
+                    };
+                    let s = quantizer.code_space();
+                    let space = match s.stages {
+                        1 => s.size.to_string(),
+                        n => format!("{}^{n}", s.size),
+                    };
+                    (b.to_string(), space)
+                }
+                None => ("?".to_string(), "?".to_string()),
+            };
+            r.splice(1..1, [bottleneck, space]);
+            r
+        })
+        .collect();
+    (head, rows)
+}
+
+/// The information plane (`id="family-plane"`: I(Z;Y) against I(I;Z)) and rate against
+/// distortion (`id="family-rd"`: E -log q(x|z) against coded bits an image): a point a quantizer,
+/// mean over its seeds with bars of one standard deviation.
+fn family_charts(stats: &QuantizerStats) -> anyhow::Result<String> {
+    let mut html = String::new();
+    for (id, title, x, y) in [
+        ("family-plane", "information plane", "i_iz", "i_zy"),
+        ("family-rd", "distortion vs coded rate", "coded_bits", "nll"),
+    ] {
+        let curves: Vec<Curve> = stats
+            .iter()
+            .filter_map(|(q, st)| {
+                let ((mx, sx), (my, sy)) = (st.get(x)?, st.get(y)?);
+                let kind = crate::quantizer::QuantizerKind::ALL
+                    .iter()
+                    .copied()
+                    .find(|k| k.name() == *q)?;
+                Some(Curve {
+                    label: q.to_string(),
+                    color: quantizer_color(kind),
+                    points: vec![Pt {
+                        x: mx,
+                        y: my,
+                        sx,
+                        sy,
+                    }],
+                })
+            })
+            .collect();
+        let spec = ChartSpec {
+            id: id.to_string(),
+            title: title.to_string(),
+            x_desc: metric(x).label.to_string(),
+            y_desc: metric(y).label.to_string(),
+            curves,
+            pareto: id == "family-rd",
+            log2_x: false,
+        };
+        html.push_str(&chart_div(&spec, "no quantizer has both quantities.")?);
+    }
+    Ok(html)
 }
 
 /// What `vqib compare` prints: the key table (lines of at most [`TERMINAL_WIDTH`] characters),
@@ -195,7 +291,10 @@ fn report_html(
 ) -> anyhow::Result<String> {
     let (head, rows) = table(stats, &KEY_METRICS, |m| m.label);
     let (all_head, all_rows) = table(stats, &TABLE_METRICS, |m| m.label);
+    let (family_head, family_rows) = family_table(spec, stats);
     let parts = PageParts {
+        family: html_table("family", &family_head, &family_rows),
+        family_charts: family_charts(stats)?,
         verdicts: html_verdicts(verdicts),
         table: html_table("summary", &head, &rows),
         all_table: html_table("summary-all", &all_head, &all_rows),
@@ -208,6 +307,8 @@ fn report_html(
 
 /// The generated pieces of the page, each a run of complete lines.
 struct PageParts {
+    family: String,
+    family_charts: String,
     verdicts: String,
     table: String,
     all_table: String,
@@ -236,6 +337,8 @@ fn page(spec: &CompareSpec, p: &PageParts) -> String {
             ("verdicts", p.verdicts.as_str()),
             ("table", p.table.as_str()),
             ("all_table", p.all_table.as_str()),
+            ("family", p.family.as_str()),
+            ("family_charts", p.family_charts.as_str()),
             ("curves", p.curves.as_str()),
             ("histogram_seed", histogram_seed.as_str()),
             ("histograms", p.histograms.as_str()),
@@ -467,6 +570,8 @@ mod tests {
                 "verdicts",
                 "table",
                 "all_table",
+                "family",
+                "family_charts",
                 "curves",
                 "histogram_seed",
                 "histograms",
@@ -478,6 +583,8 @@ mod tests {
     #[test]
     fn page_is_the_filled_template() {
         let parts = PageParts {
+            family: "<table id=\"family\"></table>\n".into(),
+            family_charts: "<div>F</div>\n".into(),
             verdicts: "<p>V</p>\n".into(),
             table: "<table id=\"summary\"></table>\n".into(),
             all_table: "<table id=\"summary-all\"></table>\n".into(),
@@ -494,7 +601,8 @@ mod tests {
             "<p><code>vqib compare --out &quot;a&lt;b&quot;</code></p>\n",
             "<p>Seeds 3,4. Mean ± standard deviation over seeds. Information",
             "τ = 1. Objectives per image, β = 0.25, Gaussian decoder σ = 1.",
-            "<section id=\"verdicts\">\n<p>V</p>\n</section>\n<h2>Final metrics</h2>\n<table id=\"summary\"></table>\n<details id=\"all-metrics\"><summary>All metrics</summary>\n<table id=\"summary-all\"></table>\n</details>\n<h2>Training curves",
+            "<section id=\"verdicts\">\n<p>V</p>\n</section>\n<h2>Final metrics</h2>\n<table id=\"summary\"></table>\n<details id=\"all-metrics\"><summary>All metrics</summary>\n<table id=\"summary-all\"></table>\n</details>\n<h2>The family</h2>",
+            "<table id=\"family\"></table>\n<div class=\"plots\">\n<div>F</div>\n</div>\n<h2>Training curves",
             "<div class=\"plots\">\n<div>C</div>\n</div>\n<h2>Code usage (seed 3: codes by rank, counts on log axes)</h2>\n<div class=\"plots\">\n<div>H</div>\n</div>\n",
             "where each run finished)</h2>\n<h3>G</h3>\n\n<script>\n",
         ] {
@@ -547,8 +655,15 @@ mod tests {
         );
         assert!(md.contains("\n| soft-em | 60.00 ± 14.14 | 1 ± 0 |"), "{md}");
         let listed: String = v.lines().iter().map(|l| format!("- {l}\n")).collect();
-        assert!(md.contains(&format!("|\n\n{listed}\n## All metrics\n\n| quantizer | perplexity exp(H(Z)) | codes used | H(Z\\|I) (nats) |")), "{md}");
-        assert_eq!(md.lines().filter(|l| l.starts_with("| vq |")).count(), 2);
+        assert!(md.contains(&format!("|\n\n{listed}\n## The family\n\n| quantizer | bottleneck | code space | codes used |")), "{md}");
+        // The family table: the bottleneck each quantizer is, and its code space.
+        assert!(md.contains("\n| vq | VDIB (hard) | 512 | 1 ± 0 |"), "{md}");
+        assert!(
+            md.contains("\n| soft-em | VIB (soft) | 512 | 1 ± 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("\n## All metrics\n\n| quantizer | perplexity exp(H(Z)) | codes used | H(Z\\|I) (nats) |"), "{md}");
+        assert_eq!(md.lines().filter(|l| l.starts_with("| vq |")).count(), 3);
 
         let (head, rows) = table(&stats, &TABLE_METRICS, |m| m.label);
         let html = html_table("summary-all", &head, &rows);
