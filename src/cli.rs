@@ -364,7 +364,10 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches, stop: Arc<AtomicBool>) -> anyho
             let (cfg, m) = train::eval_run(&run, data_dir, eval_samples)?;
             println!(
                 "{}",
-                table(&train::summary_rows(&m, cfg.quantizer.codebook_size()))
+                table(&train::summary_rows(
+                    &m,
+                    &cfg.quantizer.code_space().to_string()
+                ))
             );
             println!("information quantities per latent vector, objectives per image:");
             println!(

@@ -82,6 +82,16 @@ impl CodeSpace {
     }
 }
 
+/// `512`, or `8^3` for S-tuples.
+impl std::fmt::Display for CodeSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.stages {
+            1 => write!(f, "{}", self.size),
+            s => write!(f, "{}^{s}", self.size),
+        }
+    }
+}
+
 /// The bottleneck: quantizer, code space and hyperparameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default)]

@@ -172,7 +172,8 @@ pub fn eval_record(
 }
 
 /// Summary rows of an evaluation (those of [`METRICS`] by their labels, where measured).
-pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
+/// `space`: the code space as written (`512`, `8^3`).
+pub fn summary_rows(m: &EvalMetrics, space: &str) -> Vec<(&'static str, String)> {
     let of = |ids: &[&str]| -> Vec<(&'static str, String)> {
         ids.iter()
             .map(|id| metric(id))
@@ -181,8 +182,12 @@ pub fn summary_rows(m: &EvalMetrics, k: usize) -> Vec<(&'static str, String)> {
     };
     let mut rows = vec![("test images", m.images.to_string())];
     rows.extend(of(&["mse", "psnr", "perplexity", "h_z"]));
-    rows.push(("codes used", format!("{} / {k}", m.codes_used)));
+    rows.push(("codes used", format!("{} / {space}", m.codes_used)));
     rows.extend(of(&["dead_codes"]));
+    if let Some(h) = &m.stage_entropies {
+        let hs: Vec<String> = h.iter().map(|v| fmt_num(*v, Format::Real)).collect();
+        rows.push(("H(Z_s) of each stage (nats)", hs.join(", ")));
+    }
     rows.push(("codebook loss", fmt_num(m.codebook_loss, Format::Real)));
     rows.push(("commitment loss", fmt_num(m.commitment_loss, Format::Real)));
     rows.extend(of(&[
@@ -323,7 +328,7 @@ mod tests {
         assert!(
             (metric("uniform_excess").of(&m) - 0.25 * 49.0 * (m.assigned.kl - 2.0)).abs() < 1e-9
         );
-        let rows = summary_rows(&m, 512);
+        let rows = summary_rows(&m, "512");
         assert_eq!(
             rows[1],
             (

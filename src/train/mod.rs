@@ -598,7 +598,8 @@ impl Trainer {
 
     fn print_summary(&self, stopped: bool) {
         if let Some(m) = &self.last_eval {
-            let mut rows = summary_rows(m, self.cfg.quantizer.codebook_size());
+            let space = self.cfg.quantizer.code_space().to_string();
+            let mut rows = summary_rows(m, &space);
             rows.insert(0, ("quantizer", self.cfg.quantizer.kind.name().to_string()));
             rows.insert(1, ("steps", self.state.step.to_string()));
             rows.insert(
