@@ -48,17 +48,7 @@ fn every_quantizer_loads_strictly_in_pytorch_and_codes_alike() {
     let tmp = tempfile::tempdir().unwrap();
     for &q in QuantizerKind::ALL {
         let mut cfg = RunConfig::default();
-        cfg.quantizer.codebook_size = Some(16);
-        cfg.quantizer.code_dim = Some(4);
-        cfg.quantizer = cfg.quantizer.for_kind(q);
-        match q {
-            QuantizerKind::Fsq => cfg.quantizer.levels = Some(vec![5, 4, 3]),
-            QuantizerKind::Lfq => {
-                (cfg.quantizer.codebook_size, cfg.quantizer.code_dim) = (None, Some(5))
-            }
-            QuantizerKind::Rvq => cfg.quantizer.stages = Some(3),
-            _ => {}
-        }
+        cfg.quantizer = vqib::quantizer::QuantizerConfig::small(q, 16);
         cfg.model.hidden = Some(8);
         cfg.data.shapes_train = 64;
         cfg.data.shapes_test = 16;

@@ -99,15 +99,7 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
     };
     for q in QuantizerKind::ALL.iter().copied() {
         let mut cfg = RunConfig::default();
-        cfg.quantizer.codebook_size = Some(16);
-        cfg.quantizer.code_dim = Some(4);
-        cfg.quantizer = cfg.quantizer.for_kind(q);
-        match q {
-            QuantizerKind::Fsq => cfg.quantizer.levels = Some(vec![3, 3, 2, 2]),
-            QuantizerKind::Lfq => cfg.quantizer.code_dim = Some(4),
-            QuantizerKind::Rvq => cfg.quantizer.stages = Some(2),
-            _ => {}
-        }
+        cfg.quantizer = quantizer::QuantizerConfig::small(q, 16);
         cfg.quantizer.dead_code_steps = 100;
         cfg.quantizer.samples = 4;
         cfg.model.hidden = Some(8);

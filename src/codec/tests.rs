@@ -344,16 +344,8 @@ fn decompress_gives_the_hard_decode_and_the_rate_meets_its_bound() {
         QuantizerKind::Sq,
     ] {
         let mut cfg = RunConfig::default();
-        cfg.quantizer.codebook_size = Some(16);
-        cfg.quantizer.code_dim = Some(4);
-        cfg.quantizer = cfg.quantizer.for_kind(q);
-        match q {
-            // 3 x 3 x 2 x 2 = 36 grid points; 2^4 corners; 2 stages of 16 codewords.
-            QuantizerKind::Fsq => cfg.quantizer.levels = Some(vec![3, 3, 2, 2]),
-            QuantizerKind::Lfq => cfg.quantizer.code_dim = Some(4),
-            QuantizerKind::Rvq => cfg.quantizer.stages = Some(2),
-            _ => {}
-        }
+        // 3 x 3 x 2 x 2 = 36 grid points; 2^4 corners; 2 stages of 16 codewords.
+        cfg.quantizer = crate::quantizer::QuantizerConfig::small(q, 16);
         cfg.model.hidden = Some(8);
         cfg.data.shapes_train = 64;
         cfg.data.shapes_test = 300;

@@ -270,6 +270,25 @@ impl QuantizerConfig {
         c
     }
 
+    /// A small configuration of `kind` (tests and examples): D = 4, `k` codes a stage (k a
+    /// power of two from 4 to 2^24); fsq at levels 3,3,2,2 (36 codes), lfq at D = log2 k, rvq
+    /// with 2 stages.
+    pub fn small(kind: QuantizerKind, k: usize) -> Self {
+        let mut c = Self {
+            codebook_size: Some(k),
+            code_dim: Some(4),
+            ..Default::default()
+        }
+        .for_kind(kind);
+        match kind {
+            QuantizerKind::Fsq => c.levels = Some(vec![3, 3, 2, 2]),
+            QuantizerKind::Lfq => c.code_dim = Some(k.ilog2() as usize),
+            QuantizerKind::Rvq => c.stages = Some(2),
+            _ => {}
+        }
+        c
+    }
+
     /// Checks the code space and that every quantizer-specific flag belongs to this quantizer.
     pub fn validate(&self) -> Result<(), InputError> {
         let kind = self.kind;

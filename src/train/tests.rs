@@ -7,15 +7,7 @@ use crate::quantizer::{self, Context, QuantizerKind};
 
 fn tiny(q: QuantizerKind) -> RunConfig {
     let mut cfg = RunConfig::default();
-    cfg.quantizer.codebook_size = Some(8);
-    cfg.quantizer.code_dim = Some(4);
-    cfg.quantizer = cfg.quantizer.for_kind(q);
-    if q == QuantizerKind::Fsq {
-        cfg.quantizer.levels = Some(vec![3, 3, 2, 2]);
-    }
-    if q == QuantizerKind::Lfq {
-        (cfg.quantizer.codebook_size, cfg.quantizer.code_dim) = (None, Some(4));
-    }
+    cfg.quantizer = crate::quantizer::QuantizerConfig::small(q, 8);
     cfg.model.hidden = Some(8);
     cfg.training.lr = Some(1e-2);
     cfg.resolve().unwrap()
@@ -459,6 +451,29 @@ fn run_steps(cfg: &RunConfig, resident: bool, reads: &[bool]) -> Vec<(Option<Sca
     out
 }
 
+/// Four steps on the host path and on the resident one (reading at the first and the last):
+/// the same losses and codebooks, and nothing reported by the steps that do not read.
+fn host_and_resident_agree(cfg: &RunConfig) {
+    let q = cfg.quantizer.kind;
+    let host = run_steps(cfg, false, &[true; 4]);
+    let dev = run_steps(cfg, true, &[true, false, false, true]);
+    assert!(dev[1].0.is_none() && dev[2].0.is_none());
+    for (s, (a, b)) in host.iter().zip(&dev).enumerate() {
+        if let (Some(x), Some(y)) = (a.0, b.0) {
+            assert!(
+                (x.loss - y.loss).abs() < 1e-4 * x.loss.abs(),
+                "{q} step {s}: {x} vs {y}"
+            );
+        }
+        let diff =
+            a.1.iter()
+                .zip(&b.1)
+                .filter(|(u, v)| (*u - *v).abs() > 1e-4)
+                .count();
+        assert_eq!(diff, 0, "{q} step {s}: codebook values differ");
+    }
+}
+
 /// The device-resident step (tensor operations: nearest codeword, EMA update, dead-code
 /// restarts, soft EM's sampler and M-step) gives the host step's losses and codebooks for the
 /// deterministic quantizers; a step that does not read reports nothing and the next reading
@@ -473,23 +488,7 @@ fn the_resident_step_matches_the_host_step() {
         cfg.rate.kind = RateKind::Vib;
         cfg.rate.prior = PriorKind::Learned;
         cfg.rate.weight = 0.1;
-        let host = run_steps(&cfg, false, &[true; 4]);
-        let dev = run_steps(&cfg, true, &[true, false, false, true]);
-        assert!(dev[1].0.is_none() && dev[2].0.is_none());
-        for (s, (a, b)) in host.iter().zip(&dev).enumerate() {
-            if let (Some(x), Some(y)) = (a.0, b.0) {
-                assert!(
-                    (x.loss - y.loss).abs() < 1e-4 * x.loss.abs(),
-                    "{q} step {s}: {x} vs {y}"
-                );
-            }
-            let diff =
-                a.1.iter()
-                    .zip(&b.1)
-                    .filter(|(u, v)| (*u - *v).abs() > 1e-4)
-                    .count();
-            assert_eq!(diff, 0, "{q} step {s}: codebook values differ");
-        }
+        host_and_resident_agree(&cfg);
     }
     // The family's newer members: their forward passes are tensor operations on both paths
     // (rvq's search by the host kernel or on the device), so the paths agree step by step.
@@ -499,24 +498,7 @@ fn the_resident_step_matches_the_host_step() {
         QuantizerKind::Rvq,
         QuantizerKind::Sq,
     ] {
-        let cfg = tiny(q);
-        let host = run_steps(&cfg, false, &[true; 4]);
-        let dev = run_steps(&cfg, true, &[true, false, false, true]);
-        assert!(dev[1].0.is_none() && dev[2].0.is_none());
-        for (s, (a, b)) in host.iter().zip(&dev).enumerate() {
-            if let (Some(x), Some(y)) = (a.0, b.0) {
-                assert!(
-                    (x.loss - y.loss).abs() < 1e-4 * x.loss.abs(),
-                    "{q} step {s}: {x} vs {y}"
-                );
-            }
-            let diff =
-                a.1.iter()
-                    .zip(&b.1)
-                    .filter(|(u, v)| (*u - *v).abs() > 1e-4)
-                    .count();
-            assert_eq!(diff, 0, "{q} step {s}: codebook values differ");
-        }
+        host_and_resident_agree(&tiny(q));
     }
     let cfg = tiny(QuantizerKind::SoftEm);
     let dev = run_steps(&cfg, true, &[true, false, true, true]);
