@@ -666,3 +666,44 @@ fn summarise(
         beta,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quantizer::CodeSpace;
+
+    /// A hand-made map of residual tuples (S = 2, K = 3, stage s's codes as sK + k): the joint
+    /// entropy of the tuple, each stage's, the uniform prior's cross entropy S ln K, the tuples
+    /// used and I(Z;Y) of labels that are a function of the tuple, against closed forms.
+    #[test]
+    fn hard_tuples_against_closed_forms() {
+        let space = CodeSpace { size: 3, stages: 2 };
+        let mut h = HardCodes::new(space, Some(2), false);
+        // (0,0) x2, (0,1) x1, (1,2) x1, (2,2) x4; label 1 for the tuples with stage-0 code 2.
+        let tuples = [(0, 0, 2), (0, 1, 1), (1, 2, 1), (2, 2, 4)];
+        let (mut codes, mut labels) = (Vec::new(), Vec::new());
+        for (a, b, n) in tuples {
+            for _ in 0..n {
+                codes.extend([a, 3 + b]);
+                labels.push(u32::from(a == 2));
+            }
+        }
+        h.add(&codes, Some(&labels), &[], false);
+        let info = h.info();
+        let ent = |p: &[f64]| -p.iter().map(|v| v * v.ln()).sum::<f64>();
+        let joint = ent(&[2.0 / 8.0, 1.0 / 8.0, 1.0 / 8.0, 4.0 / 8.0]);
+        let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        close(info.summary.h_z, joint);
+        close(info.summary.mutual_info, joint);
+        close(info.summary.h_z_given_i, 0.0);
+        close(info.summary.cross_entropy, 2.0 * 3f64.ln());
+        assert_eq!(info.summary.codes_used, 4);
+        let stages = info.stage_entropies.expect("per-stage entropies");
+        close(stages[0], ent(&[3.0 / 8.0, 1.0 / 8.0, 4.0 / 8.0]));
+        close(stages[1], ent(&[2.0 / 8.0, 1.0 / 8.0, 5.0 / 8.0]));
+        assert_eq!(info.histogram, [4, 2, 1, 1]);
+        // The label is a function of the tuple: I(Z;Y) = H(Y).
+        let r = info.relevance.expect("labels");
+        close(r.i_zy, ent(&[4.0 / 8.0, 4.0 / 8.0]));
+    }
+}
