@@ -305,8 +305,8 @@ fn comparison_on_mnist_writes_and_renders_the_report() {
     }
 }
 
-/// What every comparison's reports must be: `report.md` (a line a quantizer in each of its two
-/// tables, the verdicts, with one seed no "±" at all, and nowhere a negative zero),
+/// What every comparison's reports must be: `report.md` (a line a quantizer in each of its three
+/// tables (key, family, all metrics), the verdicts, with one seed no "±" at all, and nowhere a negative zero),
 /// `summary.csv` (valid CSV of constant width, a row a quantizer, the means those of the runs),
 /// the terminal's summary (every line within 100 columns, every verdict in it), and a
 /// reconstruction grid in every run, drawn where it finished, which `report.html` embeds.
@@ -317,7 +317,7 @@ fn check_reports(out: &Path, results: &[compare::RunResult], verdicts: &compare:
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for q in &quantizers {
         let row = format!("\n| {} |", q.name());
-        assert_eq!(md.matches(&row).count(), 2, "{row} in both tables of {md}");
+        assert_eq!(md.matches(&row).count(), 3, "{row} in the three tables of {md}");
     }
     assert!(md.contains("\n- Claim 1, "), "{md}");
     assert!(!md.contains("-0.0") && !md.contains(" -0 "), "{md}");
