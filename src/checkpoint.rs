@@ -197,8 +197,9 @@ fn read_tensors(
     let (Some((cs, cv)), Some((ss, sv))) = (ema.remove(EMA_COUNT), ema.remove(EMA_SUM)) else {
         return Ok((tensors, None));
     };
+    // The codebook's rows: K, or S*K for residual stages.
     let (k, d) = (
-        config.quantizer.codebook_size(),
+        config.quantizer.codebook_size() * config.quantizer.stages(),
         config.quantizer.code_dim(),
     );
     if cs != vec![k] || ss != vec![k, d] {
@@ -519,7 +520,7 @@ pub fn load_dir(dir: &Path) -> Result<Checkpoint, InputError> {
             .map_err(|e| InputError::file(&sp, format!("cannot read: {e}")))?,
     )
     .map_err(|e| InputError::file(&sp, format!("not a valid training state: {e}")))?;
-    let k = config.quantizer.codebook_size();
+    let k = config.quantizer.codebook_size() * config.quantizer.stages();
     if let Some(dc) = &state.dead_codes
         && dc.last_used.len() != k
     {

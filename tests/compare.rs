@@ -317,7 +317,11 @@ fn check_reports(out: &Path, results: &[compare::RunResult], verdicts: &compare:
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for q in &quantizers {
         let row = format!("\n| {} |", q.name());
-        assert_eq!(md.matches(&row).count(), 3, "{row} in the three tables of {md}");
+        assert_eq!(
+            md.matches(&row).count(),
+            3,
+            "{row} in the three tables of {md}"
+        );
     }
     assert!(md.contains("\n- Claim 1, "), "{md}");
     assert!(!md.contains("-0.0") && !md.contains(" -0 "), "{md}");

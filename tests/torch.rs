@@ -46,15 +46,22 @@ fn every_quantizer_loads_strictly_in_pytorch_and_codes_alike() {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/reference/load_checkpoint.py");
     let tmp = tempfile::tempdir().unwrap();
-    for &q in QuantizerKind::ALL {
+    let mut rvq_ema = vqib::quantizer::QuantizerConfig::small(QuantizerKind::Rvq, 16);
+    rvq_ema.update = Some(vqib::quantizer::config::CodebookUpdate::Ema);
+    let configs = QuantizerKind::ALL
+        .iter()
+        .map(|&q| vqib::quantizer::QuantizerConfig::small(q, 16))
+        .chain([rvq_ema]);
+    for (i, qc) in configs.enumerate() {
+        let q = qc.kind;
         let mut cfg = RunConfig::default();
-        cfg.quantizer = vqib::quantizer::QuantizerConfig::small(q, 16);
+        cfg.quantizer = qc;
         cfg.model.hidden = Some(8);
         cfg.data.shapes_train = 64;
         cfg.data.shapes_test = 16;
         cfg.training.epochs = 1;
         cfg.training.eval_samples = 0;
-        let dir = tmp.path().join(q.name());
+        let dir = tmp.path().join(format!("{i}-{}", q.name()));
         Trainer::create(cfg, &dir)
             .unwrap()
             .fit(&TrainOptions::default())

@@ -97,9 +97,17 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
     let Some(wgpu) = wgpu_device() else {
         return;
     };
-    for q in QuantizerKind::ALL.iter().copied() {
+    // Every quantizer, and rvq again with its EMA update.
+    let mut rvq_ema = quantizer::QuantizerConfig::small(QuantizerKind::Rvq, 16);
+    rvq_ema.update = Some(quantizer::config::CodebookUpdate::Ema);
+    let configs = QuantizerKind::ALL
+        .iter()
+        .map(|&q| quantizer::QuantizerConfig::small(q, 16))
+        .chain([rvq_ema]);
+    for qc in configs {
+        let q = qc.kind;
         let mut cfg = RunConfig::default();
-        cfg.quantizer = quantizer::QuantizerConfig::small(q, 16);
+        cfg.quantizer = qc;
         cfg.quantizer.dead_code_steps = 100;
         cfg.quantizer.samples = 4;
         cfg.model.hidden = Some(8);
@@ -169,7 +177,7 @@ fn wgpu_resident_steps_match_flex_and_the_trainer_reads_only_when_it_logs() {
         assert!(close(&a.2, &b.2), "{q}: codebooks differ");
         match (&a.3, &b.3) {
             (Some(x), Some(y)) => assert!(close(x, y), "{q}: EMA states differ"),
-            (None, None) => assert!(q.codebook_by_gradient(), "{q}"),
+            (None, None) => assert!(cfg.quantizer.codebook_by_gradient(), "{q}"),
             _ => panic!("{q}: EMA state on one side only"),
         }
     }

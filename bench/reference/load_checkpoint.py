@@ -55,9 +55,10 @@ class Quantizer(nn.Module):
             self.codebook = nn.Parameter(torch.zeros(k * stages, d))
         if kind == "sq":
             self.precision = nn.Parameter(torch.zeros(1))
-        if kind in ("vq-ema", "soft-em"):
-            self.register_buffer("ema_count_hidden", torch.zeros(k, dtype=torch.float64))
-            self.register_buffer("ema_sum_hidden", torch.zeros(k, d, dtype=torch.float64))
+        if kind in ("vq-ema", "soft-em") or (kind == "rvq" and q.get("update") == "ema"):
+            rows = k * stages
+            self.register_buffer("ema_count_hidden", torch.zeros(rows, dtype=torch.float64))
+            self.register_buffer("ema_sum_hidden", torch.zeros(rows, d, dtype=torch.float64))
 
 
 class Prior(nn.Module):

@@ -74,7 +74,7 @@ impl RunConfig {
                 24.0 * latents * k,
             ));
         }
-        if q.kind.codebook_by_gradient() {
+        if q.codebook_by_gradient() {
             parts.push((
                 "latents of a batch (--batch-size, --code-dim)",
                 32.0 * latents * d,

@@ -61,6 +61,16 @@ impl std::fmt::Display for Estimator {
     }
 }
 
+/// How rvq's codebooks learn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CodebookUpdate {
+    /// By the codebook term's gradient (as vq).
+    Gradient,
+    /// By exponential moving averages of each stage's residuals (as vq-ema).
+    Ema,
+}
+
 /// The size of a quantizer's code space: `stages` codes a position, each one of `size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CodeSpace {
@@ -115,6 +125,9 @@ pub struct QuantizerConfig {
     /// vq, vq-ema, rvq: how the gradient passes the quantizer [default: straight-through].
     #[arg(long, value_enum)]
     pub estimator: Option<Estimator>,
+    /// rvq: how its codebooks learn [default: gradient].
+    #[arg(long, value_enum)]
+    pub update: Option<CodebookUpdate>,
     /// lfq: weight of the entropy penalty [default: 0.1].
     #[arg(long)]
     pub entropy_weight: Option<f64>,
@@ -192,6 +205,18 @@ impl QuantizerConfig {
         }
     }
 
+    /// How rvq's codebooks learn (gradient unless `--update ema`).
+    pub fn codebook_update(&self) -> CodebookUpdate {
+        self.update.unwrap_or(CodebookUpdate::Gradient)
+    }
+
+    /// Whether the codebook parameter learns by gradient (else the quantizer's update after the
+    /// step moves it, or there is none).
+    pub fn codebook_by_gradient(&self) -> bool {
+        self.kind.codebook_by_gradient()
+            && !(self.kind == QuantizerKind::Rvq && self.codebook_update() == CodebookUpdate::Ema)
+    }
+
     /// How the gradient passes a hard quantizer.
     pub fn estimator(&self) -> Estimator {
         self.estimator.unwrap_or(Estimator::StraightThrough)
@@ -227,6 +252,7 @@ impl QuantizerConfig {
         }
         if self.kind == QuantizerKind::Rvq {
             self.stages = Some(self.stages());
+            self.update = Some(self.codebook_update());
         }
         if self.kind == QuantizerKind::Lfq {
             self.entropy_weight.get_or_insert(0.1);
@@ -264,6 +290,7 @@ impl QuantizerConfig {
         c.levels = c.levels.filter(|_| kind == Fsq);
         c.stages = c.stages.filter(|_| kind == Rvq);
         c.estimator = c.estimator.filter(|_| matches!(kind, Vq | VqEma | Rvq));
+        c.update = c.update.filter(|_| kind == Rvq);
         if kind != Lfq {
             (c.entropy_weight, c.diversity_weight) = (None, None);
         }
@@ -307,6 +334,7 @@ impl QuantizerConfig {
         only(self.levels.is_some(), "--levels", &[Fsq])?;
         only(self.stages.is_some(), "--stages", &[Rvq])?;
         only(self.estimator.is_some(), "--estimator", &[Vq, VqEma, Rvq])?;
+        only(self.update.is_some(), "--update", &[Rvq])?;
         only(self.entropy_weight.is_some(), "--entropy-weight", &[Lfq])?;
         only(
             self.diversity_weight.is_some(),

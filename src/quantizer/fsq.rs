@@ -131,6 +131,7 @@ impl Grid {
             codebook_loss: zero.clone(),
             commitment_loss: zero,
             extra: None,
+            ema_rows: None,
         }
     }
 }

@@ -78,6 +78,9 @@ pub struct QuantizerOutput {
     /// A quantizer's own further term of the loss, unweighted: lfq's entropy penalty, sq's
     /// KL term of its evidence lower bound.
     pub extra: Option<Tensor<1>>,
+    /// The rows the codebook's moving averages take, detached, when they are not z_e's: rvq's
+    /// residuals r_s, `[N*S, D]` (row i's stage s at i*S + s, as `indices`).
+    pub ema_rows: Option<Tensor<2>>,
 }
 
 impl QuantizerOutput {
@@ -107,6 +110,7 @@ impl QuantizerOutput {
             codebook_loss,
             commitment_loss,
             extra: None,
+            ema_rows: None,
         }
     }
 }
@@ -406,7 +410,7 @@ impl Bottleneck {
 
     /// Whether [`Bottleneck::after_step`] needs the batch's z_e on the host.
     pub fn needs_z(&self) -> bool {
-        !self.quantizer.kind().codebook_by_gradient() || self.dead_codes.is_some()
+        self.quantizer.ema().is_some() || self.dead_codes.is_some()
     }
 
     /// After an optimizer step (number `step`): the quantizer's own update (EMA / M-step), then

@@ -10,6 +10,9 @@
 //!
 //! L_q = sum_s ||sg(r_s) - q_s||^2 + beta ||z_e - sg(z_q)||^2,
 //!
+//! or, with `--update ema`, beta ||z_e - sg(z_q)||^2 alone while each codebook follows the
+//! exponential moving averages of the residuals r_s assigned to its codewords (vq-ema's update,
+//! stage by stage: one EMA state over the S*K rows, each stage's rows fed its own residuals),
 //! and the decoder's gradient reaches z_e through z_q by the straight-through copy or the rotation
 //! trick (`--estimator`). With S = 1 this is `vq` exactly. The residual's norm cannot grow from
 //! one stage to the next when the codebook holds the zero vector, and in practice falls.
@@ -23,7 +26,8 @@
 use burn::tensor::{Int, Tensor};
 use rand::rngs::StdRng;
 
-use super::config::{CodeSpace, Estimator, QuantizerConfig};
+use super::config::{CodeSpace, CodebookUpdate, Estimator, QuantizerConfig};
+use super::ema::EmaCodebook;
 use super::init::kmeans_pp;
 use super::vq::nearest_resident;
 use super::{
@@ -38,6 +42,8 @@ pub struct Rvq {
     estimator: Estimator,
     k: usize,
     stages: usize,
+    /// The moving averages of `--update ema`, over the S*K rows.
+    ema: Option<EmaCodebook>,
 }
 
 impl Registered for Rvq {
@@ -49,6 +55,14 @@ impl Registered for Rvq {
             estimator: cfg.estimator(),
             k: cfg.codebook_size(),
             stages: cfg.stages(),
+            ema: (cfg.codebook_update() == CodebookUpdate::Ema).then(|| {
+                EmaCodebook::new(
+                    cfg.codebook_size() * cfg.stages(),
+                    cfg.code_dim(),
+                    cfg.decay(),
+                    cfg.ema_epsilon,
+                )
+            }),
         }
     }
 }
@@ -103,6 +117,7 @@ impl super::Quantizer for Rvq {
             index_tensor(&codes, &z_e.device()).reshape([n, self.stages])
         });
         let mut residual = z_e.clone().detach();
+        let mut residuals: Vec<Tensor<2>> = Vec::with_capacity(self.stages);
         let mut z_q: Option<Tensor<2>> = None;
         let mut codebook_loss: Option<Tensor<1>> = None;
         let mut codes: Vec<Tensor<2, Int>> = Vec::with_capacity(self.stages);
@@ -122,6 +137,7 @@ impl super::Quantizer for Rvq {
                 Some(l) => l + term,
                 None => term,
             });
+            residuals.push(residual.clone());
             residual = residual - q.clone().detach();
             z_q = Some(match z_q {
                 Some(t) => t + q,
@@ -133,12 +149,47 @@ impl super::Quantizer for Rvq {
         let indices = Tensor::cat(codes, 1).reshape([n * self.stages]);
         let mut out = QuantizerOutput::with_estimator(self.estimator, z_e, z_q, indices);
         out.codebook_loss = codebook_loss.expect("at least one stage");
+        if self.ema.is_some() {
+            let d = residual.dims()[1];
+            out.ema_rows = Some(Tensor::stack::<3>(residuals, 1).reshape([n * self.stages, d]));
+        }
         out
     }
 
-    /// sum_s ||sg(r_s) - q_s||^2 + beta ||z_e - sg(z_q)||^2.
+    /// sum_s ||sg(r_s) - q_s||^2 + beta ||z_e - sg(z_q)||^2; beta ||z_e - sg(z_q)||^2 with
+    /// `--update ema`.
     fn loss(&self, out: &QuantizerOutput) -> Tensor<1> {
-        out.codebook_loss.clone() + out.commitment_loss.clone().mul_scalar(self.beta)
+        let commit = out.commitment_loss.clone().mul_scalar(self.beta);
+        match self.ema {
+            Some(_) => commit,
+            None => out.codebook_loss.clone() + commit,
+        }
+    }
+
+    /// `--update ema`: the residual rows (`[N*S*D]`, as [`QuantizerOutput::ema_rows`]) enter
+    /// the moving averages of their codes' rows.
+    fn update(
+        &mut self,
+        rows: &[f32],
+        indices: &[u32],
+        _samples: Option<&[u32]>,
+    ) -> Option<Vec<f32>> {
+        self.ema.as_mut().map(|e| e.update(rows, indices))
+    }
+
+    /// One-hot of each residual's code over the S*K rows.
+    fn ema_weights(&self, out: &QuantizerOutput) -> Option<Tensor<2>> {
+        self.ema
+            .as_ref()
+            .map(|e| super::one_hot(out.indices.clone(), e.k))
+    }
+
+    fn ema(&self) -> Option<&EmaCodebook> {
+        self.ema.as_ref()
+    }
+
+    fn ema_mut(&mut self) -> Option<&mut EmaCodebook> {
+        self.ema.as_mut()
     }
 
     fn initial_codebook(&self, z: &[f32], d: usize, k: usize, rng: &mut StdRng) -> Vec<f32> {
@@ -246,6 +297,74 @@ mod tests {
         let zq = crate::device::host_f32(out.z_q);
         let sum = q.codewords(&codes, &params);
         assert!(zq.iter().zip(&sum).all(|(a, b)| (a - b).abs() < 1e-5));
+    }
+
+    /// `--update ema` with decay 0: after one update each stage's codeword is the mean of the
+    /// residuals r_s assigned to it (stage 0: of the rows of z; stage 1: of z minus stage 0's
+    /// codeword), up to the Laplace smoothing; the loss is the commitment term alone.
+    #[test]
+    fn ema_update_averages_each_stage_residuals() {
+        let (n, d, k, s) = (400, 3, 4, 2);
+        let mut c = cfg(s, k, d);
+        c.update = Some(CodebookUpdate::Ema);
+        c.ema_decay = Some(0.0);
+        let mut q = <Rvq as Registered>::new(&c);
+        let dev = Device::flex();
+        let z = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), &dev);
+        let zv = crate::device::host_f32(z.clone());
+        let mut rng = StdRng::seed_from_u64(5);
+        let e = q.initial_codebook(&zv, d, k, &mut rng);
+        let params = QuantizerParams {
+            codebook: Some(burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(e.clone(), [s * k, d]),
+                &dev,
+            ))),
+            precision: None,
+        };
+        let out = q.forward(
+            z,
+            &params,
+            Context {
+                rng: &mut rng,
+                resident: false,
+                step: None,
+            },
+        );
+        let loss = crate::device::host_f32(q.loss(&out))[0];
+        let commit = crate::device::host_f32(out.commitment_loss.clone())[0];
+        assert!(
+            (loss - 0.25 * commit).abs() < 1e-7,
+            "the codebook term is not trained on"
+        );
+        let rows = crate::device::host_f32(out.ema_rows.clone().expect("residual rows"));
+        let codes = crate::device::host_u32(out.indices.clone());
+        let new = q
+            .update(&rows, &codes, None)
+            .expect("the EMA moves the codebooks");
+        // The residual rows: stage 0's are z, stage 1's z minus its stage-0 codeword.
+        for (i, t) in codes.chunks(s).enumerate() {
+            let c0 = t[0] as usize;
+            for j in 0..d {
+                let want1 = zv[i * d + j] - e[c0 * d + j];
+                assert!((rows[(i * s) * d + j] - zv[i * d + j]).abs() < 1e-6);
+                assert!((rows[(i * s + 1) * d + j] - want1).abs() < 1e-5);
+            }
+        }
+        for row in 0..s * k {
+            let members: Vec<usize> = (0..n * s).filter(|&r| codes[r] as usize == row).collect();
+            if members.is_empty() {
+                continue;
+            }
+            for j in 0..d {
+                let mean = members.iter().map(|&r| rows[r * d + j] as f64).sum::<f64>()
+                    / members.len() as f64;
+                let got = new[row * d + j] as f64;
+                assert!(
+                    (got - mean).abs() < 1e-3 * (1.0 + mean.abs()),
+                    "row {row}: {got} vs {mean}"
+                );
+            }
+        }
     }
 
     /// One stage is vq: the same codes, z_q, losses and gradients as `vq` on the same codebook.

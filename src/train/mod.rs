@@ -85,7 +85,7 @@ pub struct TrainOutcome {
 /// A model for a config: the codebook learns by gradient only when its quantizer says so, the
 /// prior's logits only when the prior is learned.
 pub fn new_model(cfg: &RunConfig, channels: usize, device: &Device) -> VqVae {
-    let by_gradient = cfg.quantizer.kind.codebook_by_gradient();
+    let by_gradient = cfg.quantizer.codebook_by_gradient();
     let m = VqVae::seeded(
         channels,
         cfg.hidden(),

@@ -226,18 +226,17 @@ pub fn train_step(
         pending.add(&l.total, step);
         (None, None)
     };
-    let z_host = (!mode.resident && bottleneck.needs_z()).then(|| host_f32(f.z_e.clone().detach()));
+    // The rows the codebook updates take: z_e, or the quantizer's own (rvq's residuals).
+    let rows =
+        f.q.ema_rows
+            .clone()
+            .unwrap_or_else(|| f.z_e.clone().detach());
+    let z_host = (!mode.resident && bottleneck.needs_z()).then(|| host_f32(rows.clone()));
     let grads = GradientsParams::from_grads(l.total.backward(), &*model);
     *model = optim.step(cfg.lr(), model.clone(), grads);
     if mode.resident {
         if let Some(codebook) = model.quantizer.codebook.as_ref().map(|c| c.val()) {
-            let cb = bottleneck.after_step_resident(
-                f.z_e.clone().detach(),
-                &f.q,
-                step,
-                &mut rng,
-                codebook,
-            );
+            let cb = bottleneck.after_step_resident(rows, &f.q, step, &mut rng, codebook);
             if let Some(cb) = cb {
                 model.set_codebook_tensor(cb);
             }

@@ -500,6 +500,14 @@ fn the_resident_step_matches_the_host_step() {
     ] {
         host_and_resident_agree(&tiny(q));
     }
+    // rvq with its EMA update and the dead-code tracker: the residuals' moving averages on the
+    // device are the host's.
+    let mut cfg = tiny(QuantizerKind::Rvq);
+    cfg.quantizer.update = Some(crate::quantizer::config::CodebookUpdate::Ema);
+    cfg.quantizer.dead_code_steps = 100;
+    let moved = run_steps(&cfg, false, &[true; 2]);
+    assert_ne!(moved[0].1, moved[1].1, "the EMA moves rvq's codebooks");
+    host_and_resident_agree(&cfg);
     let cfg = tiny(QuantizerKind::SoftEm);
     let dev = run_steps(&cfg, true, &[true, false, true, true]);
     let first = dev[0].0.unwrap();

@@ -64,6 +64,10 @@ fn bad_levels_stages_and_misplaced_flags_exit_2() {
         &["--estimator"],
     );
     refused(
+        &["--quantizer", "vq", "--update", "ema"],
+        &["--update", "rvq"],
+    );
+    refused(
         &["--quantizer", "sq", "--entropy-weight", "0.1"],
         &["--entropy-weight", "lfq"],
     );
