@@ -74,26 +74,42 @@ fn assert_same(what: &str, a: &EvalMetrics, b: &EvalMetrics) {
 #[test]
 fn runs_written_before_the_restructure_evaluate_and_resume() {
     for name in ["run-vq-ema", "run-soft-em"] {
-        let src = fixtures().join(name);
-        let d = tempfile::tempdir().unwrap();
-        let run = d.path().join(name);
-        copy_dir(&src, &run);
-        let o = vqib(&["eval", run.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let got = read_eval(&run.join("eval.json"));
-        assert_same(
-            &format!("{name} eval"),
-            &got,
-            &read_eval(&src.join("expected-eval.json")),
-        );
-        let o = vqib(&["resume", run.to_str().unwrap(), "--no-progress"]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let got = read_eval(&run.join("eval.json"));
-        let want = read_eval(&src.join("expected-resumed-eval.json"));
-        assert_same(&format!("{name} resumed"), &got, &want);
-        // The resumed run's config.json is still read (whichever layout it has).
-        RunConfig::load(&run.join("config.json")).unwrap();
+        evaluates_and_resumes_as_written(&fixtures().join(name));
     }
+}
+
+/// Runs written by the version before the quantizer family (commit 1d4a669: nested
+/// `config.json` with K and D as numbers, the codebook as a parameter of the model, f64 EMA
+/// state; `tests/fixtures/make-before-family.sh`) evaluate and resume to that version's numbers.
+#[test]
+fn runs_written_before_the_quantizer_family_evaluate_and_resume() {
+    for name in ["run-vq", "run-vq-ema"] {
+        evaluates_and_resumes_as_written(&fixtures().join("before-family").join(name));
+    }
+}
+
+/// `vqib eval` and `vqib resume` of a copy of the run `src` give its `expected-eval.json` and
+/// `expected-resumed-eval.json`.
+fn evaluates_and_resumes_as_written(src: &Path) {
+    let name = src.file_name().unwrap().to_str().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join(name);
+    copy_dir(src, &run);
+    let o = vqib(&["eval", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = read_eval(&run.join("eval.json"));
+    assert_same(
+        &format!("{name} eval"),
+        &got,
+        &read_eval(&src.join("expected-eval.json")),
+    );
+    let o = vqib(&["resume", run.to_str().unwrap(), "--no-progress"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = read_eval(&run.join("eval.json"));
+    let want = read_eval(&src.join("expected-resumed-eval.json"));
+    assert_same(&format!("{name} resumed"), &got, &want);
+    // The resumed run's config.json is still read (whichever layout it has).
+    RunConfig::load(&run.join("config.json")).unwrap();
 }
 
 /// The configuration of the fixed-seed runs (as `tests/fixtures/README.md` gives it on the command
