@@ -47,6 +47,10 @@ pub struct Axes {
 
 /// The clap ids of the train options a sweep takes as lists (beside `--quantizers` and
 /// `--seeds`, which `compare` has too): fields of [`RunConfig`]'s sections.
+/// The clap ids of the quantizer-specific train options that are not lists: each point's command
+/// gets them only where its quantizer reads them ([`Point::flags`]), not from the shared flags.
+const OWN_IDS: [&str; 3] = ["entropy_weight", "diversity_weight", "update"];
+
 const LIST_IDS: [&str; 8] = [
     "beta",
     "rate_weight",
@@ -333,6 +337,29 @@ impl Point {
         c
     }
 
+    /// The quantizer-specific flags of the base configuration that this point's quantizer reads
+    /// (lfq's penalty weights, rvq's update), as `vqib train` flags.
+    pub fn own_flags(&self, base: &RunConfig) -> Vec<String> {
+        let q = base.quantizer.for_kind(self.setting.quantizer);
+        let mut out = Vec::new();
+        for (flag, v) in [
+            ("--entropy-weight", q.entropy_weight),
+            ("--diversity-weight", q.diversity_weight),
+        ] {
+            if let Some(v) = v {
+                out.extend([flag.to_string(), v.to_string()]);
+            }
+        }
+        if let Some(u) = q.update {
+            let name = match u {
+                crate::quantizer::config::CodebookUpdate::Gradient => "gradient",
+                crate::quantizer::config::CodebookUpdate::Ema => "ema",
+            };
+            out.extend(["--update".to_string(), name.to_string()]);
+        }
+        out
+    }
+
     /// This point's options as `vqib train` flags.
     pub fn flags(&self) -> Vec<String> {
         let s = &self.setting;
@@ -381,6 +408,7 @@ pub fn train_args(sweep: &Command, m: &ArgMatches, own: &[&str]) -> Vec<String> 
         let Some(long) = a.get_long() else { continue };
         if own.contains(&id)
             || LIST_IDS.contains(&id)
+            || OWN_IDS.contains(&id)
             || m.value_source(id) != Some(ValueSource::CommandLine)
         {
             continue;
@@ -477,6 +505,7 @@ impl SweepSpec {
                 let mut words = vec!["vqib".to_string(), "train".to_string()];
                 words.extend(self.train_args.iter().cloned());
                 words.extend(p.flags());
+                words.extend(p.own_flags(&self.base));
                 words.push("--out".into());
                 words.push(self.run_dir(p).display().to_string());
                 words

@@ -162,3 +162,57 @@ fn the_family_trains_and_compares() {
             .is_none_or(|v| v.is_null())
     );
 }
+
+/// A sweep's listed commands (what shards run) give each point only the flags its quantizer
+/// reads: lfq's penalty weight to lfq, rvq's update to rvq, neither to vq; every listed command
+/// is accepted by `vqib train` (run for one step).
+#[test]
+fn a_sweep_lists_each_quantizers_own_flags_for_it_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let o = run(&[
+        "sweep",
+        "--quantizers",
+        "vq,lfq,rvq",
+        "--entropy-weight",
+        "0.2",
+        "--update",
+        "ema",
+        "--codebook-size",
+        "16",
+        "--code-dim",
+        "4",
+        "--shapes-train",
+        "32",
+        "--shapes-test",
+        "16",
+        "--hidden",
+        "8",
+        "--eval-samples",
+        "0",
+        "--max-steps",
+        "1",
+        "--no-progress",
+        "--list",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    let of = |q: &str| {
+        *lines
+            .iter()
+            .find(|l| l.contains(&format!("--quantizer {q} ")))
+            .unwrap_or_else(|| panic!("no {q} line: {listed}"))
+    };
+    assert!(!of("vq").contains("--entropy-weight") && !of("vq").contains("--update"));
+    assert!(of("lfq").contains("--entropy-weight 0.2") && !of("lfq").contains("--update"));
+    assert!(of("rvq").contains("--update ema") && !of("rvq").contains("--entropy-weight"));
+    for line in lines {
+        let words: Vec<&str> = line.split(' ').skip(1).collect();
+        let o = run(&words);
+        assert!(o.status.success(), "{line}: {}", text(&o));
+    }
+}
