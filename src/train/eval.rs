@@ -178,7 +178,8 @@ pub fn evaluate(
 /// [`evaluate`], `resident`: every batch's sums (squared errors, loss terms, the information
 /// quantities of [`crate::info::device`]) stay on the device and are read back once, at the end.
 /// The device stream covers the quantizers with one codebook of at most [`DENSE_CODES`] codes
-/// ([`dense_codebook`]); the others are measured on the host (z_e read batch by batch).
+/// ([`dense_codebook`]) whose own posterior is hard or soft at the common temperature; the others
+/// are measured on the host (z_e read batch by batch).
 pub fn evaluate_on(
     cfg: &RunConfig,
     model: &VqVae,
@@ -189,14 +190,16 @@ pub fn evaluate_on(
 ) -> anyhow::Result<EvalMetrics> {
     let model = model.valid();
     let q = quantizer::build(&cfg.quantizer);
-    if resident && dense_codebook(cfg) && q.kind() != quantizer::QuantizerKind::Sq {
-        return evaluate_resident(cfg, &model, set, batch, device);
-    }
     let own_soft = q.posterior() == Posterior::Soft;
     let (tau, tau_own) = (
         cfg.quantizer.temperature,
         q.soft_temperature(&model.quantizer),
     );
+    // The device stream measures an own soft posterior at the common temperature only (soft
+    // EM's; sq's has its own, 2 sigma^2).
+    if resident && dense_codebook(cfg) && (!own_soft || tau_own == tau) {
+        return evaluate_resident(cfg, &model, set, batch, device);
+    }
     let grid = SoftGrid::of(cfg, &model, q.as_ref());
     let classes = set.classes();
     let with_classes = |acc: InfoAccumulator| match classes {
