@@ -81,17 +81,26 @@ impl Rvq {
         let mut codes = vec![0u32; n * self.stages];
         for s in 0..self.stages {
             let cb = &e[s * self.k * d..(s + 1) * self.k * d];
-            let ks = assign::nearest(&r, &Codebook::new(cb, d));
+            let ks = quantize_residuals(&mut r, cb, d);
             for (i, &k) in ks.iter().enumerate() {
                 codes[i * self.stages + s] = (s * self.k) as u32 + k;
-                let q = &cb[k as usize * d..(k as usize + 1) * d];
-                for (x, y) in r[i * d..(i + 1) * d].iter_mut().zip(q) {
-                    *x -= y;
-                }
             }
         }
         (codes, r)
     }
+}
+
+/// One stage on the host: the nearest codeword of `cb` (`[K*D]`) to each residual row of `r`
+/// (`[N*D]`), subtracted from it (r_{s+1} = r_s - q_s); returns the codes.
+fn quantize_residuals(r: &mut [f32], cb: &[f32], d: usize) -> Vec<u32> {
+    let ks = assign::nearest(r, &Codebook::new(cb, d));
+    for (row, &k) in r.chunks_exact_mut(d).zip(&ks) {
+        let q = &cb[k as usize * d..(k as usize + 1) * d];
+        for (x, y) in row.iter_mut().zip(q) {
+            *x -= y;
+        }
+    }
+    ks
 }
 
 impl super::Quantizer for Rvq {
@@ -197,15 +206,7 @@ impl super::Quantizer for Rvq {
         let mut all = Vec::with_capacity(self.stages * k * d);
         for _ in 0..self.stages {
             let cb = kmeans_pp(&r, d, k, 10, rng);
-            let ks = assign::nearest(&r, &Codebook::new(&cb, d));
-            for (i, &c) in ks.iter().enumerate() {
-                for (x, y) in r[i * d..(i + 1) * d]
-                    .iter_mut()
-                    .zip(&cb[c as usize * d..(c as usize + 1) * d])
-                {
-                    *x -= y;
-                }
-            }
+            quantize_residuals(&mut r, &cb, d);
             all.extend(cb);
         }
         all
@@ -242,6 +243,17 @@ mod tests {
     use burn::tensor::{Device, Distribution, TensorData};
     use rand::SeedableRng;
 
+    /// Parameters holding the stacked codebooks `e` (`[S*K, D]`).
+    fn stacked(e: &[f32], shape: [usize; 2], dev: &Device) -> QuantizerParams {
+        QuantizerParams {
+            codebook: Some(burn::module::Param::from_tensor(Tensor::from_data(
+                TensorData::new(e.to_vec(), shape),
+                dev,
+            ))),
+            precision: None,
+        }
+    }
+
     fn cfg(stages: usize, k: usize, d: usize) -> QuantizerConfig {
         QuantizerConfig {
             kind: QuantizerKind::Rvq,
@@ -263,13 +275,7 @@ mod tests {
         let zv = crate::device::host_f32(z.clone());
         let mut rng = StdRng::seed_from_u64(3);
         let e = q.initial_codebook(&zv, d, k, &mut rng);
-        let params = QuantizerParams {
-            codebook: Some(burn::module::Param::from_tensor(Tensor::from_data(
-                TensorData::new(e.clone(), [s * k, d]),
-                &dev,
-            ))),
-            precision: None,
-        };
+        let params = stacked(&e, [s * k, d], &dev);
         let mut last = zv.iter().map(|x| (*x as f64).powi(2)).sum::<f64>();
         for stages in 1..=s {
             let part = Rvq {
@@ -314,13 +320,7 @@ mod tests {
         let zv = crate::device::host_f32(z.clone());
         let mut rng = StdRng::seed_from_u64(5);
         let e = q.initial_codebook(&zv, d, k, &mut rng);
-        let params = QuantizerParams {
-            codebook: Some(burn::module::Param::from_tensor(Tensor::from_data(
-                TensorData::new(e.clone(), [s * k, d]),
-                &dev,
-            ))),
-            precision: None,
-        };
+        let params = stacked(&e, [s * k, d], &dev);
         let out = q.forward(
             z,
             &params,
