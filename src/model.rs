@@ -40,10 +40,11 @@ fn to_nchw(x: Tensor<4>) -> Tensor<4> {
     x.permute([0, 3, 1, 2])
 }
 
-/// `c` applied to `x`, channels-last when `nhwc` (through [`nhwc_conv2d`]), else `[B, C, H, W]`.
-fn conv(c: &Conv2d, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
+/// `c` applied to `x` (to `relu(x)` when `relu_x`), channels-last when `nhwc` (through
+/// [`nhwc_conv2d`], which applies the ReLU itself), else `[B, C, H, W]`.
+fn conv(c: &Conv2d, x: Tensor<4>, nhwc: bool, relu_x: bool) -> Tensor<4> {
     if !nhwc {
-        return c.forward(x);
+        return c.forward(if relu_x { relu(x) } else { x });
     }
     let pad = match c.padding {
         PaddingConfig2d::Valid => Some([0, 0]),
@@ -57,19 +58,22 @@ fn conv(c: &Conv2d, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
             c.bias.as_ref().map(|b| b.val()),
             c.stride,
             pad,
+            relu_x,
         ),
         // Geometry the channels-last kernels do not cover: burn's convolution.
-        _ => to_nhwc(c.forward(to_nchw(x))),
+        _ => to_nhwc(c.forward(to_nchw(if relu_x { relu(x) } else { x }))),
     }
 }
 
-/// `c` applied to `x`, channels-last when `nhwc` (through [`nhwc_conv_transpose2d`]).
-fn deconv(c: &ConvTranspose2d, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
+/// `c` applied to `x` (to `relu(x)` when `relu_x`), channels-last when `nhwc` (through
+/// [`nhwc_conv_transpose2d`]).
+fn deconv(c: &ConvTranspose2d, x: Tensor<4>, nhwc: bool, relu_x: bool) -> Tensor<4> {
+    let x_in = |x: Tensor<4>| if relu_x { relu(x) } else { x };
     if !nhwc {
-        return c.forward(x);
+        return c.forward(x_in(x));
     }
     if c.dilation != [1, 1] || c.groups != 1 || c.padding_out != [0, 0] {
-        return to_nhwc(c.forward(to_nchw(x)));
+        return to_nhwc(c.forward(to_nchw(x_in(x))));
     }
     nhwc_conv_transpose2d(
         x,
@@ -77,6 +81,7 @@ fn deconv(c: &ConvTranspose2d, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
         c.bias.as_ref().map(|b| b.val()),
         c.stride,
         c.padding,
+        relu_x,
     )
 }
 
@@ -102,8 +107,8 @@ impl ResBlock {
 
     /// [`Self::forward`] on `[B, H, W, C]` when `nhwc`.
     fn run(&self, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
-        let h = conv(&self.conv3x3, relu(x.clone()), nhwc);
-        x + conv(&self.conv1x1, relu(h), nhwc)
+        let h = conv(&self.conv3x3, x.clone(), nhwc, true);
+        x + conv(&self.conv1x1, h, nhwc, true)
     }
 }
 
@@ -142,10 +147,10 @@ impl Encoder {
     /// [`Self::forward`], through the channels-last kernels when `nhwc` (flex only).
     pub(crate) fn forward_layout(&self, x: Tensor<4>, nhwc: bool) -> Tensor<4> {
         let x = if nhwc { to_nhwc(x) } else { x };
-        let h = relu(conv(&self.conv1, x, nhwc));
-        let h = conv(&self.conv2, h, nhwc);
+        let h = conv(&self.conv1, x, nhwc, false);
+        let h = conv(&self.conv2, h, nhwc, true);
         let h = self.res2.run(self.res1.run(h, nhwc), nhwc);
-        let z = conv(&self.pre_vq, relu(h), nhwc);
+        let z = conv(&self.pre_vq, h, nhwc, true);
         if nhwc { to_nchw(z) } else { z }
     }
 }
@@ -187,10 +192,10 @@ impl Decoder {
     /// [`Self::forward`], through the channels-last kernels when `nhwc` (flex only).
     pub(crate) fn forward_layout(&self, z: Tensor<4>, nhwc: bool) -> Tensor<4> {
         let z = if nhwc { to_nhwc(z) } else { z };
-        let h = conv(&self.conv_in, z, nhwc);
-        let h = relu(self.res2.run(self.res1.run(h, nhwc), nhwc));
-        let h = relu(deconv(&self.deconv1, h, nhwc));
-        let x = deconv(&self.deconv2, h, nhwc);
+        let h = conv(&self.conv_in, z, nhwc, false);
+        let h = self.res2.run(self.res1.run(h, nhwc), nhwc);
+        let h = deconv(&self.deconv1, h, nhwc, true);
+        let x = deconv(&self.deconv2, h, nhwc, true);
         if nhwc { to_nchw(x) } else { x }
     }
 }

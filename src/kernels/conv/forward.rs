@@ -26,6 +26,37 @@ pub(super) fn mm(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, a: Ma
     matmul(n, m, k, MatMut::rows_t(dst, n), acc, b.t(), a.t());
 }
 
+/// A vector of `n` f32s made in chunks of `chunk` elements on rayon's workers: each worker zeroes
+/// its chunk, then `f(state, chunk index, chunk)` writes it (`state` from `init`, one a worker, as
+/// rayon's `for_each_init`). It replaces `vec![0.0; n]` followed by `par_chunks_mut`: on memory
+/// that malloc recycles, `vec!`'s calloc is a memset on the calling thread while the other
+/// workers wait (4-5% of the MNIST model's training step by `perf`); here the zeroing is shared
+/// and leaves the chunk in cache for `f`.
+pub(super) fn zeroed_chunks<S>(
+    n: usize,
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    let mut v = Vec::<f32>::with_capacity(n);
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each_init(init, |state, (t, c)| {
+            for e in c.iter_mut() {
+                e.write(0.0);
+            }
+            // SAFETY: every element of `c` was written just above, and `MaybeUninit<f32>` has
+            // the layout of `f32`.
+            let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            f(state, t, c);
+        });
+    // SAFETY: the chunks cover the first `n` elements, each written above (had a worker
+    // panicked, the panic would have left this function before this line).
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// Adds `bias` to every row of `rows` (`[_, bias.len()]`).
 pub(super) fn add_bias(rows: &mut [f32], bias: Option<&[f32]>) {
     if let Some(bias) = bias {
@@ -56,10 +87,11 @@ fn forward_tiled(
     assert_eq!(wm.len(), kkc * oc, "W is [kh*kw*c, oc]");
     assert!(bias.is_none_or(|b| b.len() == oc), "bias is [oc]");
     let tile = tile.max(1);
-    let mut y = vec![0.0f32; rows * oc];
-    y.par_chunks_mut(tile * oc).enumerate().for_each_init(
+    zeroed_chunks(
+        rows * oc,
+        tile * oc,
         Vec::new,
-        |col: &mut Vec<f32>, (t, yt)| {
+        |col: &mut Vec<f32>, t, yt| {
             let (r0, n) = (t * tile, yt.len() / oc);
             let a = if g.pointwise() {
                 Mat::rows(&x[r0 * kkc..], kkc)
@@ -71,8 +103,7 @@ fn forward_tiled(
             mm(n, oc, kkc, yt, false, a, Mat::rows(wm, oc));
             add_bias(yt, bias);
         },
-    );
-    y
+    )
 }
 
 #[cfg(test)]
@@ -82,6 +113,30 @@ mod tests {
     use crate::kernels::conv::testutil::{geoms, naive, randv};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    /// Every element of `zeroed_chunks`' vector is zeroed before `f` sees it, and `f` sees each
+    /// chunk once with its index (a ragged last chunk included).
+    #[test]
+    fn zeroed_chunks_zeroes_and_covers() {
+        let v = zeroed_chunks(
+            1000,
+            64,
+            || (),
+            |_, t, c| {
+                assert!(c.iter().all(|&x| x == 0.0));
+                assert_eq!(c.len(), if t == 15 { 1000 - 15 * 64 } else { 64 });
+                if t % 2 == 0 {
+                    c.fill(t as f32);
+                }
+            },
+        );
+        assert_eq!(v.len(), 1000);
+        for (i, &x) in v.iter().enumerate() {
+            let t = i / 64;
+            assert_eq!(x, if t % 2 == 0 { t as f32 } else { 0.0 }, "element {i}");
+        }
+        assert!(zeroed_chunks(0, 8, || (), |_, _, _| panic!("no chunks")).is_empty());
+    }
 
     /// forward against the definition, at the production tile size and at small tiles that
     /// leave a ragged last tile.

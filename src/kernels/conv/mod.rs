@@ -33,6 +33,7 @@ mod testutil;
 
 pub use backward::{backward_weight, bias_grad, input_grad};
 pub use forward::forward;
+use forward::zeroed_chunks;
 pub use im2col::{ConvGeom, weight_from_matrix, weight_matrix};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -41,6 +42,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, Backend, Flex, backend_extension, tensor::FloatTensor};
 use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
 
 /// Custom tensor ops, routed by burn's dispatch to the `flex` backend, with or without autodiff.
 #[backend_extension(Flex, Autodiff)]
@@ -48,13 +50,15 @@ pub trait ConvBackend: Backend {
     /// `transposed == false`: the convolution of `x` `[b, h, w, c]` with `w` `[oc, c, kh, kw]`
     /// plus `bias` `[oc]`, giving `[b, oh, ow, oc]`. `transposed == true`: its adjoint, from `x`
     /// `[b, oh, ow, oc]` to `[b, h, w, c]`, with the same `w` (PyTorch's transposed-conv layout
-    /// `[in, out, kh, kw]`), plus `bias` `[c]`.
+    /// `[in, out, kh, kw]`), plus `bias` `[c]`. With `relu_input`, the op applies to `relu(x)`
+    /// instead of `x` (NaN kept, as burn's `relu`), and its input gradient is masked by relu's.
     fn vqib_conv_nhwc(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         geom: ConvGeom,
         transposed: bool,
+        relu_input: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -72,6 +76,40 @@ fn dense(t: &FloatTensor<Flex>) -> FloatTensor<Flex> {
 fn elems(t: &FloatTensor<Flex>) -> &[f32] {
     let (off, n) = (t.layout().start_offset(), t.layout().num_elements());
     &t.storage::<f32>()[off..off + n]
+}
+
+/// `relu(x)` of a tensor from [`dense`], on rayon's workers: `x` where `x > 0` or NaN (as burn's
+/// `relu`, which PyTorch's NaN propagation follows), else 0. burn-flex's own `relu` and its
+/// backward run on one thread, which left the other core idle for about a twentieth of a
+/// training step; here they are part of the convolution that reads them.
+fn relu_dense(x: &FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let x = dense(x);
+    let xs = elems(&x);
+    const CHUNK: usize = 1 << 14;
+    let out = zeroed_chunks(
+        xs.len(),
+        CHUNK,
+        || (),
+        |_, t, o| {
+            for (o, &v) in o.iter_mut().zip(&xs[t * CHUNK..]) {
+                *o = if v.is_nan() || v > 0.0 { v } else { 0.0 };
+            }
+        },
+    );
+    burn::backend::flex::FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+}
+
+/// relu's backward in place: `dx` kept where `relu(x)` (`xr`) is positive or NaN, else 0.
+fn relu_mask(dx: &mut [f32], xr: &[f32]) {
+    dx.par_chunks_mut(1 << 14)
+        .zip(xr.par_chunks(1 << 14))
+        .for_each(|(d, x)| {
+            for (d, &v) in d.iter_mut().zip(x) {
+                if !(v.is_nan() || v > 0.0) {
+                    *d = 0.0;
+                }
+            }
+        });
 }
 
 fn flex_tensor<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
@@ -109,36 +147,42 @@ impl ConvBackend for Flex {
         bias: FloatTensor<Self>,
         geom: ConvGeom,
         transposed: bool,
+        relu_input: bool,
     ) -> FloatTensor<Self> {
+        let x = if relu_input { relu_dense(&x) } else { x };
         flex_conv(&x, &w, &bias, &geom, transposed)
     }
 }
 
 /// The backward pass of [`ConvBackend::vqib_conv_nhwc`]: the input gradient of a convolution is
 /// its adjoint (and the other way round), the weight gradient `im2col(x)ᵀ · dy`, the bias gradient
-/// the column sums of `dy`.
+/// the column sums of `dy`; with `relu_input`, the input gradient masked by relu's.
 #[derive(Debug)]
 struct ConvNhwcBackward;
 
 impl Backward<Flex, 3> for ConvNhwcBackward {
-    /// Contiguous x, the weight, the geometry, transposed.
-    type State = (FloatTensor<Flex>, FloatTensor<Flex>, ConvGeom, bool);
+    /// Contiguous x (`relu(x)` with `relu_input`), the weight, the geometry, transposed,
+    /// relu_input.
+    type State = (FloatTensor<Flex>, FloatTensor<Flex>, ConvGeom, bool, bool);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x, w, g, tr) = ops.state;
+        let (x, w, g, tr, relu_input) = ops.state;
         let grad = dense(&grad);
         let dy = elems(&grad);
         if let Some(node) = node_x {
             let w = dense(&w);
-            let dx = if tr {
+            let (mut dx, shape) = if tr {
                 let wm = weight_matrix(&g, elems(&w));
-                flex_tensor(forward(&g, dy, &wm, None), [g.b, g.oh(), g.ow(), g.oc])
+                (forward(&g, dy, &wm, None), [g.b, g.oh(), g.ow(), g.oc])
             } else {
-                flex_tensor(input_grad(&g, dy, elems(&w), None), [g.b, g.h, g.w, g.c])
+                (input_grad(&g, dy, elems(&w), None), [g.b, g.h, g.w, g.c])
             };
-            grads.register::<Flex>(node.id, dx);
+            if relu_input {
+                relu_mask(&mut dx, elems(&x));
+            }
+            grads.register::<Flex>(node.id, flex_tensor(dx, shape));
         }
         if let Some(node) = node_w {
             let xs = elems(&x);
@@ -165,16 +209,21 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         bias: FloatTensor<Self>,
         geom: ConvGeom,
         transposed: bool,
+        relu_input: bool,
     ) -> FloatTensor<Self> {
         let xd = dense(x.primitive());
+        let xd = if relu_input { relu_dense(&xd) } else { xd };
         let out = flex_conv(&xd, w.primitive(), bias.primitive(), &geom, transposed);
         match ConvNhwcBackward
             .prepare::<C>([x.node(), w.node(), bias.node()])
             .compute_bound()
             .stateful()
         {
-            // The state keeps x contiguous, so that the backward pass reads it without a copy.
-            OpsKind::Tracked(prep) => prep.finish((xd, w.into_primitive(), geom, transposed), out),
+            // The state keeps x (or relu(x)) contiguous, so that the backward pass reads it
+            // without a copy.
+            OpsKind::Tracked(prep) => {
+                prep.finish((xd, w.into_primitive(), geom, transposed, relu_input), out)
+            }
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
@@ -192,13 +241,15 @@ fn check(g: &ConvGeom) {
 /// Convolution of channels-last `x` `[b, h, w, c]` with `w` `[oc, c, kh, kw]` (PyTorch's layout)
 /// plus `bias` `[oc]` (zero when `None`), stride `stride`, zero padding `padding` on each side:
 /// `[b, oh, ow, oc]`. Differentiable in `x`, `w` and `bias`. Runs on the `flex` device only (see
-/// [`on_flex`]).
+/// [`on_flex`]). With `relu_input`, the convolution of `relu(x)` (one op: the ReLU and its
+/// backward run on rayon's workers).
 pub fn nhwc_conv2d(
     x: Tensor<4>,
     w: Tensor<4>,
     bias: Option<Tensor<1>>,
     stride: [usize; 2],
     padding: [usize; 2],
+    relu_input: bool,
 ) -> Tensor<4> {
     let [b, h, wd, c] = x.dims();
     let [oc, wc, kh, kw] = w.dims();
@@ -224,6 +275,7 @@ pub fn nhwc_conv2d(
         bias.into_dispatch(),
         g,
         false,
+        relu_input,
     );
     Tensor::from_dispatch(out)
 }
@@ -231,13 +283,14 @@ pub fn nhwc_conv2d(
 /// Transposed convolution of channels-last `x` `[b, h, w, cin]` with `w` `[cin, cout, kh, kw]`
 /// (PyTorch's layout) plus `bias` `[cout]` (zero when `None`), stride and padding as PyTorch's
 /// `ConvTranspose2d` (no output padding): `[b, (h−1)·sh − 2ph + kh, (w−1)·sw − 2pw + kw, cout]`.
-/// Differentiable in `x`, `w` and `bias`.
+/// Differentiable in `x`, `w` and `bias`. With `relu_input`, of `relu(x)`, as [`nhwc_conv2d`].
 pub fn nhwc_conv_transpose2d(
     x: Tensor<4>,
     w: Tensor<4>,
     bias: Option<Tensor<1>>,
     stride: [usize; 2],
     padding: [usize; 2],
+    relu_input: bool,
 ) -> Tensor<4> {
     let [b, h, wd, cin] = x.dims();
     let [win, cout, kh, kw] = w.dims();
@@ -274,6 +327,7 @@ pub fn nhwc_conv_transpose2d(
         bias.into_dispatch(),
         g,
         true,
+        relu_input,
     );
     Tensor::from_dispatch(out)
 }
@@ -303,19 +357,29 @@ mod tests {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
-    /// The differentiable op against burn's own conv2d and its autodiff, values and gradients.
+    /// `relu(x)` when `relu_input`, by burn's own ReLU (the reference for the fused one).
+    fn input(x: &Tensor<4>, relu_input: bool) -> Tensor<4> {
+        if relu_input {
+            burn::tensor::activation::relu(x.clone())
+        } else {
+            x.clone()
+        }
+    }
+
+    /// The differentiable op against burn's own conv2d and its autodiff, values and gradients,
+    /// with and without the ReLU on its input (whose gradient must be masked).
     #[test]
     fn conv2d_op_matches_burn() {
         let dev = Device::flex().autodiff();
         let mut rng = StdRng::seed_from_u64(3);
-        for g in geoms() {
+        for (g, relu_input) in geoms().into_iter().flat_map(|g| [(g, false), (g, true)]) {
             let xs = randv(g.b * g.c * g.h * g.w, &mut rng);
             let ws = randv(g.oc * g.kkc(), &mut rng);
             let x = tensor(xs, [g.b, g.c, g.h, g.w], &dev).require_grad();
             let w = tensor(ws, [g.oc, g.c, g.kh, g.kw], &dev).require_grad();
             let b = bias(g.oc, &mut rng, &dev);
             let opts = ConvOptions::new([g.sh, g.sw], [g.ph, g.pw], [1, 1], 1);
-            let want = conv2d(x.clone(), w.clone(), Some(b.clone()), opts);
+            let want = conv2d(input(&x, relu_input), w.clone(), Some(b.clone()), opts);
             let dy = Tensor::<4>::random(want.dims(), Distribution::Default, &dev);
             let gw = (want.clone() * dy.clone()).sum().backward();
             let got = nhwc_conv2d(
@@ -324,42 +388,54 @@ mod tests {
                 Some(b.clone()),
                 [g.sh, g.sw],
                 [g.ph, g.pw],
+                relu_input,
             )
             .permute([0, 3, 1, 2]);
             assert!(max_diff(got.clone(), want) < 1e-4, "{g:?}");
             let gg = (got * dy).sum().backward();
             let d = max_diff(x.grad(&gg).unwrap(), x.grad(&gw).unwrap());
-            assert!(d < 1e-4, "{g:?}: dx differs by {d}");
+            assert!(d < 1e-4, "{g:?} relu {relu_input}: dx differs by {d}");
             let d = max_diff(w.grad(&gg).unwrap(), w.grad(&gw).unwrap());
-            assert!(d < 1e-3, "{g:?}: dw differs by {d}");
+            assert!(d < 1e-3, "{g:?} relu {relu_input}: dw differs by {d}");
             let d = max_diff1(b.grad(&gg).unwrap(), b.grad(&gw).unwrap());
-            assert!(d < 1e-3, "{g:?}: dbias differs by {d}");
+            assert!(d < 1e-3, "{g:?} relu {relu_input}: dbias differs by {d}");
         }
     }
 
-    /// The transposed op against burn's conv_transpose2d, values and gradients.
+    /// The transposed op against burn's conv_transpose2d, values and gradients, with and without
+    /// the ReLU on its input.
     #[test]
     fn conv_transpose2d_op_matches_burn() {
         let dev = Device::flex().autodiff();
         let mut rng = StdRng::seed_from_u64(4);
-        for (b, h, w, cin, cout, k, s, p) in [
+        for ((b, h, w, cin, cout, k, s, p), relu_input) in [
             (
                 3usize, 7usize, 7usize, 16usize, 8usize, 4usize, 2usize, 1usize,
             ),
             (2, 5, 4, 6, 1, 4, 2, 1),
             (2, 6, 6, 5, 3, 3, 1, 1),
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|c| [(c, false), (c, true)])
+        {
             let x = tensor(randv(b * cin * h * w, &mut rng), [b, cin, h, w], &dev).require_grad();
             let wt =
                 tensor(randv(cin * cout * k * k, &mut rng), [cin, cout, k, k], &dev).require_grad();
             let bs = bias(cout, &mut rng, &dev);
             let opts = ConvTransposeOptions::new([s, s], [p, p], [0, 0], [1, 1], 1);
-            let want = conv_transpose2d(x.clone(), wt.clone(), Some(bs.clone()), opts);
+            let want = conv_transpose2d(input(&x, relu_input), wt.clone(), Some(bs.clone()), opts);
             let dy = Tensor::<4>::random(want.dims(), Distribution::Default, &dev);
             let gw = (want.clone() * dy.clone()).sum().backward();
             let x_nhwc = x.clone().permute([0, 2, 3, 1]);
-            let got = nhwc_conv_transpose2d(x_nhwc, wt.clone(), Some(bs.clone()), [s, s], [p, p])
-                .permute([0, 3, 1, 2]);
+            let got = nhwc_conv_transpose2d(
+                x_nhwc,
+                wt.clone(),
+                Some(bs.clone()),
+                [s, s],
+                [p, p],
+                relu_input,
+            )
+            .permute([0, 3, 1, 2]);
             assert_eq!(got.dims(), want.dims());
             assert!(max_diff(got.clone(), want) < 1e-4);
             let gg = (got * dy).sum().backward();
@@ -376,9 +452,15 @@ mod tests {
         let x = Tensor::<4>::ones([1, 3, 3, 2], &dev);
         let w = Tensor::<4>::ones([1, 2, 3, 3], &dev);
         let b = Tensor::<1>::from_floats([0.5], &dev);
-        let y = nhwc_conv2d(x, w, Some(b), [1, 1], [1, 1]);
+        let y = nhwc_conv2d(x.clone(), w.clone(), Some(b.clone()), [1, 1], [1, 1], false);
         // the centre sees all 9 positions x 2 channels, a corner 4 x 2; plus the bias
         let v = y.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(v, vec![8.5, 12.5, 8.5, 12.5, 18.5, 12.5, 8.5, 12.5, 8.5]);
+        // relu(-x) is 0 (and relu(NaN) NaN, as burn's): only the bias is left, or NaN.
+        let y = nhwc_conv2d(-x.clone(), w.clone(), Some(b.clone()), [1, 1], [1, 1], true);
+        assert_eq!(y.into_data().try_to_vec::<f32>().unwrap(), vec![0.5; 9]);
+        let nan = Tensor::<4>::full([1, 3, 3, 2], f32::NAN, &dev);
+        let y = nhwc_conv2d(nan, w, Some(b), [1, 1], [1, 1], true);
+        assert!(y.into_data().iter::<f32>().all(f32::is_nan));
     }
 }

@@ -67,5 +67,9 @@ pub(super) fn geoms() -> Vec<ConvGeom> {
         g(2, 5, 6, 9, 4, 1, 1, 0),
         // non-square kernel footprint at the border: 5x5 kernel, padding 2, stride 3.
         g(2, 7, 11, 3, 6, 5, 3, 2),
+        // kh·kw·c < oc, as the decoder's last (transposed) layer to 1 and 3 channels: the input
+        // gradient by col2im's scatter-add; 19 images leave a ragged last tile.
+        g(19, 12, 10, 1, 24, 4, 2, 1),
+        g(5, 9, 9, 3, 64, 4, 2, 1),
     ]
 }
