@@ -4,7 +4,9 @@
 //!
 //! Groups: `assign/K` and `estep/K` (N = 8192 vectors, D = 64, K in {512, 8192, 65536}),
 //! `quantizer/Q-K` (every quantizer's forward pass and update at a code space of K = 2^9, 2^16),
-//! `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), `codec/*` (compress,
+//! `conv/LAYER-PRODUCT` (the CPU convolution kernels on the models' large layers, batch 128:
+//! forward, input gradient and weight gradient; the throughput is in flops, so criterion's
+//! "elem/s" reads as flop/s), `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), `codec/*` (compress,
 //! decompress and the entropy coder alone, 256 MNIST images), and, with the `wgpu` feature
 //! and a usable adapter, `train-wgpu/mnist-vq`.
 
@@ -117,7 +119,60 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bottleneck, quantizers, training, evaluation, codec);
+/// The channels-last convolution kernels alone on the models' large layers (batch 128): each
+/// product's achieved flop rate, to set against the core's peak (BENCHMARKS.md).
+fn convolutions(c: &mut Criterion) {
+    use vqib::kernels::conv::{ConvGeom, backward_weight, forward, input_grad, weight_matrix};
+    let geom = |h, c, k, s| ConvGeom {
+        b: 128,
+        h,
+        w: h,
+        c,
+        oc: c,
+        kh: k,
+        kw: k,
+        sh: s,
+        sw: s,
+        ph: 1,
+        pw: 1,
+    };
+    let mut g = c.benchmark_group("conv");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    for (name, cg) in [
+        ("mnist-3x3", geom(7, 128, 3, 1)),
+        ("mnist-4x4s2", geom(14, 128, 4, 2)),
+        ("cifar-3x3", geom(8, 256, 3, 1)),
+        ("cifar-4x4s2", geom(16, 256, 4, 2)),
+    ] {
+        let x = bench::normal(cg.b * cg.h * cg.w * cg.c, 1);
+        let w = bench::normal(cg.oc * cg.kkc(), 2);
+        let dy = bench::normal(cg.rows() * cg.oc, 3);
+        let wm = weight_matrix(&cg, &w);
+        g.throughput(Throughput::Elements(
+            (2 * cg.rows() * cg.kkc() * cg.oc) as u64,
+        ));
+        g.bench_function(format!("{name}-forward"), |b| {
+            b.iter(|| black_box(forward(&cg, &x, &wm, None)))
+        });
+        g.bench_function(format!("{name}-input-grad"), |b| {
+            b.iter(|| black_box(input_grad(&cg, &dy, &w, None)))
+        });
+        g.bench_function(format!("{name}-weight-grad"), |b| {
+            b.iter(|| black_box(backward_weight(&cg, &x, &dy)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bottleneck,
+    quantizers,
+    convolutions,
+    training,
+    evaluation,
+    codec
+);
 
 // criterion_main!, plus the allocator setting that the vqib binary makes.
 fn main() {
