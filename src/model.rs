@@ -8,7 +8,8 @@
 //! -> transposed conv 4x4 stride 2 to the image's channels (linear output; pixels in [0, 1]).
 //!
 //! On the CPU (`flex`) the layers run channels-last through [`crate::kernels::conv`]'s whole-batch GEMM
-//! convolutions; the public `forward`s still take and return `[B, C, H, W]`.
+//! convolutions, each ReLU inside the op of the convolution that reads it; the public `forward`s
+//! still take and return `[B, C, H, W]`.
 //!
 //! [`VqVae::forward`] is the whole pass: encoder -> quantizer -> decoder.
 //!
