@@ -143,6 +143,15 @@ fn convolutions(c: &mut Criterion) {
         ("mnist-4x4s2", geom(14, 128, 4, 2)),
         ("cifar-3x3", geom(8, 256, 3, 1)),
         ("cifar-4x4s2", geom(16, 256, 4, 2)),
+        // The first layer, from an image's one channel (K = 16): the decoder's last layer is its
+        // adjoint, so its forward is this layer's input gradient.
+        (
+            "mnist-first",
+            ConvGeom {
+                c: 1,
+                ..geom(28, 128, 4, 2)
+            },
+        ),
     ] {
         let x = bench::normal(cg.b * cg.h * cg.w * cg.c, 1);
         let w = bench::normal(cg.oc * cg.kkc(), 2);
