@@ -67,17 +67,18 @@ impl ConvGeom {
     }
 }
 
-/// Calls `f(index in w, index in W)` for every weight, where `w` is `[oc, c, kh, kw]` (PyTorch's
-/// conv layout) and `W` the GEMM operand `[kh·kw·c, oc]`. Blocks of output channels, so that each
-/// (c, k) covers a contiguous run of `W`.
-fn weight_pairs(g: &ConvGeom, mut f: impl FnMut(usize, usize)) {
+/// Output channels a block of [`block_pairs`] covers.
+const O_BLOCK: usize = 16;
+
+/// Calls `f(index in w, index in W)` for every weight of the output channels
+/// `o0..o0 + O_BLOCK` (fewer at the end), where `w` is `[oc, c, kh, kw]` (PyTorch's conv layout)
+/// and `W` the GEMM operand `[kh·kw·c, oc]`: each (c, k) covers a contiguous run of `W`.
+fn block_pairs(g: &ConvGeom, o0: usize, mut f: impl FnMut(usize, usize)) {
     let (c, oc, kk) = (g.c, g.oc, g.kh * g.kw);
-    for o0 in (0..oc).step_by(16) {
-        for ci in 0..c {
-            for k in 0..kk {
-                for o in o0..(o0 + 16).min(oc) {
-                    f((o * c + ci) * kk + k, (k * c + ci) * oc + o);
-                }
+    for ci in 0..c {
+        for k in 0..kk {
+            for o in o0..(o0 + O_BLOCK).min(oc) {
+                f((o * c + ci) * kk + k, (k * c + ci) * oc + o);
             }
         }
     }
@@ -87,31 +88,22 @@ fn weight_pairs(g: &ConvGeom, mut f: impl FnMut(usize, usize)) {
 pub fn weight_matrix(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
     assert_eq!(w.len(), g.oc * g.kkc(), "weight is [oc, c, kh, kw]");
     let mut m = vec![0.0; w.len()];
-    weight_pairs(g, |wi, mi| m[mi] = w[wi]);
+    for o0 in (0..g.oc).step_by(O_BLOCK) {
+        block_pairs(g, o0, |wi, mi| m[mi] = w[wi]);
+    }
     m
 }
 
-/// The inverse of [`weight_matrix`]: `W` `[kh·kw·c, oc]` back to `[oc, c, kh, kw]`, in blocks of
-/// 16 output channels on rayon's workers (a transpose that cost about 1% of a training step on
-/// one thread).
+/// The inverse of [`weight_matrix`]: `W` `[kh·kw·c, oc]` back to `[oc, c, kh, kw]`, a block of
+/// output channels a task on rayon's workers (a transpose that cost about 1% of a training step
+/// on one thread).
 pub fn weight_from_matrix(g: &ConvGeom, m: &[f32]) -> Vec<f32> {
     assert_eq!(m.len(), g.oc * g.kkc(), "W is [kh*kw*c, oc]");
-    let (c, oc, kk) = (g.c, g.oc, g.kh * g.kw);
+    let block = O_BLOCK * g.kkc();
     let mut w = vec![0.0; m.len()];
-    w.par_chunks_mut(16 * c * kk)
-        .enumerate()
-        .for_each(|(blk, wb)| {
-            let o0 = blk * 16;
-            let o1 = (o0 + 16).min(oc);
-            for ci in 0..c {
-                for k in 0..kk {
-                    let row = &m[(k * c + ci) * oc..][..oc];
-                    for o in o0..o1 {
-                        wb[((o - o0) * c + ci) * kk + k] = row[o];
-                    }
-                }
-            }
-        });
+    w.par_chunks_mut(block).enumerate().for_each(|(blk, wb)| {
+        block_pairs(g, blk * O_BLOCK, |wi, mi| wb[wi - blk * block] = m[mi]);
+    });
     w
 }
 

@@ -33,7 +33,6 @@ mod testutil;
 
 pub use backward::{backward_weight, bias_grad, input_grad};
 pub use forward::forward;
-use forward::zeroed_chunks;
 pub use im2col::{ConvGeom, weight_from_matrix, weight_matrix};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -78,34 +77,32 @@ fn elems(t: &FloatTensor<Flex>) -> &[f32] {
     &t.storage::<f32>()[off..off + n]
 }
 
-/// `relu(x)` of a tensor from [`dense`], on rayon's workers: `x` where `x > 0` or NaN (as burn's
-/// `relu`, which PyTorch's NaN propagation follows), else 0. burn-flex's own `relu` and its
-/// backward run on one thread, which left the other core idle for about a twentieth of a
-/// training step; here they are part of the convolution that reads them.
+/// Whether ReLU passes `v` (and its gradient) on: `v > 0` or NaN, as burn's `relu`, which
+/// PyTorch's NaN propagation follows.
+fn relu_passes(v: f32) -> bool {
+    v.is_nan() || v > 0.0
+}
+
+/// `relu(x)` of a tensor, on rayon's workers: `x` where [`relu_passes`], else 0. burn-flex's own
+/// `relu` and its backward run on one thread, which left the other core idle for about a
+/// twentieth of a training step; here they are part of the convolution that reads them.
 fn relu_dense(x: &FloatTensor<Flex>) -> FloatTensor<Flex> {
     let x = dense(x);
-    let xs = elems(&x);
-    const CHUNK: usize = 1 << 14;
-    let out = zeroed_chunks(
-        xs.len(),
-        CHUNK,
-        || (),
-        |_, t, o| {
-            for (o, &v) in o.iter_mut().zip(&xs[t * CHUNK..]) {
-                *o = if v.is_nan() || v > 0.0 { v } else { 0.0 };
-            }
-        },
-    );
+    let out: Vec<f32> = elems(&x)
+        .par_iter()
+        .with_min_len(1 << 14)
+        .map(|&v| if relu_passes(v) { v } else { 0.0 })
+        .collect();
     burn::backend::flex::FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
 }
 
-/// relu's backward in place: `dx` kept where `relu(x)` (`xr`) is positive or NaN, else 0.
+/// relu's backward in place: `dx` kept where `relu(x)` (`xr`) [`relu_passes`], else 0.
 fn relu_mask(dx: &mut [f32], xr: &[f32]) {
     dx.par_chunks_mut(1 << 14)
         .zip(xr.par_chunks(1 << 14))
         .for_each(|(d, x)| {
             for (d, &v) in d.iter_mut().zip(x) {
-                if !(v.is_nan() || v > 0.0) {
+                if !relu_passes(v) {
                     *d = 0.0;
                 }
             }
