@@ -137,7 +137,8 @@ def gpu_info():
 
 def kernels_line(kernels, cpu):
     if kernels:
-        return f"vqib's CPU kernels: gemm {kernels.get('gemm')}, assign {kernels.get('assign')}"
+        line = f"vqib's CPU kernels: gemm {kernels.get('gemm')}, assign {kernels.get('assign')}"
+        return line + (f", conv {kernels['conv']}" if kernels.get("conv") else "")
     simd = cpu.get("simd", [])
     gemm = "avx512f" if "avx512f" in simd else "fma" if "fma" in simd else "scalar"
     assign = "avx2+fma" if {"avx2", "fma"} <= set(simd) else "generic"

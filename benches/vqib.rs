@@ -5,8 +5,9 @@
 //! Groups: `assign/K` and `estep/K` (N = 8192 vectors, D = 64, K in {512, 8192, 65536}),
 //! `quantizer/Q-K` (every quantizer's forward pass and update at a code space of K = 2^9, 2^16),
 //! `conv/LAYER-PRODUCT` (the CPU convolution kernels on the models' large layers, batch 128:
-//! forward, input gradient and weight gradient; the throughput is in flops, so criterion's
-//! "elem/s" reads as flop/s), `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), `codec/*` (compress,
+//! forward, input gradient and weight gradient, and `conv/microkernel-l1`, the direct forward
+//! kernel's register block on one thread with its operands in L1; the throughput is in flops,
+//! so criterion's "elem/s" reads as flop/s), `train/MODEL-QUANTIZER` (batch 128), `eval/MODEL` (1024 images), `codec/*` (compress,
 //! decompress and the entropy coder alone, 256 MNIST images), and, with the `wgpu` feature
 //! and a usable adapter, `train-wgpu/mnist-vq`.
 
@@ -122,7 +123,9 @@ fn codec(c: &mut Criterion) {
 /// The channels-last convolution kernels alone on the models' large layers (batch 128): each
 /// product's achieved flop rate, to set against the core's peak (BENCHMARKS.md).
 fn convolutions(c: &mut Criterion) {
-    use vqib::kernels::conv::{ConvGeom, backward_weight, forward, input_grad, weight_matrix};
+    use vqib::kernels::conv::{
+        ConvGeom, backward_weight, forward, input_grad, microkernel_in_l1, weight_matrix,
+    };
     let geom = |h, c, k, s| ConvGeom {
         b: 128,
         h,
@@ -168,6 +171,14 @@ fn convolutions(c: &mut Criterion) {
         });
         g.bench_function(format!("{name}-weight-grad"), |b| {
             b.iter(|| black_box(backward_weight(&cg, &x, &dy)))
+        });
+    }
+    // The direct forward kernel's microkernel with its operands in L1, on one thread: the
+    // ceiling the forward products above reach for (absent without AVX-512F).
+    if microkernel_in_l1(1) > 0 {
+        g.throughput(Throughput::Elements(1000 * microkernel_in_l1(1) as u64));
+        g.bench_function("microkernel-l1", |b| {
+            b.iter(|| black_box(microkernel_in_l1(1000)))
         });
     }
     g.finish();

@@ -678,7 +678,9 @@ pub fn run_case(b: &BenchArgs) -> anyhow::Result<serde_json::Value> {
 /// The instruction-set family of the CPU kernels this process runs, picked at run time the way
 /// the kernels pick them: `gemm` is the gemm crate's (`avx512f` where the CPU has AVX-512F, as its
 /// `x86-v4` feature is on; else `fma`; else `scalar`), `assign` is `kernels::assign`'s distance,
-/// argmin and softmax rows (`avx2+fma`, else `generic`). Other architectures report `generic`.
+/// argmin and softmax rows (`avx2+fma`, else `generic`), `conv` the forward convolution of the
+/// models' wide layers ([`crate::kernels::conv::forward_family`]). Other architectures report
+/// `generic`.
 pub fn kernel_families() -> serde_json::Value {
     #[cfg(target_arch = "x86_64")]
     let gemm = if std::arch::is_x86_feature_detected!("avx512f") {
@@ -695,7 +697,8 @@ pub fn kernel_families() -> serde_json::Value {
     } else {
         "generic"
     };
-    serde_json::json!({ "gemm": gemm, "assign": assign })
+    let conv = crate::kernels::conv::forward_family();
+    serde_json::json!({ "gemm": gemm, "assign": assign, "conv": conv })
 }
 
 /// Resident set size of this process and its high-water mark, MiB (Linux; zeros elsewhere).

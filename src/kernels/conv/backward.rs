@@ -479,8 +479,8 @@ mod tests {
             }
         }
         assert_eq!(
-            covered, 2,
-            "the 3x3 and the 3x2 geometries take the flipped path"
+            covered, 3,
+            "the two 3x3 and the 3x2 geometries take the flipped path"
         );
         assert_eq!(covered_scatter, 2, "two geometries take the scatter path");
     }

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::direct;
 use super::im2col::{ConvGeom, im2col};
 use crate::kernels::gemm::{Mat, MatMut, matmul, tune_gemm};
 
@@ -69,8 +70,13 @@ pub(super) fn add_bias(rows: &mut [f32], bias: Option<&[f32]>) {
 }
 
 /// Convolution forward: `y = im2col(x) · W (+ bias)`; `x` `[b, h, w, c]`, `wm` from
-/// [`weight_matrix`](super::weight_matrix), `bias` `[oc]`, `y` `[b, oh, ow, oc]`.
+/// [`weight_matrix`](super::weight_matrix), `bias` `[oc]`, `y` `[b, oh, ow, oc]`. By the direct
+/// kernel where [`direct::preferred`] (AVX-512F, weights larger than the L2 cache), else as
+/// im2col tiles and GEMMs.
 pub fn forward(g: &ConvGeom, x: &[f32], wm: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    if direct::preferred(g) {
+        return direct::forward(g, x, wm, bias);
+    }
     forward_tiled(g, x, wm, bias, g.tile_rows())
 }
 

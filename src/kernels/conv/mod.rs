@@ -26,12 +26,14 @@
 //! tensor ops and their backward pass.
 
 mod backward;
+mod direct;
 mod forward;
 mod im2col;
 #[cfg(test)]
 mod testutil;
 
 pub use backward::{backward_weight, bias_grad, input_grad};
+pub use direct::{forward_family, microkernel_in_l1};
 pub use forward::forward;
 pub use im2col::{ConvGeom, weight_from_matrix, weight_matrix};
 
@@ -342,8 +344,15 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), dev)
     }
 
-    fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
-        (a - b).abs().max().into_scalar::<f32>()
+    /// Whether `a` is within `tol · (1 + max |b|)` of `b` everywhere: sums of thousands of
+    /// products (512 channels x 9 taps) round at about 1e-6 of their size.
+    fn close(a: Tensor<4>, b: Tensor<4>, tol: f32) -> bool {
+        let scale = 1.0 + b.clone().abs().max().into_scalar::<f32>();
+        let d = (a - b).abs().max().into_scalar::<f32>();
+        if d > tol * scale {
+            eprintln!("max difference {d}, scale {scale}");
+        }
+        d <= tol * scale
     }
 
     fn bias(n: usize, rng: &mut StdRng, dev: &Device) -> Tensor<1> {
@@ -388,12 +397,12 @@ mod tests {
                 relu_input,
             )
             .permute([0, 3, 1, 2]);
-            assert!(max_diff(got.clone(), want) < 1e-4, "{g:?}");
+            assert!(close(got.clone(), want, 3e-5), "{g:?}");
             let gg = (got * dy).sum().backward();
-            let d = max_diff(x.grad(&gg).unwrap(), x.grad(&gw).unwrap());
-            assert!(d < 1e-4, "{g:?} relu {relu_input}: dx differs by {d}");
-            let d = max_diff(w.grad(&gg).unwrap(), w.grad(&gw).unwrap());
-            assert!(d < 1e-3, "{g:?} relu {relu_input}: dw differs by {d}");
+            let (dx, dxw) = (x.grad(&gg).unwrap(), x.grad(&gw).unwrap());
+            assert!(close(dx, dxw, 3e-5), "{g:?} relu {relu_input}: dx differs");
+            let (dw, dww) = (w.grad(&gg).unwrap(), w.grad(&gw).unwrap());
+            assert!(close(dw, dww, 3e-4), "{g:?} relu {relu_input}: dw differs");
             let d = max_diff1(b.grad(&gg).unwrap(), b.grad(&gw).unwrap());
             assert!(d < 1e-3, "{g:?} relu {relu_input}: dbias differs by {d}");
         }
@@ -411,6 +420,9 @@ mod tests {
             ),
             (2, 5, 4, 6, 1, 4, 2, 1),
             (2, 6, 6, 5, 3, 3, 1, 1),
+            // The input gradient is the convolution from 256 to 512 channels, 4.5 MiB of
+            // weights: the direct kernel's on AVX-512F CPUs.
+            (1, 3, 4, 512, 256, 3, 1, 1),
         ]
         .into_iter()
         .flat_map(|c| [(c, false), (c, true)])
@@ -434,10 +446,10 @@ mod tests {
             )
             .permute([0, 3, 1, 2]);
             assert_eq!(got.dims(), want.dims());
-            assert!(max_diff(got.clone(), want) < 1e-4);
+            assert!(close(got.clone(), want, 3e-5));
             let gg = (got * dy).sum().backward();
-            assert!(max_diff(x.grad(&gg).unwrap(), x.grad(&gw).unwrap()) < 1e-4);
-            assert!(max_diff(wt.grad(&gg).unwrap(), wt.grad(&gw).unwrap()) < 1e-3);
+            assert!(close(x.grad(&gg).unwrap(), x.grad(&gw).unwrap(), 3e-5));
+            assert!(close(wt.grad(&gg).unwrap(), wt.grad(&gw).unwrap(), 3e-4));
             assert!(max_diff1(bs.grad(&gg).unwrap(), bs.grad(&gw).unwrap()) < 1e-3);
         }
     }

@@ -71,5 +71,9 @@ pub(super) fn geoms() -> Vec<ConvGeom> {
         // gradient by col2im's scatter-add; 19 images leave a ragged last tile.
         g(19, 12, 10, 1, 24, 4, 2, 1),
         g(5, 9, 9, 3, 64, 4, 2, 1),
+        // 512 channels in and out, 9 MiB of weights, more than any core's L2: the direct kernel's
+        // layer on AVX-512F CPUs, for the forward product and (by the flipped convolution) the
+        // input gradient.
+        g(1, 3, 4, 512, 512, 3, 1, 1),
     ]
 }
