@@ -1,20 +1,22 @@
 //! The forward product as a direct convolution on CPUs with AVX-512F: no im2col copy and no
-//! operand packing per tile. Same result as [`super::forward`]'s GEMM, `y[r, o] = Σ_(i, j, c)
-//! x[b, oy·sh − ph + i, ox·sw − pw + j, c] · W[(i·kw + j)·c + c, o]` (zero outside the image), summed
-//! in another order.
+//! operand packing per tile. Same result as [`super::forward`]'s GEMM, `y[r, o] = Σ_(i, j, ci)
+//! x[b, oy·sh − ph + i, ox·sw − pw + j, ci] · W[(i·kw + j)·c + ci, o]` (zero outside the image),
+//! summed in another order.
 //!
 //! A register block holds [`R`] output positions by 64 output channels (24 accumulators of 16
-//! lanes). For each kernel tap and each run of at most [`CB`] input channels, [`block`] loads the
-//! block's partial sums, adds `CB` rank-1 updates (a broadcast input value per position, four
-//! vector loads of weights), and stores them back; a tap that falls in the zero padding reads a
-//! buffer of zeros, so the input is never copied. The weights are reordered once per call into
-//! `[oc / 64][tap][c][64]`, so that the `CB × 64` weights of one update run (32 KiB) stay in L1
-//! while a tile of [`TILE`] output rows passes them.
+//! lanes). For each kernel tap and each run of at most [`CB`] input channels, [`block_avx512`]
+//! loads the block's partial sums, adds the run's rank-1 updates (a broadcast input value per
+//! position, four vector loads of weights), and stores them back; a tap that falls in the zero
+//! padding reads a buffer of zeros, so the input is never copied. The weights are reordered once
+//! per call into `[oc / 64][tap][c][64]`, so that the `CB × 64` weights of one run (32 KiB) stay
+//! in L1 while a tile of [`TILE`] output rows passes them; the GEMM route instead streams its
+//! whole weight operand from L2 or beyond for every tile of im2col rows, which is where the
+//! direct kernel wins (see [`preferred`]).
 //!
-//! Measured on the CIFAR-10 model's layers (Intel Xeon, family 6 model 207, 2 cores;
-//! `cargo run --release --example conv_ceiling`, BENCHMARKS.md): 394-406 GFLOP/s against the
-//! GEMM path's 328-353, and the microkernel with its operands in L1 at 472-483, against a core
-//! peak of 490.
+//! Measured on an Intel Xeon (family 6 model 207, 2 cores, 2 MiB of L2 a core; `cargo bench --
+//! conv`, BENCHMARKS.md): the microkernel alone with its operands in L1
+//! (`conv/microkernel-l1`) at 238-241 GFLOP/s on one core, against a core peak of 245; the
+//! whole CIFAR-10 layers at 397-400 GFLOP/s on two.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -26,7 +28,7 @@ use super::im2col::{ConvGeom, decompose};
 const R: usize = 6;
 /// Output channels of a register block: four AVX-512 vectors.
 const OB: usize = 64;
-/// Input channels one call of [`block`] reduces over: its weights, `CB × OB` f32 (32 KiB), stay
+/// Input channels one call of [`block_avx512`] reduces over: its weights, `CB × OB` f32 (32 KiB), stay
 /// in L1 across the tile's row blocks.
 const CB: usize = 128;
 /// Output rows a task on rayon's workers covers.
@@ -78,8 +80,9 @@ fn parse_cache_size(s: &str) -> Option<usize> {
     num.parse::<usize>().ok()?.checked_mul(unit)
 }
 
-/// The forward convolution's kernel on this CPU for wide layers (those [`preferred`] takes, at
-/// least): `direct avx512f`, else `im2col+gemm` (as every other layer).
+/// The forward convolution's kernel on this CPU for wide layers (at least 16 input channels,
+/// output channels a multiple of 64, weights larger than the L2 cache): `direct avx512f`, else
+/// `im2col+gemm` (as every other layer).
 pub fn forward_family() -> &'static str {
     if cpu_has_avx512f() {
         "direct avx512f"
