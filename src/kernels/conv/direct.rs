@@ -39,7 +39,7 @@ const TILE: usize = 128;
 /// partial sums as costly as its arithmetic), and not a pointwise kernel (which is one GEMM with
 /// no im2col anyway).
 pub(super) fn usable(g: &ConvGeom) -> bool {
-    cpu_has_avx512f() && g.oc % OB == 0 && g.c >= 16 && !g.pointwise()
+    cpu_has_avx512f() && g.oc.is_multiple_of(OB) && g.c >= 16 && !g.pointwise()
 }
 
 /// Whether [`super::forward`] runs `g` by the direct kernel: where it is [`usable`] and the GEMM
@@ -165,7 +165,7 @@ unsafe fn tile_avx512(
     let (c, oc, kk) = (g.c, g.oc, g.kh * g.kw);
     let (h, w) = (g.h as isize, g.w as isize);
     let n = origin.len();
-    assert!(oc % OB == 0 && yt.len() == n * oc && zeros.len() >= CB);
+    assert!(oc.is_multiple_of(OB) && yt.len() == n * oc && zeros.len() >= CB);
     for o0 in (0..oc).step_by(OB) {
         for tap in 0..kk {
             let (i, j) = ((tap / g.kw) as isize, (tap % g.kw) as isize);
